@@ -1,0 +1,20 @@
+// The subcommands of the `agora` binary. Each add_* registers its commands
+// on the app; a failing command calls fail(), which prints the message and
+// exits with status 1.
+#pragma once
+
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace agora::cli {
+
+[[noreturn]] void fail(const std::string& message);
+
+void add_model_commands(CLI::App& app);
+void add_bench_commands(CLI::App& app);
+void add_up_command(CLI::App& app);
+
+}  // namespace agora::cli
