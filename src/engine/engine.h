@@ -7,6 +7,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.h"
@@ -127,6 +128,7 @@ struct GenerationCallbacks {
 
 struct EngineStats {
   int32_t slots_total = 0;
+  int32_t ctx_per_slot = 0;  // tokens of context each request can use (prompt + output)
   int32_t slots_busy = 0;
   int32_t queued = 0;
   uint64_t decode_steps = 0;
@@ -160,6 +162,14 @@ class Engine {
   virtual bool cancel(RequestId id) = 0;
 
   virtual EngineStats stats() const = 0;
+
+  // Tokenises text as a raw prompt would be (no BOS; special-token markup is
+  // plain text unless `parse_special`). Thread-safe.
+  virtual std::vector<TokenId> tokenize(std::string_view text, bool parse_special) const = 0;
+
+  // The raw bytes a token stands for (may be part of a UTF-8 character);
+  // empty for ids outside the vocabulary. Thread-safe.
+  virtual std::string token_bytes(TokenId token) const = 0;
 };
 
 // Checks a request's parameters without a model (the engine adds the checks

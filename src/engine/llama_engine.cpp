@@ -150,7 +150,7 @@ std::string token_piece(const llama_vocab* vocab, llama_token t, bool special) {
   return big;
 }
 
-std::vector<llama_token> tokenize(const llama_vocab* vocab, std::string_view text, bool add_special,
+std::vector<llama_token> tokenize_text(const llama_vocab* vocab, std::string_view text, bool add_special,
                                   bool parse_special) {
   std::vector<llama_token> out(text.size() + 4);
   int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
@@ -285,7 +285,7 @@ class LlamaEngine final : public Engine {
     }
     auto job = std::make_unique<Job>();
     if (request.prompt) {
-      job->prompt = tokenize(vocab_, *request.prompt, true, false);
+      job->prompt = tokenize_text(vocab_, *request.prompt, true, false);
     } else {
       auto toks = tokenize_chat(request.messages);
       if (!toks) return toks.error();
@@ -329,6 +329,7 @@ class LlamaEngine final : public Engine {
   EngineStats stats() const override {
     EngineStats s;
     s.slots_total = static_cast<int32_t>(slots_.size());
+    s.ctx_per_slot = n_ctx_slot_;
     s.slots_busy = busy_.load(std::memory_order_relaxed);
     s.queued = queued_.load(std::memory_order_relaxed);
     s.decode_steps = decode_steps_.load(std::memory_order_relaxed);
@@ -336,6 +337,15 @@ class LlamaEngine final : public Engine {
     s.prompt_tokens_processed = prompt_processed_.load(std::memory_order_relaxed);
     s.prompt_tokens_reused = prompt_reused_.load(std::memory_order_relaxed);
     return s;
+  }
+
+  std::vector<TokenId> tokenize(std::string_view text, bool parse_special) const override {
+    return tokenize_text(vocab_, text, false, parse_special);
+  }
+
+  std::string token_bytes(TokenId token) const override {
+    if (token < 0 || token >= n_vocab_) return {};
+    return token_piece(vocab_, token, false);
   }
 
  private:
@@ -358,11 +368,11 @@ class LlamaEngine final : public Engine {
       if (at == std::string_view::npos) {
         return make_error(Errc::unsupported, "the model's chat template drops or reorders messages");
       }
-      auto head = tokenize(vocab_, rest.substr(0, at), first, true);
+      auto head = tokenize_text(vocab_, rest.substr(0, at), first, true);
       out.insert(out.end(), head.begin(), head.end());
       first = false;
       if (i == messages.size()) break;
-      auto body = tokenize(vocab_, messages[i].content, false, false);
+      auto body = tokenize_text(vocab_, messages[i].content, false, false);
       out.insert(out.end(), body.begin(), body.end());
       rest.remove_prefix(at + marks[i].size());
     }
@@ -683,6 +693,7 @@ Result<std::unique_ptr<Engine>> open_llama_engine(const EngineOptions& opts) {
   cp.n_seq_max = static_cast<uint32_t>(opts.slots);
   cp.n_batch = static_cast<uint32_t>(opts.batch + opts.slots);
   cp.n_ubatch = cp.n_batch;
+  cp.n_outputs_max = static_cast<uint32_t>(opts.slots);  // one row of logits per slot per step
   cp.n_threads = threads;
   cp.n_threads_batch = threads;
   cp.kv_unified = false;  // one KV stream per slot: results do not depend on the neighbours

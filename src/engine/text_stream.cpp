@@ -64,7 +64,12 @@ StreamEvent TokenTextStream::push(std::string_view token_bytes, TokenLogprob log
   if (done_) return ev;
   std::string text = utf8_.push(token_bytes);
   decoded_ += text.size();
-  if (with_logprob) pending_.push_back({decoded_, std::move(logprob)});
+  // A token whose last character is still incomplete ends where that
+  // character does, which a later token decides.
+  if (utf8_.pending() == 0) {
+    for (auto it = pending_.rbegin(); it != pending_.rend() && it->end == kOpen; ++it) it->end = decoded_;
+  }
+  if (with_logprob) pending_.push_back({utf8_.pending() == 0 ? decoded_ : kOpen, std::move(logprob)});
   auto out = stop_.push(text);
   if (out.stopped) {
     // Tokens that reach into the stop sequence are not part of the answer.

@@ -54,8 +54,9 @@ class TokenTextStream {
   StopMatcher stop_;
   size_t decoded_ = 0;   // bytes of text produced by the UTF-8 decoder so far
   size_t released_ = 0;  // bytes released to the client so far
+  static constexpr size_t kOpen = static_cast<size_t>(-1);
   struct Pending {
-    size_t end;  // decoded_ after this token
+    size_t end;  // decoded_ once all of this token's bytes are decoded; kOpen until then
     TokenLogprob lp;
   };
   std::deque<Pending> pending_;
