@@ -9,6 +9,11 @@
 #include <future>
 #include <mutex>
 
+#include <spdlog/sinks/ostream_sink.h>
+
+#include <sstream>
+
+#include "common/log.h"
 #include "common/utf8.h"
 #include "support/test_models.h"
 
@@ -396,6 +401,31 @@ TEST_F(EngineTest, GenerationStopsAtTheEndOfTheSlotsContext) {
   EXPECT_EQ(c.finish, FinishReason::length);
   EXPECT_GE(small->stats().ctx_per_slot, 48);
   EXPECT_EQ(c.usage.prompt_tokens + c.usage.completion_tokens, small->stats().ctx_per_slot + 1);
+}
+
+TEST(EngineLogs, NeverContainPromptOrCompletionText) {
+  std::ostringstream captured;
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(captured));
+  logger->set_level(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::trace);
+  std::string completion;
+  {
+    auto engine = open_tiny();
+    ASSERT_NE(engine, nullptr);
+    auto r = chat("my secret is PLUM-7731-ZEBRA", 16);
+    r.messages.insert(r.messages.begin(), {"system", "SYSTEM-CANARY-4410"});
+    r.ignore_eos = true;
+    completion = run(*engine, r).text;
+  }
+  spdlog::set_default_logger(previous);
+  const std::string logs = captured.str();
+  EXPECT_NE(logs.find("engine_request_done"), std::string::npos);  // logging was on
+  EXPECT_EQ(logs.find("PLUM-7731-ZEBRA"), std::string::npos);
+  EXPECT_EQ(logs.find("SYSTEM-CANARY-4410"), std::string::npos);
+  ASSERT_GE(completion.size(), 12u);
+  EXPECT_EQ(logs.find(completion), std::string::npos);
 }
 
 // ---------------------------------------------------------------- continuous batching
