@@ -48,7 +48,6 @@ Row run_level(engine::Engine& eng, const BenchArgs& a, int32_t streams, int32_t 
   std::mutex mu;
   std::condition_variable cv;
   std::vector<engine::Completion> done;
-  const auto t0 = std::chrono::steady_clock::now();
   for (int32_t s = 0; s < streams; ++s) {
     engine::GenerationRequest r;
     r.prompt = make_prompt(a.prompt_tokens, s, round);
@@ -66,7 +65,6 @@ Row run_level(engine::Engine& eng, const BenchArgs& a, int32_t streams, int32_t 
   }
   std::unique_lock lock(mu);
   cv.wait(lock, [&] { return static_cast<int32_t>(done.size()) == streams; });
-  const double wall_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   Row row;
   row.streams = streams;
   double prompt_tokens = 0, gen_tokens = 0, max_prefill = 0, max_decode = 0, ttft = 0;
@@ -79,7 +77,6 @@ Row run_level(engine::Engine& eng, const BenchArgs& a, int32_t streams, int32_t 
     max_decode = std::max(max_decode, c.timings.decode_ms);
     ttft += c.timings.queued_ms + c.timings.prompt_ms;
   }
-  (void)wall_ms;
   row.pp_tps = prompt_tokens * 1000.0 / max_prefill;
   row.decode_tps = gen_tokens * 1000.0 / max_decode;
   row.per_stream_tps = row.decode_tps / streams;

@@ -479,8 +479,6 @@ class LlamaEngine final : public Engine {
       best->cache.resize(keep);
     }
     job->n_past = best->cache.size();
-    job->result.id = job->id;
-    job->result.usage.prompt_tokens = static_cast<int32_t>(job->prompt.size());
     job->result.usage.cached_prompt_tokens = static_cast<int32_t>(job->n_past);
     prompt_reused_.fetch_add(job->n_past, std::memory_order_relaxed);
     job->started = clock_.now();
