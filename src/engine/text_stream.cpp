@@ -73,13 +73,7 @@ StreamEvent TokenTextStream::push(std::string_view token_bytes, TokenLogprob log
   auto out = stop_.push(text);
   if (out.stopped) {
     // Tokens that reach into the stop sequence are not part of the answer.
-    const size_t cut = released_ + out.text.size();
-    released_ = cut;
-    ev.text = std::move(out.text);
-    while (!pending_.empty() && pending_.front().end <= cut) {
-      ev.logprobs.push_back(std::move(pending_.front().lp));
-      pending_.pop_front();
-    }
+    release(std::move(out.text), ev, false);
     pending_.clear();
     stopped = true;
     done_ = true;

@@ -57,6 +57,24 @@ Completion run(Engine& e, GenerationRequest r, std::vector<StreamEvent>* events 
   return c ? std::move(*c) : Completion{};
 }
 
+// Callbacks that signal the first streamed event and deliver the completion.
+struct Watched {
+  std::promise<void> started;
+  std::promise<Completion> done;
+  bool seen = false;
+  GenerationCallbacks callbacks() {
+    GenerationCallbacks cb;
+    cb.on_event = [this](const StreamEvent&) {
+      if (!seen) {
+        seen = true;
+        started.set_value();
+      }
+    };
+    cb.on_done = [this](Completion c) { done.set_value(std::move(c)); };
+    return cb;
+  }
+};
+
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -291,20 +309,11 @@ TEST_F(EngineTest, CancellingAQueuedRequest) {
   // One slot: the second request waits behind the first.
   auto long_req = chat("Long one.", 400);
   long_req.ignore_eos = true;
-  std::promise<Completion> first_done, second_done;
-  std::promise<void> first_started;
-  bool started = false;
-  GenerationCallbacks a;
-  a.on_event = [&](const StreamEvent&) {
-    if (!started) {
-      started = true;
-      first_started.set_value();
-    }
-  };
-  a.on_done = [&](Completion c) { first_done.set_value(std::move(c)); };
-  auto id1 = engine_->submit(long_req, std::move(a));
+  Watched first;
+  std::promise<Completion> second_done;
+  auto id1 = engine_->submit(long_req, first.callbacks());
   ASSERT_TRUE(id1.ok());
-  first_started.get_future().wait();
+  first.started.get_future().wait();
   GenerationCallbacks b;
   b.on_done = [&](Completion c) { second_done.set_value(std::move(c)); };
   auto id2 = engine_->submit(chat("Queued."), std::move(b));
@@ -314,7 +323,7 @@ TEST_F(EngineTest, CancellingAQueuedRequest) {
   EXPECT_EQ(c2.finish, FinishReason::cancelled);
   EXPECT_EQ(c2.usage.completion_tokens, 0);
   EXPECT_TRUE(engine_->cancel(*id1));
-  EXPECT_EQ(first_done.get_future().get().finish, FinishReason::cancelled);
+  EXPECT_EQ(first.done.get_future().get().finish, FinishReason::cancelled);
 }
 
 TEST_F(EngineTest, RepeatedPromptReusesTheSlotsKvCache) {
@@ -508,23 +517,13 @@ TEST(EngineBatching, ConcurrentRequestsMatchSequentialOnes) {
 TEST(EngineBatching, DestroyingTheEngineCancelsWork) {
   auto engine = open_tiny(2);
   ASSERT_NE(engine, nullptr);
-  std::promise<Completion> done;
-  std::promise<void> started;
-  bool once = false;
-  GenerationCallbacks cb;
-  cb.on_event = [&](const StreamEvent&) {
-    if (!once) {
-      once = true;
-      started.set_value();
-    }
-  };
-  cb.on_done = [&](Completion c) { done.set_value(std::move(c)); };
+  Watched w;
   auto r = chat("forever", 400);
   r.ignore_eos = true;
-  ASSERT_TRUE(engine->submit(r, std::move(cb)).ok());
-  started.get_future().wait();
+  ASSERT_TRUE(engine->submit(r, w.callbacks()).ok());
+  w.started.get_future().wait();
   engine.reset();
-  EXPECT_EQ(done.get_future().get().finish, FinishReason::cancelled);
+  EXPECT_EQ(w.done.get_future().get().finish, FinishReason::cancelled);
 }
 
 }  // namespace
