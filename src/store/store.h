@@ -1,0 +1,114 @@
+// Store: the gateway's durable state (API keys, providers, generation
+// records, a snapshot of connected nodes). The real one is SQLite in WAL mode
+// (sqlite_store.h); the CLI (`agora keys`, `agora providers`) and a running
+// gateway open the same file concurrently.
+//
+// Threading: one Store object is used by one thread at a time (the gateway
+// keeps its Store on a background writer thread, never on the event loop).
+// Secrets never reach the Store: only their SHA-256 (hex) and a short display
+// prefix such as "gk_3fA9".
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace agora::store {
+
+struct ApiKeyRecord {
+  std::string id;      // "key_" + 16 base62 characters; safe to show and log
+  std::string name;    // operator's label
+  std::string prefix;  // first 7 characters of the key, e.g. "gk_3fA9"
+  std::string hash;    // lower-case hex SHA-256 of the whole key
+  int64_t created_ms = 0;                // Unix epoch milliseconds
+  std::optional<int64_t> revoked_ms;     // set once revoked; never cleared
+};
+
+struct ProviderRecord {
+  std::string id;      // "prov_" + 16 base62 characters
+  std::string name;    // unique among providers
+  std::string prefix;  // first 7 characters of the token, e.g. "pt_Xy12"
+  std::string hash;    // lower-case hex SHA-256 of the whole token
+  int64_t created_ms = 0;
+  std::optional<int64_t> revoked_ms;
+};
+
+// One finished (or failed) chat completion: metadata only, never content.
+struct GenerationRecord {
+  std::string id;           // "gen-" + random, as returned to the client
+  std::string key_id;       // the API key that made it
+  std::string provider_id;
+  std::string node_id;
+  std::string model;        // the model name the client asked for
+  std::string model_sha256;
+  std::string attestation;  // trust level used, "standard" for now
+  std::string finish_reason;  // "stop" | "length" | "cancelled" | "error"
+  bool stream = false;
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+  int32_t cached_prompt_tokens = 0;
+  double queued_ms = 0;   // gateway: admitted -> sent to a node
+  double prompt_ms = 0;   // node: prompt processing
+  double decode_ms = 0;   // node: first token -> finish
+  double total_ms = 0;    // gateway: admitted -> finished
+  int64_t created_ms = 0;
+};
+
+// A connected node as the gateway last saw it (for `agora providers list`).
+struct NodeRecord {
+  std::string node_id;
+  std::string provider_id;
+  std::string region;
+  std::string agent;        // node software, e.g. "agora/0.1.0"
+  std::string models_json;  // JSON array: [{"name","sha256","quantization","slots","busy"}]
+  int32_t slots = 0;
+  int32_t slots_busy = 0;
+  int64_t connected_ms = 0;
+  int64_t updated_ms = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // ---- API keys
+  // Creates a key record with a fresh id. Errors: invalid_argument (empty
+  // name or hash), io_error.
+  virtual Result<ApiKeyRecord> create_api_key(const std::string& name, const std::string& prefix,
+                                              const std::string& hash, int64_t now_ms) = 0;
+  // All keys, oldest first, revoked ones included.
+  virtual Result<std::vector<ApiKeyRecord>> list_api_keys() = 0;
+  // Revokes by id ("key_…") or by hash. Errors: not_found. Revoking an
+  // already revoked key succeeds and keeps the first revocation time.
+  virtual Result<ApiKeyRecord> revoke_api_key(const std::string& id_or_hash, int64_t now_ms) = 0;
+
+  // ---- providers
+  // Errors: invalid_argument (empty name, or a provider with that name exists).
+  virtual Result<ProviderRecord> create_provider(const std::string& name, const std::string& prefix,
+                                                 const std::string& hash, int64_t now_ms) = 0;
+  virtual Result<std::vector<ProviderRecord>> list_providers() = 0;
+  // By id ("prov_…"), name or hash. Errors: not_found.
+  virtual Result<ProviderRecord> revoke_provider(const std::string& id_name_or_hash, int64_t now_ms) = 0;
+
+  // ---- generations (written by the gateway in batches, one transaction each)
+  virtual Status insert_generations(std::span<const GenerationRecord> records) = 0;
+  // Errors: not_found.
+  virtual Result<GenerationRecord> get_generation(const std::string& id) = 0;
+
+  // ---- connected nodes (the gateway is the only writer)
+  // Replaces the whole snapshot in one transaction.
+  virtual Status replace_nodes(std::span<const NodeRecord> nodes) = 0;
+  virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
+
+  // A number that changes whenever another connection to the same database
+  // commits (SQLite's PRAGMA data_version): the gateway polls it to notice
+  // keys and providers created or revoked by the CLI without a restart.
+  virtual Result<uint64_t> data_version() = 0;
+};
+
+}  // namespace agora::store
