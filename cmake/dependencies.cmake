@@ -9,11 +9,11 @@ find_package(CLI11 REQUIRED)
 find_package(SQLite3 REQUIRED)
 # Boost 1.81 (Debian's libboost1.81-dev): Asio + Beast with C++20 coroutines,
 # and Boost.JSON (compiled library).
-find_package(Boost 1.81 EXACT CONFIG REQUIRED COMPONENTS json)
+find_package(Boost 1.81 CONFIG REQUIRED COMPONENTS json)
 add_library(agora_boost INTERFACE)
 target_link_libraries(agora_boost INTERFACE Boost::headers Boost::json Threads::Threads)
 target_compile_definitions(agora_boost INTERFACE
-  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW BOOST_ASIO_DISABLE_CONCEPTS)
+  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW)
 # toml++ (header-only; Debian ships a pkg-config file and a CMake package)
 find_package(tomlplusplus CONFIG QUIET)
 if(NOT tomlplusplus_FOUND)

@@ -16,5 +16,8 @@ namespace agora::cli {
 void add_model_commands(CLI::App& app);
 void add_bench_commands(CLI::App& app);
 void add_up_command(CLI::App& app);
+void add_admin_commands(CLI::App& app);  // keys, providers
+void add_gateway_command(CLI::App& app);
+void add_node_command(CLI::App& app);
 
 }  // namespace agora::cli

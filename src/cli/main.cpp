@@ -31,6 +31,9 @@ int main(int argc, char** argv) {
   agora::cli::add_model_commands(app);
   agora::cli::add_bench_commands(app);
   agora::cli::add_up_command(app);
+  agora::cli::add_admin_commands(app);
+  agora::cli::add_gateway_command(app);
+  agora::cli::add_node_command(app);
 
   CLI11_PARSE(app, argc, argv);
   return 0;

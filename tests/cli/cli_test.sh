@@ -56,5 +56,126 @@ set +e
 set -e
 check "unknown preset is a usage error" test "$rc" -ne 0
 
+# ---- keys and providers (the database in a data directory)
+data="$work/data"
+help=$("$agora" --help)
+for sub in keys providers; do
+  check "--help lists $sub" grep -q "^  $sub" <<<"$help"
+done
+for sub in "keys create" "keys list" "keys revoke" "providers register" "providers list" "providers revoke"; do
+  # shellcheck disable=SC2086
+  check "$sub --help documents --data-dir" grep -q -- "--data-dir" <<<"$("$agora" $sub --help)"
+done
+
+# create: the key alone on stdout, one line; the id on stderr; the database private.
+"$agora" keys create --data-dir "$data" --name alice >"$work/key1.out" 2>"$work/key1.err"
+key1=$(cat "$work/key1.out")
+check "keys create prints one line" test "$(wc -l <"$work/key1.out")" -eq 1
+check "keys create prints only the key" grep -Eqx 'gk_[0-9A-Za-z]{43}' "$work/key1.out"
+check "keys create says the id on stderr" grep -Eq '^created API key key_[0-9A-Za-z]{16} \(alice\); it is shown only once$' "$work/key1.err"
+id1=$(grep -Eo 'key_[0-9A-Za-z]{16}' "$work/key1.err")
+check "database file is agora.db, mode 600" test "$(stat -c %a "$data/agora.db")" = 600
+key2=$(AGORA_DATA_DIR="$data" "$agora" keys create --name "bob the builder" 2>/dev/null)
+check "AGORA_DATA_DIR selects the data directory" grep -Eqx 'gk_[0-9A-Za-z]{43}' <<<"$key2"
+check "two keys differ" test "$key1" != "$key2"
+check "the key is not stored in the clear" bash -c '! cat "$1"/agora.db* | grep -aqF "$2"' _ "$data" "$key1"
+
+list=$("$agora" keys list --data-dir "$data")
+check "keys list: header" grep -Eq '^ID +NAME +KEY +CREATED +STATUS$' <<<"$list"
+check "keys list: alice with prefix, UTC time, active" \
+  grep -Eq "^$id1 +alice +${key1:0:7}… +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z +active$" <<<"$list"
+check "keys list: bob" grep -q "bob the builder" <<<"$list"
+check "keys list never shows a whole key" bash -c '! grep -qF -e "$1" -e "$2" <<<"$3"' _ "$key1" "$key2" "$list"
+json=$("$agora" keys list --data-dir "$data" --json)
+check "keys list --json: an array" grep -q '^\[{.*}\]$' <<<"$json"
+check "keys list --json: fields" grep -q "\"id\":\"$id1\",\"name\":\"alice\",\"prefix\":\"${key1:0:7}\"" <<<"$json"
+check "keys list --json: active" grep -q '"status":"active","revoked":null' <<<"$json"
+
+# revoke by id, and by the full key
+out=$("$agora" keys revoke --data-dir "$data" "$id1")
+check "keys revoke by id" test "$out" = "revoked API key $id1 (alice)"
+check "keys list shows the revocation" grep -Eq "^$id1 .* revoked at [0-9T:Z-]+$" <<<"$("$agora" keys list --data-dir "$data")"
+out=$("$agora" keys revoke --data-dir "$data" "$id1")
+check "revoking twice keeps the first time" grep -q "was already revoked at" <<<"$out"
+out=$("$agora" keys revoke --data-dir "$data" "$key2")
+check "keys revoke by the full key" grep -q "^revoked API key key_.* (bob the builder)$" <<<"$out"
+check "keys list --json: revoked" test "$("$agora" keys list --data-dir "$data" --json | grep -o '"status":"revoked"' | wc -l)" -eq 2
+
+# errors: clear message, exit 1, nothing echoed that should not be
+set +e
+unknown_key=$("$agora" keys create --data-dir "$work/other" --name x 2>/dev/null)
+err=$("$agora" keys revoke --data-dir "$data" "$unknown_key" 2>&1); rc=$?
+set -e
+check "revoking an unknown key exits 1" test "$rc" -eq 1
+check "revoking an unknown key says not_found" grep -q "^error: not_found: no API key matches the API key ${unknown_key:0:7}…$" <<<"$err"
+check "the error does not echo the key" bash -c '! grep -qF "$1" <<<"$2"' _ "$unknown_key" "$err"
+set +e
+err=$("$agora" keys revoke --data-dir "$data" key_nope 2>&1); rc=$?
+set -e
+check "unknown key id exits 1 with not_found" bash -c '[ "$1" -eq 1 ] && grep -q "error: not_found" <<<"$2"' _ "$rc" "$err"
+set +e
+err=$("$agora" keys revoke --data-dir "$data" hello 2>&1); rc=$?
+set -e
+check "a malformed key exits 1 with invalid_argument" bash -c '[ "$1" -eq 1 ] && grep -q "error: invalid_argument" <<<"$2"' _ "$rc" "$err"
+set +e
+err=$("$agora" keys list --data-dir "$work/nowhere" 2>&1); rc=$?
+set -e
+check "keys list on a missing data dir exits 1" test "$rc" -eq 1
+check "... says not_found" grep -q "error: not_found: no Agora database" <<<"$err"
+check "... and creates nothing" test ! -e "$work/nowhere"
+set +e
+"$agora" keys create --data-dir "$data" >/dev/null 2>&1; rc=$?
+set -e
+check "keys create without --name is a usage error" test "$rc" -ne 0
+
+# providers
+"$agora" providers register --data-dir "$data" --name acme >"$work/tok.out" 2>"$work/tok.err"
+token=$(cat "$work/tok.out")
+check "providers register prints one line" test "$(wc -l <"$work/tok.out")" -eq 1
+check "providers register prints only the token" grep -Eqx 'pt_[0-9A-Za-z]{43}' "$work/tok.out"
+check "providers register says the id on stderr" grep -Eq '^registered provider prov_[0-9A-Za-z]{16} \(acme\)' "$work/tok.err"
+prov=$(grep -Eo 'prov_[0-9A-Za-z]{16}' "$work/tok.err")
+"$agora" providers register --data-dir "$data" --name globex >/dev/null 2>&1
+set +e
+err=$("$agora" providers register --data-dir "$data" --name acme 2>&1 >/dev/null); rc=$?
+set -e
+check "a duplicate provider name exits 1" test "$rc" -eq 1
+check "... and says so" grep -q "error: invalid_argument: .*named 'acme' already exists" <<<"$err"
+list=$("$agora" providers list --data-dir "$data")
+check "providers list: acme" grep -Eq "^$prov +acme +${token:0:7}… +[0-9T:Z-]+ +active$" <<<"$list"
+check "providers list: no nodes yet" grep -q "^    no connected nodes$" <<<"$list"
+check "providers list: one header for both providers" test "$(grep -c '^ID ' <<<"$list")" -eq 1
+check "providers list: globex" grep -Eq "^prov_[0-9A-Za-z]{16} +globex +pt_" <<<"$list"
+json=$("$agora" providers list --data-dir "$data" --json)
+check "providers list --json: nodes array" grep -q "\"id\":\"$prov\",\"name\":\"acme\".*\"nodes\":\[\]" <<<"$json"
+
+# Connected nodes, as a gateway would have written them (needs an SQLite client).
+sql() {
+  if command -v sqlite3 >/dev/null; then sqlite3 "$data/agora.db" "$1"
+  elif command -v python3 >/dev/null; then python3 -c 'import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()' "$data/agora.db" "$1"
+  else return 2; fi
+}
+now_ms=$(($(date +%s) * 1000))
+models='[{"name":"tiny","sha256":"ab","quantization":"q8_0","slots":4,"busy":1}]'
+if sql "INSERT INTO nodes VALUES ('node-fresh','$prov','eu-west','agora/0.1.0','$models',4,1,$((now_ms - 60000)),$now_ms),
+                                ('node-old','$prov','us-east','agora/0.1.0','[]',2,0,$((now_ms - 600000)),$((now_ms - 30000)))"; then
+  list=$("$agora" providers list --data-dir "$data")
+  check "providers list: a node with its models" grep -Eq "^    node-fresh +eu-west +agora/0.1.0 +tiny q8_0 \(1/4 busy\) +[0-9T:Z-]+ +[0-9] s ago$" <<<"$list"
+  check "providers list: an old report is stale" grep -Eq "^    node-old +us-east .* 3[0-9] s ago \(stale\)$" <<<"$list"
+  json=$("$agora" providers list --data-dir "$data" --json)
+  check "providers list --json: node fields" grep -q '"node_id":"node-fresh","region":"eu-west","agent":"agora/0.1.0","models":\[{"name":"tiny"' <<<"$json"
+  check "providers list --json: stale flag" grep -q '"node_id":"node-old".*"stale":true' <<<"$json"
+else
+  echo "skip providers list with nodes (no sqlite3 or python3 to write the snapshot)"
+fi
+
+out=$("$agora" providers revoke --data-dir "$data" acme)
+check "providers revoke by name" test "$out" = "revoked provider $prov (acme)"
+check "providers list shows the revocation" grep -Eq "^$prov +acme .* revoked at [0-9T:Z-]+$" <<<"$("$agora" providers list --data-dir "$data")"
+set +e
+err=$("$agora" providers revoke --data-dir "$data" initech 2>&1); rc=$?
+set -e
+check "revoking an unknown provider exits 1 with not_found" bash -c '[ "$1" -eq 1 ] && grep -q "^error: not_found: no provider matches '"'"'initech'"'"'$" <<<"$2"' _ "$rc" "$err"
+
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

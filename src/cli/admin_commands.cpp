@@ -1,0 +1,455 @@
+// `agora keys create | list | revoke` and `agora providers register | list |
+// revoke`: the operator's commands on the gateway's database
+// (DATA_DIR/agora.db). They work while a gateway runs on the same file: it
+// notices the changes through Store::data_version().
+//
+// Secrets are printed once, alone on stdout, and never stored: the database
+// keeps their SHA-256 and a 7-character display prefix.
+#include <fmt/format.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/clock.h"
+#include "crypto/random.h"
+#include "crypto/sha256.h"
+#include "store/sqlite_store.h"
+
+namespace agora::cli {
+namespace {
+
+namespace json = boost::json;
+
+constexpr const char* kKeyPrefix = "gk_";
+constexpr const char* kTokenPrefix = "pt_";
+constexpr size_t kMaxNameBytes = 100;
+// A node snapshot the gateway has not refreshed for this long is stale (the
+// gateway is gone, or the node stopped reporting).
+constexpr int64_t kStaleAfterMs = 10'000;
+
+struct CreateArgs {
+  std::string data_dir;
+  std::string name;
+};
+struct ListArgs {
+  std::string data_dir;
+  bool json = false;
+};
+struct RevokeArgs {
+  std::string data_dir;
+  std::string target;
+};
+
+// ---- helpers
+
+int64_t now_ms() {
+  return SystemClock::instance().unix_millis();
+}
+
+// Operator-chosen labels: 1..100 bytes, no control characters.
+void check_name(const std::string& name) {
+  if (name.empty()) fail("--name must not be empty");
+  if (name.size() > kMaxNameBytes)
+    fail(fmt::format("--name is longer than {} bytes", kMaxNameBytes));
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) fail("--name must not contain control characters");
+  }
+}
+
+// Opens DIR/agora.db. `create`: make it when missing (create/register);
+// otherwise a missing database is an error, so that a mistyped --data-dir
+// does not silently show an empty list or leave a stray directory behind.
+std::unique_ptr<store::Store> open_store(const std::string& data_dir, bool create) {
+  const auto path = store::database_path(data_dir);
+  std::error_code ec;
+  if (!create && !std::filesystem::exists(path, ec)) {
+    fail(fmt::format("not_found: no Agora database at {} (check --data-dir or $AGORA_DATA_DIR)",
+                     path.string()));
+  }
+  auto s = store::open_sqlite_store(path);
+  if (!s) fail(s.error().to_string());
+  return std::move(s).value();
+}
+
+// "2025-01-31T12:00:00Z"
+std::string iso_utc(int64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  if (!gmtime_r(&secs, &tm)) return std::to_string(ms);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// "4 s ago", "3 min ago", "2 h ago", "5 d ago"
+std::string age(int64_t ms) {
+  const int64_t s = ms < 0 ? 0 : ms / 1000;
+  if (s < 120) return fmt::format("{} s ago", s);
+  if (s < 7200) return fmt::format("{} min ago", s / 60);
+  if (s < 172800) return fmt::format("{} h ago", s / 3600);
+  return fmt::format("{} d ago", s / 86400);
+}
+
+std::string status_text(const std::optional<int64_t>& revoked_ms) {
+  return revoked_ms ? "revoked at " + iso_utc(*revoked_ms) : "active";
+}
+
+// Columns as the terminal shows them: UTF-8 code points ("…" is one).
+size_t display_width(const std::string& s) {
+  size_t n = 0;
+  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
+// Left-aligned columns, two spaces apart, one string per row (rows[0]: the header).
+std::vector<std::string> format_table(const std::vector<std::vector<std::string>>& rows,
+                                      const std::string& indent = "") {
+  std::vector<size_t> width;
+  for (const auto& row : rows) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], display_width(row[i]));
+  }
+  std::vector<std::string> lines;
+  for (const auto& row : rows) {
+    std::string line = indent;
+    for (size_t i = 0; i < row.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line.append(width[i] - display_width(row[i]) + 2, ' ');
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+void print_table(const std::vector<std::vector<std::string>>& rows,
+                 const std::string& indent = "") {
+  for (const auto& line : format_table(rows, indent)) std::printf("%s\n", line.c_str());
+}
+
+// Fields common to keys and providers, for --json.
+template <class Record>
+json::object credential_json(const Record& r) {
+  json::object o;
+  o["id"] = r.id;
+  o["name"] = r.name;
+  o["prefix"] = r.prefix;
+  o["created"] = iso_utc(r.created_ms);
+  o["created_ms"] = r.created_ms;
+  o["status"] = r.revoked_ms ? "revoked" : "active";
+  if (r.revoked_ms) {
+    o["revoked"] = iso_utc(*r.revoked_ms);
+    o["revoked_ms"] = *r.revoked_ms;
+  } else {
+    o["revoked"] = nullptr;
+    o["revoked_ms"] = nullptr;
+  }
+  return o;
+}
+
+template <class Record>
+std::vector<std::string> credential_row(const Record& r) {
+  return {r.id, r.name, r.prefix + "…", iso_utc(r.created_ms), status_text(r.revoked_ms)};
+}
+
+// A full secret of the given kind ("gk_" + 43 base62)? Then it is hashed
+// before any lookup, and never echoed.
+bool looks_like_secret(const std::string& s, std::string_view prefix) {
+  if (s.size() != prefix.size() + crypto::kSecretRandomChars ||
+      s.compare(0, prefix.size(), prefix) != 0) {
+    return false;
+  }
+  for (size_t i = prefix.size(); i < s.size(); ++i) {
+    if (!std::isalnum(static_cast<unsigned char>(s[i]))) return false;
+  }
+  return true;
+}
+
+// ---- keys
+
+void run_keys_create(const CreateArgs& a) {
+  check_name(a.name);
+  auto db = open_store(a.data_dir, /*create=*/true);
+  const std::string secret = crypto::new_secret(kKeyPrefix);
+  auto key = db->create_api_key(a.name, crypto::secret_display_prefix(secret),
+                                crypto::sha256_hex(secret), now_ms());
+  if (!key) fail(key.error().to_string());
+  std::printf("%s\n", secret.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "created API key %s (%s); it is shown only once\n", key->id.c_str(),
+               key->name.c_str());
+}
+
+void run_keys_list(const ListArgs& a) {
+  auto db = open_store(a.data_dir, /*create=*/false);
+  auto keys = db->list_api_keys();
+  if (!keys) fail(keys.error().to_string());
+  if (a.json) {
+    json::array out;
+    for (const auto& k : *keys) out.push_back(credential_json(k));
+    std::printf("%s\n", json::serialize(out).c_str());
+    return;
+  }
+  if (keys->empty()) {
+    std::fprintf(stderr, "no API keys yet (create one with `agora keys create --name NAME`)\n");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows{{"ID", "NAME", "KEY", "CREATED", "STATUS"}};
+  for (const auto& k : *keys) rows.push_back(credential_row(k));
+  print_table(rows);
+}
+
+void run_keys_revoke(const RevokeArgs& a) {
+  const bool by_secret = looks_like_secret(a.target, kKeyPrefix);
+  if (!by_secret && a.target.rfind("key_", 0) != 0) {
+    fail("invalid_argument: '" + a.target +
+         "' is neither a key id (key_…) nor an API key (gk_ and 43 letters and digits)");
+  }
+  const std::string shown =
+      by_secret ? "the API key " + crypto::secret_display_prefix(a.target) + "…" : a.target;
+  auto db = open_store(a.data_dir, /*create=*/false);
+  const int64_t now = now_ms();
+  auto key = db->revoke_api_key(by_secret ? crypto::sha256_hex(a.target) : a.target, now);
+  if (!key) {
+    if (key.error().code == Errc::not_found) fail("not_found: no API key matches " + shown);
+    fail(key.error().to_string());
+  }
+  if (key->revoked_ms && *key->revoked_ms < now) {
+    std::printf("API key %s (%s) was already revoked at %s\n", key->id.c_str(), key->name.c_str(),
+                iso_utc(*key->revoked_ms).c_str());
+  } else {
+    std::printf("revoked API key %s (%s)\n", key->id.c_str(), key->name.c_str());
+  }
+}
+
+// ---- providers
+
+// models_json as stored by the gateway; an unreadable one becomes [].
+json::array parse_models(const std::string& models_json) {
+  boost::system::error_code ec;
+  json::value v = json::parse(models_json, ec);
+  if (ec || !v.is_array()) return {};
+  return v.as_array();
+}
+
+std::string models_text(const json::array& models) {
+  if (models.empty()) return "no models";
+  std::string out;
+  for (const auto& m : models) {
+    if (!m.is_object()) continue;
+    const auto& o = m.as_object();
+    auto str = [&](const char* k) -> std::string {
+      const auto* p = o.if_contains(k);
+      return p && p->is_string() ? std::string(p->as_string()) : std::string();
+    };
+    auto num = [&](const char* k) -> int64_t {
+      const auto* p = o.if_contains(k);
+      return p && p->is_int64() ? p->as_int64() : 0;
+    };
+    if (!out.empty()) out += ", ";
+    out += str("name").empty() ? "?" : str("name");
+    if (!str("quantization").empty()) out += " " + str("quantization");
+    out += fmt::format(" ({}/{} busy)", num("busy"), num("slots"));
+  }
+  return out;
+}
+
+void print_provider_nodes(const std::vector<store::NodeRecord>& nodes, int64_t now) {
+  if (nodes.empty()) {
+    std::printf("    no connected nodes\n");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows{
+      {"NODE", "REGION", "AGENT", "MODELS", "CONNECTED", "UPDATED"}};
+  for (const auto& n : nodes) {
+    const bool stale = now - n.updated_ms > kStaleAfterMs;
+    rows.push_back({n.node_id, n.region.empty() ? "-" : n.region, n.agent,
+                    models_text(parse_models(n.models_json)), iso_utc(n.connected_ms),
+                    age(now - n.updated_ms) + (stale ? " (stale)" : "")});
+  }
+  print_table(rows, "    ");
+}
+
+json::object node_json(const store::NodeRecord& n, int64_t now) {
+  json::object o;
+  o["node_id"] = n.node_id;
+  o["region"] = n.region;
+  o["agent"] = n.agent;
+  o["models"] = parse_models(n.models_json);
+  o["slots"] = n.slots;
+  o["slots_busy"] = n.slots_busy;
+  o["connected"] = iso_utc(n.connected_ms);
+  o["connected_ms"] = n.connected_ms;
+  o["updated"] = iso_utc(n.updated_ms);
+  o["updated_ms"] = n.updated_ms;
+  o["stale"] = now - n.updated_ms > kStaleAfterMs;
+  return o;
+}
+
+void run_providers_register(const CreateArgs& a) {
+  check_name(a.name);
+  auto db = open_store(a.data_dir, /*create=*/true);
+  const std::string token = crypto::new_secret(kTokenPrefix);
+  auto p = db->create_provider(a.name, crypto::secret_display_prefix(token),
+                               crypto::sha256_hex(token), now_ms());
+  if (!p) fail(p.error().to_string());
+  std::printf("%s\n", token.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "registered provider %s (%s); its token is shown only once: give it to its nodes\n",
+               p->id.c_str(), p->name.c_str());
+}
+
+void run_providers_list(const ListArgs& a) {
+  auto db = open_store(a.data_dir, /*create=*/false);
+  auto providers = db->list_providers();
+  if (!providers) fail(providers.error().to_string());
+  auto nodes = db->list_nodes();
+  if (!nodes) fail(nodes.error().to_string());
+  std::map<std::string, std::vector<store::NodeRecord>> by_provider;
+  for (auto& n : *nodes) by_provider[n.provider_id].push_back(std::move(n));
+  const int64_t now = now_ms();
+
+  if (a.json) {
+    json::array out;
+    for (const auto& p : *providers) {
+      json::object o = credential_json(p);
+      json::array ns;
+      for (const auto& n : by_provider[p.id]) ns.push_back(node_json(n, now));
+      o["nodes"] = std::move(ns);
+      out.push_back(std::move(o));
+    }
+    std::printf("%s\n", json::serialize(out).c_str());
+    return;
+  }
+  if (providers->empty()) {
+    std::fprintf(stderr,
+                 "no providers yet (register one with `agora providers register --name NAME`)\n");
+    return;
+  }
+  // One table of providers; under each, its nodes as a table of their own.
+  std::vector<std::vector<std::string>> rows{{"ID", "NAME", "TOKEN", "CREATED", "STATUS"}};
+  for (const auto& p : *providers) rows.push_back(credential_row(p));
+  const auto lines = format_table(rows);
+  std::printf("%s\n", lines[0].c_str());
+  for (size_t i = 0; i < providers->size(); ++i) {
+    std::printf("%s\n", lines[i + 1].c_str());
+    print_provider_nodes(by_provider[(*providers)[i].id], now);
+  }
+}
+
+void run_providers_revoke(const RevokeArgs& a) {
+  const bool by_secret = looks_like_secret(a.target, kTokenPrefix);
+  const std::string shown = by_secret ? "the token " + crypto::secret_display_prefix(a.target) + "…"
+                                      : "'" + a.target + "'";
+  auto db = open_store(a.data_dir, /*create=*/false);
+  const int64_t now = now_ms();
+  auto p = db->revoke_provider(by_secret ? crypto::sha256_hex(a.target) : a.target, now);
+  if (!p) {
+    if (p.error().code == Errc::not_found) fail("not_found: no provider matches " + shown);
+    fail(p.error().to_string());
+  }
+  if (p->revoked_ms && *p->revoked_ms < now) {
+    std::printf("provider %s (%s) was already revoked at %s\n", p->id.c_str(), p->name.c_str(),
+                iso_utc(*p->revoked_ms).c_str());
+  } else {
+    std::printf("revoked provider %s (%s)\n", p->id.c_str(), p->name.c_str());
+  }
+}
+
+// ---- registration
+
+std::string default_data_dir() {
+  const char* env = std::getenv("AGORA_DATA_DIR");
+  return env && *env ? env : "./agora-data";
+}
+
+void add_data_dir(CLI::App* cmd, std::string& dir) {
+  dir = default_data_dir();
+  cmd->add_option("--data-dir", dir,
+                  "Data directory holding the database (agora.db); default: $AGORA_DATA_DIR, else "
+                  "./agora-data")
+      ->capture_default_str();
+}
+
+}  // namespace
+
+void add_admin_commands(CLI::App& app) {
+  // ---- keys
+  auto* keys = app.add_subcommand("keys", "Create, list and revoke client API keys (gk_…)");
+  keys->require_subcommand(1);
+
+  auto kc = std::make_shared<CreateArgs>();
+  auto* kcreate = keys->add_subcommand("create",
+                                       "Create an API key. Prints the key alone on stdout, once: "
+                                       "only its SHA-256 and first 7 characters are "
+                                       "stored.");
+  add_data_dir(kcreate, kc->data_dir);
+  kcreate->add_option("--name", kc->name, "A label for the key (who or what uses it), 1-100 bytes")
+      ->required();
+  kcreate->callback([kc] { run_keys_create(*kc); });
+
+  auto kl = std::make_shared<ListArgs>();
+  auto* klist =
+      keys->add_subcommand("list", "List API keys: id, name, prefix, creation time (UTC), status");
+  add_data_dir(klist, kl->data_dir);
+  klist->add_flag("--json", kl->json, "Print a JSON array instead of a table");
+  klist->callback([kl] { run_keys_list(*kl); });
+
+  auto kr = std::make_shared<RevokeArgs>();
+  auto* krevoke = keys->add_subcommand(
+      "revoke",
+      "Revoke an API key (it stays listed, as revoked). Revoking twice keeps the first time.");
+  add_data_dir(krevoke, kr->data_dir);
+  krevoke
+      ->add_option("key", kr->target,
+                   "The key's id (key_…) or the full key (gk_…; hashed before the lookup)")
+      ->required();
+  krevoke->callback([kr] { run_keys_revoke(*kr); });
+
+  // ---- providers
+  auto* providers = app.add_subcommand(
+      "providers", "Register, list and revoke providers (who run nodes), and see their nodes");
+  providers->require_subcommand(1);
+
+  auto pc = std::make_shared<CreateArgs>();
+  auto* preg = providers->add_subcommand("register",
+                                         "Register a provider. Prints its token (pt_…) alone on "
+                                         "stdout, once; its nodes connect with it. Only its "
+                                         "SHA-256 and first 7 characters are stored.");
+  add_data_dir(preg, pc->data_dir);
+  preg->add_option("--name", pc->name, "The provider's name, unique, 1-100 bytes")->required();
+  preg->callback([pc] { run_providers_register(*pc); });
+
+  auto pl = std::make_shared<ListArgs>();
+  auto* plist = providers->add_subcommand(
+      "list",
+      "List providers and, under each, its connected nodes as the gateway last reported them "
+      "(region, models "
+      "with busy/slots, connection time, last update; a report older than 10 s is marked stale)");
+  add_data_dir(plist, pl->data_dir);
+  plist->add_flag("--json", pl->json, "Print a JSON array (each provider with a \"nodes\" array)");
+  plist->callback([pl] { run_providers_list(*pl); });
+
+  auto pr = std::make_shared<RevokeArgs>();
+  auto* prevoke = providers->add_subcommand("revoke",
+                                            "Revoke a provider and its token (it stays listed, as "
+                                            "revoked). Revoking twice keeps the first time.");
+  add_data_dir(prevoke, pr->data_dir);
+  prevoke->add_option("provider", pr->target, "The provider's id (prov_…), name, or token (pt_…)")
+      ->required();
+  prevoke->callback([pr] { run_providers_revoke(*pr); });
+}
+
+}  // namespace agora::cli

@@ -1,0 +1,21 @@
+// Hand-written JSON output for hot paths (SSE chunks, node deltas), where
+// building a DOM per token would cost more than the token itself.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace agora {
+
+// Appends `s` as a JSON string literal (with the quotes). Control characters
+// are escaped; bytes that are not valid UTF-8 become U+FFFD so the output is
+// always valid JSON text.
+void append_json_string(std::string& out, std::string_view s);
+
+// Appends a number in the shortest form that round-trips (finite values only;
+// NaN and infinities are written as 0 — they never occur in valid output).
+void append_json_number(std::string& out, double v);
+void append_json_number(std::string& out, int64_t v);
+
+}  // namespace agora

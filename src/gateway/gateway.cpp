@@ -1,0 +1,735 @@
+// The gateway's core: listener, credentials, job scheduling and the node
+// side of the protocol. See internal.h for the state and threading rules.
+#include <boost/json.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/log.h"
+#include "crypto/random.h"
+#include "crypto/sha256.h"
+#include "gateway/internal.h"
+#include "net/url.h"
+#include "store/sqlite_store.h"
+
+namespace agora::gateway {
+
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& clock)
+    : io_(io), config_(std::move(config)), clock_(clock) {}
+
+GatewayImpl::~GatewayImpl() {
+  if (store_) store_->stop();
+}
+
+std::string GatewayImpl::base_url() const {
+  std::string host = host_;
+  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
+  if (host == "::") host = "::1";
+  return "https://" + net::format_host_port(host, port_);
+}
+
+Status GatewayImpl::start() {
+  std::error_code fs_ec;
+  std::filesystem::create_directories(config_.data_dir, fs_ec);
+  if (fs_ec) {
+    return make_error(Errc::io_error, "cannot create data directory " + config_.data_dir.string() + ": " +
+                                          fs_ec.message());
+  }
+  // TLS: a configured certificate, or a local CA + server certificate.
+  std::filesystem::path cert, key;
+  if (config_.tls_cert || config_.tls_key) {
+    if (!config_.tls_cert || !config_.tls_key) {
+      return make_error(Errc::invalid_argument, "--tls-cert and --tls-key must be given together");
+    }
+    cert = *config_.tls_cert;
+    key = *config_.tls_key;
+  } else {
+    auto files = net::ensure_self_signed_tls(config_.data_dir / "tls", config_.tls_names);
+    if (!files) return files.error();
+    tls_files_ = *files;
+    cert = tls_files_.cert;
+    key = tls_files_.key;
+  }
+  auto ctx = net::make_server_tls_context(cert, key);
+  if (!ctx) return ctx.error();
+  ssl_ = *ctx;
+
+  auto db = store::open_sqlite_store(store::database_path(config_.data_dir));
+  if (!db) return db.error();
+  std::weak_ptr<GatewayImpl> weak = shared_from_this();
+  store_ = std::make_unique<StoreWorker>(
+      std::move(*db), io_.get_executor(),
+      StoreWorker::Callbacks{[weak](std::vector<store::ApiKeyRecord> k, std::vector<store::ProviderRecord> p) {
+        if (auto self = weak.lock()) self->on_credentials(std::move(k), std::move(p));
+      }});
+  if (Status st = store_->start(); !st) return st;
+
+  auto hp = net::parse_host_port(config_.listen, 8443);
+  if (!hp) return hp.error();
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(hp->host.empty() ? "0.0.0.0" : hp->host, ec);
+  if (ec) return make_error(Errc::invalid_argument, "--listen: '" + hp->host + "' is not an IP address");
+  tcp::endpoint ep(addr, hp->port);
+  acceptor_.emplace(io_);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return make_error(Errc::io_error, "cannot listen on " + config_.listen + ": " + ec.message());
+  }
+  host_ = hp->host.empty() ? "0.0.0.0" : hp->host;
+  port_ = acceptor_->local_endpoint().port();
+
+  auto self = shared_from_this();
+  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
+    if (e) spdlog::error("gateway_accept_loop_crashed");
+  });
+  asio::co_spawn(io_, snapshot_loop(), asio::detached);
+  spdlog::info("gateway_listening url={} data_dir={}", base_url(), logfmt_value(config_.data_dir.string()));
+  return ok_status();
+}
+
+void GatewayImpl::stop(std::chrono::milliseconds grace) {
+  auto self = shared_from_this();
+  asio::post(io_, [self, grace] {
+    if (self->stopping_) return;
+    self->stopping_ = true;
+    boost::system::error_code ec;
+    if (self->acceptor_) self->acceptor_->close(ec);
+    // Let running requests finish, then close the nodes.
+    asio::co_spawn(
+        self->io_,
+        [self, grace]() -> awaitable<void> {
+          asio::steady_timer t(self->io_);
+          const auto until = std::chrono::steady_clock::now() + grace;
+          while ((self->running_ > 0 || self->queued_ > 0) && std::chrono::steady_clock::now() < until) {
+            t.expires_after(std::chrono::milliseconds(20));
+            co_await t.async_wait(as_tuple_awaitable);
+          }
+          for (auto& [id, n] : self->conns_) {
+            n->closing = true;
+            n->wake.cancel();
+          }
+          for (auto& [id, weak] : self->http_streams_) {
+            if (auto s = weak.lock()) beast::get_lowest_layer(*s).cancel();
+          }
+          self->snapshot_nodes();
+          if (self->store_) self->store_->stop();
+          co_return;
+        },
+        asio::detached);
+  });
+}
+
+Gauges GatewayImpl::gauges() const {
+  Gauges g;
+  g.nodes_connected = static_cast<int64_t>(router_.nodes().size());
+  g.queue_depth = static_cast<int64_t>(queued_);
+  g.slots_total = router_.slots_total();
+  g.slots_busy = router_.slots_busy();
+  g.http_connections = http_connections_;
+  return g;
+}
+
+// ------------------------------------------------------------------ accept
+
+awaitable<void> GatewayImpl::accept_loop() {
+  auto self = shared_from_this();
+  while (!stopping_) {
+    auto [ec, socket] = co_await acceptor_->async_accept(as_tuple_awaitable);
+    if (ec) {
+      if (stopping_ || ec == asio::error::operation_aborted) break;
+      spdlog::warn("gateway_accept_failed error={}", logfmt_value(ec.message()));
+      // Out of file descriptors and the like: back off briefly.
+      asio::steady_timer t(io_, std::chrono::milliseconds(50));
+      co_await t.async_wait(as_tuple_awaitable);
+      continue;
+    }
+    if (static_cast<size_t>(http_connections_) >= config_.max_connections) {
+      boost::system::error_code ignored;
+      socket.close(ignored);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(io_, run_http_session(self, std::move(socket), ssl_), [](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          spdlog::error("http_session_crashed error={}", logfmt_value(x.what()));
+        }
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------------- credentials
+
+namespace {
+std::string_view bearer(std::string_view authorization) {
+  constexpr std::string_view kPrefix = "Bearer ";
+  if (authorization.size() <= kPrefix.size()) return {};
+  if (!std::equal(kPrefix.begin(), kPrefix.end(), authorization.begin(),
+                  [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) ==
+                                              std::tolower(static_cast<unsigned char>(b)); })) {
+    return {};
+  }
+  auto token = authorization.substr(kPrefix.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  return token;
+}
+}  // namespace
+
+const KeyEntry* GatewayImpl::authenticate(std::string_view authorization) const {
+  auto key = bearer(authorization);
+  if (key.size() < 8 || key.size() > 256 || !key.starts_with("gk_")) return nullptr;
+  // Looked up by hash: the table never holds a key, and a hash lookup does
+  // not leak a key's bytes through timing.
+  auto it = keys_.find(crypto::sha256_hex(key));
+  return it == keys_.end() ? nullptr : &it->second;
+}
+
+const ProviderEntry* GatewayImpl::authenticate_provider(std::string_view authorization) const {
+  auto token = bearer(authorization);
+  if (token.size() < 8 || token.size() > 256 || !token.starts_with("pt_")) return nullptr;
+  auto it = providers_.find(crypto::sha256_hex(token));
+  return it == providers_.end() ? nullptr : &it->second;
+}
+
+void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vector<store::ProviderRecord> providers) {
+  std::unordered_map<std::string, KeyEntry> k;
+  for (auto& r : keys) {
+    if (!r.revoked_ms) k.emplace(r.hash, KeyEntry{r.id, r.name});
+  }
+  std::unordered_map<std::string, ProviderEntry> p;
+  std::unordered_set<std::string> active;
+  for (auto& r : providers) {
+    if (!r.revoked_ms) {
+      active.insert(r.id);
+      p.emplace(r.hash, ProviderEntry{r.id, r.name});
+    }
+  }
+  keys_ = std::move(k);
+  providers_ = std::move(p);
+  spdlog::debug("credentials_loaded keys={} providers={}", keys_.size(), providers_.size());
+  // A revoked provider's nodes are disconnected at once.
+  for (auto& [id, n] : conns_) {
+    if (!n->provider_id.empty() && !active.contains(n->provider_id) && !n->closing) {
+      spdlog::info("node_disconnected_revoked node={} provider={}", n->node_id, n->provider_id);
+      n->closing = true;
+      n->wake.cancel();
+    }
+  }
+}
+
+// -------------------------------------------------------------------- jobs
+
+std::shared_ptr<Job> GatewayImpl::new_job(ChatRequest request, const KeyEntry& key) {
+  auto job = std::make_shared<Job>(io_.get_executor());
+  job->id = next_job_++;
+  job->generation_id = "gen-" + crypto::random_base62(24);
+  job->key_id = key.id;
+  job->request = std::move(request);
+  job->created_unix = clock_.unix_millis() / 1000;
+  job->admitted = clock_.now();
+  return job;
+}
+
+std::optional<ApiError> GatewayImpl::submit(const std::shared_ptr<Job>& job) {
+  if (stopping_) {
+    ApiError e{503, "server_error", "shutting_down", "", "the gateway is shutting down", 5};
+    return e;
+  }
+  auto pick = router_.pick(job->request.model, job->request.routing, job->tried);
+  if (auto* p = std::get_if<Pick>(&pick)) {
+    dispatch(job, *p);
+    return std::nullopt;
+  }
+  switch (std::get<NoPick>(pick)) {
+    case NoPick::unknown_model: {
+      if (!job->tried.empty()) break;  // it was served a moment ago: capacity, not a typo
+      ApiError e{404, "invalid_request_error", "model_not_found", "model",
+                 "The model '" + job->request.model + "' is not served by any connected provider", 0};
+      return e;
+    }
+    case NoPick::constraint: {
+      const auto& r = job->request.routing;
+      std::string what = r.confidential ? "confidential: true (no provider has a GPU TEE attestation)"
+                         : r.privacy_level == "verified"
+                             ? "privacyLevel \"verified\" (no provider has a valid attestation)"
+                             : "routing_preferences.region (no provider serves this model there)";
+      ApiError e{503, "server_error", "no_eligible_provider", "",
+                 "No provider can serve this request under " + what, 30};
+      return e;
+    }
+    case NoPick::busy: {
+      if (queued_ >= config_.max_queue) {
+        ApiError e{503, "server_error", "queue_full", "", "All providers are busy and the queue is full", 1};
+        return e;
+      }
+      job->state = Job::State::queued;
+      queues_[job->request.model].push_back(job);
+      ++queued_;
+      job->deadline.expires_after(config_.queue_timeout);
+      std::weak_ptr<Job> weak = job;
+      job->deadline.async_wait([this, weak](boost::system::error_code ec) {
+        auto j = weak.lock();
+        if (ec || !j || j->state != Job::State::queued) return;
+        j->state = Job::State::finished;
+        --queued_;
+        JobEvent e;
+        e.kind = JobEvent::Kind::no_capacity;
+        e.error = ApiError{503, "server_error", "no_capacity", "",
+                           "No provider had a free slot for this model within the queue timeout", 5};
+        j->push(std::move(e));
+      });
+      return std::nullopt;
+    }
+    case NoPick::exhausted:
+      break;
+  }
+  ApiError e{503, "server_error", "provider_failed", "", "Every provider that could serve this request failed", 5};
+  return e;
+}
+
+void GatewayImpl::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
+  auto cit = conns_.find(pick.conn);
+  NodeInfo* node = router_.find(pick.conn);
+  if (cit == conns_.end() || !node) return;
+  const auto& advert = node->models[pick.model_index].advert;
+  router_.acquire(pick);
+  job->state = Job::State::running;
+  job->conn = pick.conn;
+  job->provider_id = node->provider_id;
+  job->node_id = node->node_id;
+  job->model_sha256 = advert.sha256;
+  job->saw_output = false;
+  job->dispatched = clock_.now();
+  ++job->attempts;
+  ++running_;
+  protocol::Job frame;
+  frame.job = job->id;
+  frame.model = job->request.model;
+  frame.request = job->request.generation;
+  if (!job->request.max_tokens_given) frame.request.max_tokens = std::max(1, advert.ctx_per_slot);
+  cit->second->jobs[job->id] = job;
+  cit->second->send(protocol::encode(frame));
+}
+
+void GatewayImpl::drain_queue(const std::string& model) {
+  auto qit = queues_.find(model);
+  if (qit == queues_.end()) return;
+  auto& q = qit->second;
+  while (!q.empty()) {
+    auto job = q.front();
+    if (job->state != Job::State::queued) {
+      q.pop_front();
+      continue;
+    }
+    auto pick = router_.pick(model, job->request.routing, job->tried);
+    if (auto* p = std::get_if<Pick>(&pick)) {
+      q.pop_front();
+      --queued_;
+      job->deadline.cancel();
+      dispatch(job, *p);
+      continue;
+    }
+    if (std::get<NoPick>(pick) == NoPick::busy) break;
+    q.pop_front();
+    --queued_;
+    job->deadline.cancel();
+    job->state = Job::State::finished;
+    JobEvent e;
+    e.kind = JobEvent::Kind::no_capacity;
+    e.error = ApiError{503, "server_error", "no_eligible_provider", "",
+                       "No connected provider can serve this request any more", 5};
+    job->push(std::move(e));
+  }
+  if (q.empty()) queues_.erase(qit);
+}
+
+void GatewayImpl::abandon(const std::shared_ptr<Job>& job) {
+  if (job->state == Job::State::queued) {
+    job->state = Job::State::finished;
+    job->deadline.cancel();
+    --queued_;  // its queue entry is skipped when reached
+    return;
+  }
+  if (job->state == Job::State::running) {
+    // The node answers with done(cancelled), which frees the slot.
+    auto cit = conns_.find(job->conn);
+    if (cit != conns_.end()) cit->second->send(protocol::encode(protocol::Cancel{job->id}));
+    job->state = Job::State::finished;
+  }
+}
+
+void GatewayImpl::finish_job_on_node(NodeConn& n, protocol::JobId id) {
+  auto it = n.jobs.find(id);
+  if (it == n.jobs.end()) return;
+  auto job = it->second;
+  n.jobs.erase(it);
+  --running_;
+  router_.release(n.id, job->request.model);
+  drain_queue(job->request.model);
+}
+
+void GatewayImpl::record(const Job& job, const engine::Usage& usage, const engine::Timings& t,
+                         engine::FinishReason finish) {
+  store::GenerationRecord r;
+  r.id = job.generation_id;
+  r.key_id = job.key_id;
+  r.provider_id = job.provider_id;
+  r.node_id = job.node_id;
+  r.model = job.request.model;
+  r.model_sha256 = job.model_sha256;
+  r.attestation = "standard";
+  r.finish_reason = engine::finish_reason_name(finish);
+  r.stream = job.request.stream;
+  r.prompt_tokens = usage.prompt_tokens;
+  r.completion_tokens = usage.completion_tokens;
+  r.cached_prompt_tokens = usage.cached_prompt_tokens;
+  r.queued_ms = job.dispatched == Clock::TimePoint{} ? 0 : to_millis(job.dispatched - job.admitted);
+  r.prompt_ms = t.prompt_ms;
+  r.decode_ms = t.decode_ms;
+  r.total_ms = to_millis(clock_.now() - job.admitted);
+  r.created_ms = job.created_unix * 1000;
+  metrics_.tokens(usage.prompt_tokens, usage.completion_tokens);
+  constexpr size_t kRecent = 10'000;
+  recent_order_.push_back(r.id);
+  recent_[r.id] = r;
+  while (recent_order_.size() > kRecent) {
+    recent_.erase(recent_order_.front());
+    recent_order_.pop_front();
+  }
+  if (store_) store_->record(std::move(r));
+}
+
+const store::GenerationRecord* GatewayImpl::find_recent(const std::string& id) const {
+  auto it = recent_.find(id);
+  return it == recent_.end() ? nullptr : &it->second;
+}
+
+uint64_t GatewayImpl::http_opened(std::weak_ptr<TlsStream> stream) {
+  ++http_connections_;
+  const uint64_t id = next_http_++;
+  http_streams_.emplace(id, std::move(stream));
+  return id;
+}
+
+void GatewayImpl::http_closed(uint64_t id) {
+  --http_connections_;
+  http_streams_.erase(id);
+}
+
+void GatewayImpl::lookup_generation(const std::string& id,
+                                    std::function<void(std::optional<store::GenerationRecord>)> done) {
+  if (!store_) {
+    asio::post(io_, [done = std::move(done)] { done(std::nullopt); });
+    return;
+  }
+  store_->lookup_generation(id, [done = std::move(done)](Result<store::GenerationRecord> r) {
+    if (r) done(std::move(*r));
+    else done(std::nullopt);
+  });
+}
+
+// ------------------------------------------------------------------- nodes
+
+namespace {
+
+std::optional<std::string> check_hello(const protocol::Hello& h) {
+  if (h.protocol != protocol::kProtocolVersion) {
+    return fmt::format("protocol version {} is not supported (this gateway speaks {})", h.protocol,
+                       protocol::kProtocolVersion);
+  }
+  if (h.node_id.empty() || h.node_id.size() > 128) return std::string("node_id must be 1 to 128 characters");
+  if (h.models.empty() || h.models.size() > 64) return std::string("a node must serve 1 to 64 models");
+  if (h.region.size() > 64) return std::string("region must be at most 64 characters");
+  std::unordered_set<std::string> names;
+  for (const auto& m : h.models) {
+    if (m.name.empty() || m.name.size() > 256) return std::string("model names must be 1 to 256 characters");
+    if (!names.insert(m.name).second) return "model '" + m.name + "' is listed twice";
+    if (m.slots < 1 || m.slots > 4096) return "model '" + m.name + "': slots must be 1 to 4096";
+    if (m.ctx_per_slot < 1) return "model '" + m.name + "': ctx_per_slot must be positive";
+    if (m.sha256.size() != 64) return "model '" + m.name + "': sha256 must be 64 hex characters";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
+                                              http::request<http::string_body> request, ProviderEntry provider) {
+  auto self = shared_from_this();
+  auto conn = std::make_shared<NodeConn>(websocket::stream<TlsStream>(std::move(*stream)));
+  conn->id = next_conn_++;
+  conn->provider_id = provider.id;
+  auto& ws = conn->ws;
+  beast::get_lowest_layer(ws).expires_never();
+  ws.read_message_max(protocol::kMaxFrameBytes);
+  websocket::stream_base::timeout to{};
+  to.handshake_timeout = config_.handshake_timeout;
+  to.idle_timeout = config_.node_timeout;
+  to.keep_alive_pings = true;
+  ws.set_option(to);
+  ws.set_option(websocket::stream_base::decorator(
+      [](websocket::response_type& res) { res.set(http::field::server, "agora-gateway"); }));
+  auto [aec] = co_await ws.async_accept(request, as_tuple_awaitable);
+  if (aec) {
+    spdlog::info("node_handshake_failed provider={} error={}", provider.id, logfmt_value(aec.message()));
+    co_return;
+  }
+  ws.text(true);
+
+  // The first frame must be a hello, within the handshake timeout.
+  beast::flat_buffer buf;
+  asio::steady_timer hello_deadline(io_, config_.handshake_timeout);
+  hello_deadline.async_wait([conn](boost::system::error_code ec) {
+    if (!ec) beast::get_lowest_layer(conn->ws).cancel();
+  });
+  auto [rec, n] = co_await ws.async_read(buf, as_tuple_awaitable);
+  hello_deadline.cancel();
+  if (rec) {
+    spdlog::info("node_hello_missing provider={} error={}", provider.id, logfmt_value(rec.message()));
+    co_return;
+  }
+  auto decoded = protocol::decode(beast::buffers_to_string(buf.data()));
+  buf.consume(buf.size());
+  std::optional<std::string> problem;
+  protocol::Hello hello;
+  if (!decoded) problem = decoded.error().message;
+  else if (auto* h = std::get_if<protocol::Hello>(&*decoded)) hello = std::move(*h);
+  else problem = "the first frame must be a hello";
+  if (!problem) problem = check_hello(hello);
+  if (problem) {
+    spdlog::warn("node_rejected provider={} reason={}", provider.id, logfmt_value(*problem));
+    co_await ws.async_write(asio::buffer(protocol::encode(protocol::Reject{"bad_hello", *problem})),
+                            as_tuple_awaitable);
+    co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
+    co_return;
+  }
+  // The same node reconnecting (its old session not yet noticed as dead)
+  // replaces the old session; another provider's node id is refused.
+  for (auto& [id, other] : conns_) {
+    if (other->node_id != hello.node_id) continue;
+    if (other->provider_id != provider.id) {
+      co_await ws.async_write(
+          asio::buffer(protocol::encode(protocol::Reject{"duplicate_node", "node id is in use by another provider"})),
+          as_tuple_awaitable);
+      co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
+      co_return;
+    }
+    other->closing = true;
+    other->wake.cancel();
+  }
+  conn->node_id = hello.node_id;
+
+  NodeInfo info;
+  info.conn = conn->id;
+  info.node_id = hello.node_id;
+  info.provider_id = provider.id;
+  info.region = hello.region;
+  info.agent = hello.agent;
+  info.hardware = hello.hardware;
+  info.connected_ms = clock_.unix_millis();
+  for (auto& m : hello.models) info.models.push_back(NodeModel{std::move(m), 0});
+  std::vector<std::string> models;
+  for (const auto& m : info.models) models.push_back(m.advert.name);
+  router_.add(std::move(info));
+  conns_[conn->id] = conn;
+  metrics_.node_connected();
+  spdlog::info("node_connected node={} provider={} region={} models={}", conn->node_id, provider.id,
+               logfmt_value(hello.region), fmt::join(models, ","));
+
+  protocol::Welcome welcome;
+  welcome.provider_id = provider.id;
+  welcome.heartbeat_ms = static_cast<int32_t>(config_.node_timeout.count() / 2);
+  conn->send(protocol::encode(welcome));
+  asio::co_spawn(io_, node_writer(conn), asio::detached);
+  for (const auto& m : models) drain_queue(m);
+  snapshot_nodes();
+
+  std::string why = "closed";
+  for (;;) {
+    auto [ec, bytes] = co_await ws.async_read(buf, as_tuple_awaitable);
+    if (ec) {
+      why = ec == websocket::error::closed ? "closed by node" : ec.message();
+      break;
+    }
+    if (!ws.got_text()) {
+      why = "binary frame";
+      break;
+    }
+    auto msg = protocol::decode(std::string_view(static_cast<const char*>(buf.data().data()), buf.size()));
+    buf.consume(buf.size());
+    if (!msg) {
+      why = msg.error().message;
+      break;
+    }
+    on_node_frame(*conn, std::move(*msg));
+    if (conn->closing) {
+      why = "closed by gateway";
+      break;
+    }
+  }
+  node_gone(conn, why);
+}
+
+awaitable<void> GatewayImpl::node_writer(std::shared_ptr<NodeConn> n) {
+  while (true) {
+    if (n->outbox.empty()) {
+      if (n->closing) break;
+      n->wake.expires_at(asio::steady_timer::time_point::max());
+      co_await n->wake.async_wait(as_tuple_awaitable);
+      continue;
+    }
+    std::string frame = std::move(n->outbox.front());
+    n->outbox.pop_front();
+    auto [ec, bytes] = co_await n->ws.async_write(asio::buffer(frame), as_tuple_awaitable);
+    if (ec) {
+      n->closing = true;
+      break;
+    }
+  }
+  // Closing: a clean close frame when possible; the reader then ends.
+  if (n->ws.is_open()) {
+    beast::get_lowest_layer(n->ws).expires_after(std::chrono::seconds(2));
+    co_await n->ws.async_close(websocket::close_code::going_away, as_tuple_awaitable);
+  }
+  beast::get_lowest_layer(n->ws).close();
+}
+
+void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
+  if (auto* d = std::get_if<protocol::Delta>(&m)) {
+    auto it = n.jobs.find(d->job);
+    if (it == n.jobs.end()) return;
+    auto& job = it->second;
+    if (!job->saw_output) {
+      job->saw_output = true;
+      job->first_token = clock_.now();
+      const double ms = to_millis(job->first_token - job->dispatched);
+      router_.record_ttft(n.id, ms);
+      metrics_.time_to_first_token(to_millis(job->first_token - job->admitted) / 1000.0);
+    }
+    if (job->state != Job::State::running) return;
+    JobEvent e;
+    e.kind = JobEvent::Kind::delta;
+    e.delta = std::move(*d);
+    job->push(std::move(e));
+    return;
+  }
+  if (auto* d = std::get_if<protocol::Done>(&m)) {
+    auto it = n.jobs.find(d->job);
+    if (it == n.jobs.end()) return;
+    auto job = it->second;
+    finish_job_on_node(n, d->job);
+    if (job->state == Job::State::running) {
+      JobEvent e;
+      e.kind = JobEvent::Kind::done;
+      e.done = *d;
+      job->push(std::move(e));
+    } else if (d->finish == engine::FinishReason::cancelled) {
+      record(*job, d->usage, d->timings, engine::FinishReason::cancelled);
+    }
+    return;
+  }
+  if (auto* f = std::get_if<protocol::Failed>(&m)) {
+    auto it = n.jobs.find(f->job);
+    if (it == n.jobs.end()) return;
+    auto job = it->second;
+    finish_job_on_node(n, f->job);
+    metrics_.node_failure();
+    if (job->state == Job::State::running) {
+      JobEvent e;
+      e.kind = JobEvent::Kind::failed;
+      e.failed = std::move(*f);
+      job->push(std::move(e));
+    }
+    return;
+  }
+  if (std::holds_alternative<protocol::Drain>(m)) {
+    spdlog::info("node_draining node={}", n.node_id);
+    router_.set_draining(n.id);
+    return;
+  }
+  // Anything else from a node is a protocol error.
+  spdlog::warn("node_protocol_error node={} frame={}", n.node_id, protocol::message_type(m));
+  n.closing = true;
+  n.wake.cancel();
+}
+
+void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why) {
+  n->closing = true;
+  n->wake.cancel();
+  std::vector<std::string> models;
+  if (const NodeInfo* info = router_.find(n->id)) {
+    for (const auto& m : info->models) models.push_back(m.advert.name);
+  }
+  router_.remove(n->id);
+  conns_.erase(n->id);
+  for (auto& [id, job] : n->jobs) {
+    --running_;
+    metrics_.node_failure();
+    if (job->state != Job::State::running) continue;
+    JobEvent e;
+    e.kind = JobEvent::Kind::node_lost;
+    job->push(std::move(e));
+  }
+  const size_t lost = n->jobs.size();
+  n->jobs.clear();
+  spdlog::info("node_disconnected node={} provider={} jobs_lost={} reason={}", n->node_id, n->provider_id, lost,
+               logfmt_value(why));
+  // Queued jobs may now have nowhere to go.
+  for (const auto& m : models) drain_queue(m);
+  snapshot_nodes();
+}
+
+void GatewayImpl::snapshot_nodes() {
+  if (!store_) return;
+  std::vector<store::NodeRecord> out;
+  const int64_t now = clock_.unix_millis();
+  for (const auto& [id, n] : router_.nodes()) {
+    store::NodeRecord r;
+    r.node_id = n.node_id;
+    r.provider_id = n.provider_id;
+    r.region = n.region;
+    r.agent = n.agent;
+    r.connected_ms = n.connected_ms;
+    r.updated_ms = now;
+    boost::json::array models;
+    for (const auto& m : n.models) {
+      r.slots += m.advert.slots;
+      r.slots_busy += m.in_flight;
+      models.push_back(boost::json::object{{"name", m.advert.name},
+                                           {"sha256", m.advert.sha256},
+                                           {"quantization", m.advert.quantization},
+                                           {"slots", m.advert.slots},
+                                           {"busy", m.in_flight}});
+    }
+    r.models_json = boost::json::serialize(models);
+    out.push_back(std::move(r));
+  }
+  store_->set_nodes(std::move(out));
+}
+
+awaitable<void> GatewayImpl::snapshot_loop() {
+  auto self = shared_from_this();
+  asio::steady_timer t(io_);
+  while (!stopping_) {
+    t.expires_after(std::chrono::seconds(1));
+    co_await t.async_wait(as_tuple_awaitable);
+    if (stopping_) break;
+    snapshot_nodes();
+  }
+}
+
+std::shared_ptr<Gateway> make_gateway(asio::io_context& io, GatewayConfig config, Clock& clock) {
+  return std::make_shared<GatewayImpl>(io, std::move(config), clock);
+}
+
+}  // namespace agora::gateway

@@ -1,0 +1,74 @@
+// The gateway: an HTTPS front (OpenAI-compatible API, metrics, health) and
+// the endpoint provider nodes connect out to over WSS, on one listener.
+//
+// Threading: everything runs on the io_context passed in, which must be run
+// by exactly one thread (the event loop); the gateway's state is owned by
+// that loop and needs no locks. The Store lives on a worker thread of its
+// own (store_worker.h), so nothing on the request path waits on the disk.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/result.h"
+#include "gateway/openai.h"
+
+namespace agora::gateway {
+
+struct GatewayConfig {
+  std::filesystem::path data_dir = "agora-data";
+  std::string listen = "127.0.0.1:8443";
+  // A real certificate chain and key; when unset a local CA and a server
+  // certificate are created in DATA_DIR/tls on first start.
+  std::optional<std::filesystem::path> tls_cert;
+  std::optional<std::filesystem::path> tls_key;
+  std::vector<std::string> tls_names;  // extra names/IPs for the generated certificate
+
+  // Bounds on every client input.
+  size_t max_body_bytes = 4u << 20;
+  size_t max_header_bytes = 16u << 10;
+  RequestLimits limits;
+  std::chrono::milliseconds handshake_timeout{10'000};
+  std::chrono::milliseconds read_timeout{30'000};   // first byte -> whole request read
+  std::chrono::milliseconds idle_timeout{60'000};   // keep-alive connection with no request
+  std::chrono::milliseconds write_timeout{30'000};  // one response write to a slow client
+  size_t max_connections = 20'000;
+
+  // Scheduling.
+  std::chrono::milliseconds queue_timeout{30'000};  // wait for a free slot, then 503
+  size_t max_queue = 4096;                          // waiting requests, all models together
+  int max_attempts = 3;                             // nodes tried before output reaches the client
+  std::chrono::milliseconds job_idle_timeout{300'000};  // node silent on a running job
+
+  // Nodes: pinged at half this interval; one silent this long is evicted.
+  std::chrono::milliseconds node_timeout{15'000};
+};
+
+class Gateway {
+ public:
+  virtual ~Gateway() = default;
+
+  // Binds the listener and starts serving. Errors: io_error (cannot bind,
+  // cannot write DATA_DIR), corrupt (unreadable certificate or database).
+  virtual Status start() = 0;
+  // Stops accepting, lets running requests finish (up to `grace`), closes
+  // node sessions and flushes the store. Safe to call from any thread; the
+  // loop ends once everything is closed.
+  virtual void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(10'000)) = 0;
+
+  virtual uint16_t port() const = 0;
+  virtual std::string base_url() const = 0;              // https://HOST:PORT
+  virtual std::filesystem::path ca_cert() const = 0;     // empty with a configured certificate
+  virtual std::string ca_fingerprint() const = 0;        // SHA-256 of ca_cert()
+};
+
+std::shared_ptr<Gateway> make_gateway(boost::asio::io_context& io, GatewayConfig config,
+                                      Clock& clock = SystemClock::instance());
+
+}  // namespace agora::gateway

@@ -1,0 +1,566 @@
+// The HTTP/1.1 shell of the gateway: one coroutine per client connection
+// reads bounded requests, routes them, and writes responses (JSON or SSE).
+// Request semantics live in openai.cpp (pure functions) and gateway.cpp
+// (jobs); this file only moves bytes and enforces limits and timeouts.
+#include <poll.h>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/json_text.h"
+#include "common/log.h"
+#include "gateway/internal.h"
+
+namespace agora::gateway {
+namespace {
+
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+double seconds_since(Clock& clock, Clock::TimePoint t) { return to_millis(clock.now() - t) / 1000.0; }
+
+struct Exchange {
+  std::shared_ptr<GatewayImpl> g;
+  std::shared_ptr<TlsStream> stream;
+  const Request& req;
+  Clock::TimePoint start;
+  std::string route = "other";
+};
+
+void common_headers(Response& res, const Request& req) {
+  res.set(http::field::server, "agora-gateway");
+  res.keep_alive(req.keep_alive());
+}
+
+awaitable<bool> send(Exchange& x, Response res) {
+  common_headers(res, x.req);
+  res.prepare_payload();
+  beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
+  auto [ec, n] = co_await http::async_write(*x.stream, res, as_tuple_awaitable);
+  beast::get_lowest_layer(*x.stream).expires_never();
+  x.g->metrics().request(x.route, static_cast<int>(res.result_int()), seconds_since(x.g->clock(), x.start));
+  co_return !ec && res.keep_alive();
+}
+
+Response json_response(const Request& req, http::status status, std::string body) {
+  Response res{status, req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.body() = std::move(body);
+  return res;
+}
+
+awaitable<bool> send_error(Exchange& x, const ApiError& e) {
+  Response res = json_response(x.req, static_cast<http::status>(e.status), error_body(e));
+  if (e.retry_after_s > 0) res.set(http::field::retry_after, std::to_string(e.retry_after_s));
+  if (e.status == 401) res.set(http::field::www_authenticate, "Bearer");
+  co_return co_await send(x, std::move(res));
+}
+
+ApiError unauthorized(std::string_view authorization) {
+  ApiError e;
+  e.status = 401;
+  e.type = "invalid_request_error";
+  if (authorization.empty()) {
+    e.code = "missing_api_key";
+    e.message = "You didn't provide an API key. Send it as 'Authorization: Bearer gk_…'.";
+  } else {
+    e.code = "invalid_api_key";
+    e.message = "Incorrect or revoked API key.";
+  }
+  return e;
+}
+
+// Waits for the next event of `job`. A running job whose node stays silent
+// longer than the job idle timeout is cancelled and reported as failed.
+awaitable<JobEvent> next_event(GatewayImpl& g, Job& job) {
+  while (job.events.empty()) {
+    job.wake.expires_after(g.config().job_idle_timeout);
+    auto [ec] = co_await job.wake.async_wait(as_tuple_awaitable);
+    if (!ec && job.events.empty() && job.state == Job::State::running) {
+      JobEvent e;
+      e.kind = JobEvent::Kind::failed;
+      e.failed.code = "timeout";
+      e.failed.message = "the provider sent nothing for too long";
+      co_return e;
+    }
+  }
+  JobEvent e = std::move(job.events.front());
+  job.events.pop_front();
+  co_return e;
+}
+
+// Watches the client's socket while a job runs, without reading from it:
+// a peer that hangs up (FIN or RST) makes the socket readable with
+// POLLRDHUP; pipelined data just ends the watch.
+awaitable<void> watch_client(std::shared_ptr<TlsStream> stream, std::shared_ptr<Job> job) {
+  auto& socket = beast::get_lowest_layer(*stream).socket();
+  auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, as_tuple_awaitable);
+  if (ec == asio::error::operation_aborted) co_return;
+  bool gone = static_cast<bool>(ec);
+  if (!gone) {
+    pollfd p{socket.native_handle(), POLLRDHUP, 0};
+    gone = ::poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
+  if (gone && job->state != Job::State::finished) {
+    JobEvent e;
+    e.kind = JobEvent::Kind::client_gone;
+    job->push(std::move(e));
+  }
+}
+
+ApiError failure_error(const protocol::Failed& f) {
+  if (f.code == "invalid_argument") return invalid_request("", "The provider rejected the request: " + f.message);
+  if (f.code == "too_large") {
+    ApiError e = invalid_request("messages", "The request does not fit the model's context: " + f.message);
+    e.code = "context_length_exceeded";
+    return e;
+  }
+  ApiError e{502, "server_error", "provider_failed", "", "The provider failed: " + f.message, 0};
+  if (f.code == "timeout") e.code = "provider_timeout";
+  return e;
+}
+
+bool retryable(const JobEvent& e) {
+  if (e.kind == JobEvent::Kind::node_lost) return true;
+  return e.kind == JobEvent::Kind::failed && (e.failed.retryable || e.failed.code == "unavailable");
+}
+
+// A node failed before anything reached the client: try another one.
+std::optional<ApiError> retry(GatewayImpl& g, const std::shared_ptr<Job>& job, const JobEvent& why) {
+  job->tried.push_back(job->conn);
+  job->state = Job::State::idle;
+  if (job->attempts >= g.config().max_attempts) {
+    return ApiError{502, "server_error", "provider_failed", "",
+                    fmt::format("{} providers failed this request", job->attempts), 5};
+  }
+  spdlog::info("job_retry generation={} failed_node={} reason={}", job->generation_id, job->node_id,
+               why.kind == JobEvent::Kind::node_lost ? "node_lost" : logfmt_value(why.failed.code));
+  g.metrics().job_retried();
+  return g.submit(job);
+}
+
+Provenance provenance(const Job& job) { return Provenance{job.provider_id, job.model_sha256, job.generation_id, "standard"}; }
+
+awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
+  CompletionResult acc;
+  acc.logprobs_requested = job->request.generation.logprobs;
+  for (;;) {
+    JobEvent e = co_await next_event(*x.g, *job);
+    switch (e.kind) {
+      case JobEvent::Kind::delta:
+        acc.text += e.delta.text;
+        for (auto& lp : e.delta.logprobs) acc.logprobs.push_back(std::move(lp));
+        continue;
+      case JobEvent::Kind::done: {
+        job->state = Job::State::finished;
+        acc.finish = e.done.finish;
+        acc.usage = e.done.usage;
+        x.g->record(*job, e.done.usage, e.done.timings, e.done.finish);
+        Response res = json_response(x.req, http::status::ok,
+                                     completion_body(job->generation_id, job->created_unix, job->request.model, acc,
+                                                     provenance(*job)));
+        co_return co_await send(x, std::move(res));
+      }
+      case JobEvent::Kind::failed:
+      case JobEvent::Kind::node_lost: {
+        // Nothing has reached the client yet, so any node may start over.
+        std::optional<ApiError> err;
+        if (retryable(e)) {
+          acc = CompletionResult{};
+          acc.logprobs_requested = job->request.generation.logprobs;
+          err = retry(*x.g, job, e);
+          if (!err) continue;
+        } else {
+          err = failure_error(e.failed);
+        }
+        x.g->abandon(job);
+        job->state = Job::State::finished;
+        x.g->record(*job, {}, {}, engine::FinishReason::error);
+        co_return co_await send_error(x, *err);
+      }
+      case JobEvent::Kind::no_capacity:
+        job->state = Job::State::finished;
+        co_return co_await send_error(x, e.error);
+      case JobEvent::Kind::client_gone:
+        x.g->abandon(job);
+        x.g->metrics().request(x.route, 499, seconds_since(x.g->clock(), x.start));
+        co_return false;
+    }
+  }
+}
+
+awaitable<bool> write_chunk(Exchange& x, const std::string& data) {
+  beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
+  auto [ec, n] = co_await asio::async_write(*x.stream, http::make_chunk(asio::buffer(data)), as_tuple_awaitable);
+  beast::get_lowest_layer(*x.stream).expires_never();
+  co_return !ec;
+}
+
+awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
+  const auto& r = job->request;
+  ChunkWriter cw(job->generation_id, job->created_unix, r.model, r.include_usage, r.generation.logprobs);
+  bool headers_sent = false;
+  std::string out;
+  int status = 200;
+
+  auto send_headers = [&]() -> awaitable<bool> {
+    http::response<http::empty_body> res{http::status::ok, x.req.version()};
+    res.set(http::field::server, "agora-gateway");
+    res.set(http::field::content_type, "text/event-stream; charset=utf-8");
+    res.set(http::field::cache_control, "no-cache");
+    res.set("x-accel-buffering", "no");
+    res.keep_alive(x.req.keep_alive());
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
+    auto [ec, n] = co_await http::async_write_header(*x.stream, sr, as_tuple_awaitable);
+    beast::get_lowest_layer(*x.stream).expires_never();
+    headers_sent = true;
+    co_return !ec;
+  };
+  auto finish_stream = [&](const protocol::Done& d, std::string_view text,
+                           const std::vector<engine::TokenLogprob>& lps) -> awaitable<bool> {
+    job->state = Job::State::finished;
+    x.g->record(*job, d.usage, d.timings, d.finish);
+    out.clear();
+    cw.finish(out, text, lps, d.finish, provenance(*job));
+    if (r.include_usage) cw.usage(out, d.usage, provenance(*job));
+    ChunkWriter::done(out);
+    if (!co_await write_chunk(x, out)) co_return false;
+    beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
+    auto [ec, n] = co_await asio::async_write(*x.stream, http::make_chunk_last(), as_tuple_awaitable);
+    beast::get_lowest_layer(*x.stream).expires_never();
+    x.g->metrics().request(x.route, 200, seconds_since(x.g->clock(), x.start));
+    co_return !ec && x.req.keep_alive();
+  };
+  auto fail_stream = [&](const ApiError& err) -> awaitable<bool> {
+    // Output already began: an error event, then the stream ends without
+    // [DONE], so no client mistakes it for a complete answer.
+    job->state = Job::State::finished;
+    out.clear();
+    ChunkWriter::error(out, err);
+    if (co_await write_chunk(x, out)) {
+      co_await asio::async_write(*x.stream, http::make_chunk_last(), as_tuple_awaitable);
+    }
+    x.g->metrics().request(x.route, err.status, seconds_since(x.g->clock(), x.start));
+    co_return false;
+  };
+
+  for (;;) {
+    JobEvent e = co_await next_event(*x.g, *job);
+    switch (e.kind) {
+      case JobEvent::Kind::delta: {
+        if (!headers_sent && !co_await send_headers()) {
+          x.g->abandon(job);
+          co_return false;
+        }
+        // When the node's done is already here, the last text and the
+        // finish_reason travel in one chunk.
+        if (!job->events.empty() && job->events.front().kind == JobEvent::Kind::done) {
+          JobEvent d = std::move(job->events.front());
+          job->events.pop_front();
+          co_return co_await finish_stream(d.done, e.delta.text, e.delta.logprobs);
+        }
+        out.clear();
+        cw.content(out, e.delta.text, e.delta.logprobs);
+        if (!co_await write_chunk(x, out)) {
+          x.g->abandon(job);
+          co_return false;
+        }
+        continue;
+      }
+      case JobEvent::Kind::done:
+        if (!headers_sent && !co_await send_headers()) co_return false;
+        co_return co_await finish_stream(e.done, "", {});
+      case JobEvent::Kind::failed:
+      case JobEvent::Kind::node_lost: {
+        std::optional<ApiError> err;
+        if (!headers_sent && retryable(e)) {
+          err = retry(*x.g, job, e);
+          if (!err) continue;
+        } else if (e.kind == JobEvent::Kind::failed) {
+          err = failure_error(e.failed);
+        } else {
+          err = ApiError{502, "server_error", "provider_failed", "", "The provider disconnected while generating", 0};
+        }
+        x.g->abandon(job);
+        x.g->record(*job, {}, {}, engine::FinishReason::error);
+        if (!headers_sent) {
+          job->state = Job::State::finished;
+          co_return co_await send_error(x, *err);
+        }
+        co_return co_await fail_stream(*err);
+      }
+      case JobEvent::Kind::no_capacity:
+        if (!headers_sent) {
+          job->state = Job::State::finished;
+          co_return co_await send_error(x, e.error);
+        }
+        co_return co_await fail_stream(e.error);
+      case JobEvent::Kind::client_gone:
+        x.g->abandon(job);
+        status = 499;
+        x.g->metrics().request(x.route, status, seconds_since(x.g->clock(), x.start));
+        co_return false;
+    }
+  }
+}
+
+awaitable<bool> chat_completions(Exchange& x, const KeyEntry& key) {
+  auto parsed = parse_chat_request(x.req.body(), x.g->config().limits);
+  if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(x, *err);
+  auto job = x.g->new_job(std::move(std::get<ChatRequest>(parsed)), key);
+  if (auto err = x.g->submit(job)) co_return co_await send_error(x, *err);
+
+  asio::co_spawn(x.stream->get_executor(), watch_client(x.stream, job), asio::detached);
+  const bool keep = job->request.stream ? co_await streamed_completion(x, job) : co_await unary_completion(x, job);
+  // The response is written, so the watcher's wait is the only operation
+  // left on the socket: cancelling it ends the watcher.
+  boost::system::error_code ignored;
+  beast::get_lowest_layer(*x.stream).socket().cancel(ignored);
+  co_return keep;
+}
+
+awaitable<bool> list_models(Exchange& x) {
+  std::string body = "{\"object\":\"list\",\"data\":[";
+  bool first = true;
+  for (const auto& m : x.g->router().models()) {
+    if (!first) body += ',';
+    first = false;
+    body += "{\"id\":";
+    append_json_string(body, m.name);
+    body += ",\"object\":\"model\",\"created\":";
+    append_json_number(body, m.created_ms / 1000);
+    body += ",\"owned_by\":\"agora\",\"agora\":{\"sha256\":[";
+    for (size_t i = 0; i < m.sha256.size(); ++i) {
+      if (i) body += ',';
+      append_json_string(body, m.sha256[i]);
+    }
+    body += fmt::format("],\"nodes\":{},\"slots\":{},\"slots_busy\":{},\"slots_free\":{},\"context_length\":{}}}}}",
+                        m.nodes, m.slots, m.busy, m.slots - m.busy, m.ctx_per_slot);
+  }
+  body += "]}";
+  co_return co_await send(x, json_response(x.req, http::status::ok, std::move(body)));
+}
+
+std::string generation_json(const store::GenerationRecord& r) {
+  std::string b = "{\"id\":";
+  append_json_string(b, r.id);
+  b += ",\"object\":\"generation\",\"created\":";
+  append_json_number(b, r.created_ms / 1000);
+  b += ",\"model\":";
+  append_json_string(b, r.model);
+  b += ",\"provider_id\":";
+  append_json_string(b, r.provider_id);
+  b += ",\"node_id\":";
+  append_json_string(b, r.node_id);
+  b += ",\"model_sha256\":";
+  append_json_string(b, r.model_sha256);
+  b += ",\"attestation\":";
+  append_json_string(b, r.attestation);
+  b += ",\"finish_reason\":";
+  append_json_string(b, r.finish_reason);
+  b += r.stream ? ",\"stream\":true" : ",\"stream\":false";
+  engine::Usage u{r.prompt_tokens, r.completion_tokens, r.cached_prompt_tokens};
+  b += ",\"usage\":" + usage_json(u);
+  b += ",\"timings\":{\"queued_ms\":";
+  append_json_number(b, r.queued_ms);
+  b += ",\"prompt_ms\":";
+  append_json_number(b, r.prompt_ms);
+  b += ",\"decode_ms\":";
+  append_json_number(b, r.decode_ms);
+  b += ",\"total_ms\":";
+  append_json_number(b, r.total_ms);
+  b += "}}";
+  return b;
+}
+
+awaitable<bool> get_generation(Exchange& x, const KeyEntry& key, std::string id) {
+  std::optional<store::GenerationRecord> rec;
+  if (auto* r = x.g->find_recent(id)) {
+    rec = *r;
+  } else if (id.size() <= 64) {
+    rec = co_await asio::async_initiate<decltype(use_awaitable), void(std::optional<store::GenerationRecord>)>(
+        [g = x.g, id](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          g->lookup_generation(id, [h](std::optional<store::GenerationRecord> found) { (*h)(std::move(found)); });
+        },
+        use_awaitable);
+  }
+  // Another key's generation is indistinguishable from a missing one.
+  if (!rec || rec->key_id != key.id) {
+    co_return co_await send_error(x, ApiError{404, "invalid_request_error", "generation_not_found", "id",
+                                              "No generation '" + id + "' for this API key", 0});
+  }
+  co_return co_await send(x, json_response(x.req, http::status::ok, generation_json(*rec)));
+}
+
+awaitable<bool> handle(Exchange& x) {
+  std::string_view target = x.req.target();
+  if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  const auto method = x.req.method();
+  auto method_not_allowed = [&](const char* allow) -> awaitable<bool> {
+    Response res = json_response(x.req, http::status::method_not_allowed,
+                                 error_body(ApiError{405, "invalid_request_error", "method_not_allowed", "",
+                                                     std::string("Use ") + allow + " for " + std::string(target), 0}));
+    res.set(http::field::allow, allow);
+    co_return co_await send(x, std::move(res));
+  };
+
+  if (target == "/healthz") {
+    x.route = "healthz";
+    co_return co_await send(x, json_response(x.req, http::status::ok, "{\"status\":\"ok\"}"));
+  }
+  if (target == "/readyz") {
+    x.route = "readyz";
+    const auto g = x.g->gauges();
+    const bool ready = x.g->ready() && !x.g->stopping();
+    co_return co_await send(x, json_response(x.req, ready ? http::status::ok : http::status::service_unavailable,
+                                             fmt::format("{{\"ready\":{},\"nodes\":{},\"slots\":{}}}", ready,
+                                                         g.nodes_connected, g.slots_total)));
+  }
+  if (target == "/metrics") {
+    x.route = "metrics";
+    Response res{http::status::ok, x.req.version()};
+    res.set(http::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
+    res.body() = x.g->metrics().render(x.g->gauges());
+    co_return co_await send(x, std::move(res));
+  }
+
+  const bool chat = target == "/v1/chat/completions";
+  const bool models = target == "/v1/models";
+  const bool generation = target.starts_with("/v1/generations/");
+  if (!chat && !models && !generation) {
+    co_return co_await send_error(x, ApiError{404, "invalid_request_error", "not_found", "",
+                                              "Unknown path " + std::string(target), 0});
+  }
+  x.route = chat ? "chat" : models ? "models" : "generations";
+  if (chat && method != http::verb::post) co_return co_await method_not_allowed("POST");
+  if (!chat && method != http::verb::get) co_return co_await method_not_allowed("GET");
+
+  const std::string_view authorization = x.req[http::field::authorization];
+  const KeyEntry* key = x.g->authenticate(authorization);
+  if (!key) co_return co_await send_error(x, unauthorized(authorization));
+  const KeyEntry key_copy = *key;  // the table may be replaced while we wait
+
+  if (chat) co_return co_await chat_completions(x, key_copy);
+  if (models) co_return co_await list_models(x);
+  co_return co_await get_generation(x, key_copy, std::string(target.substr(std::string_view("/v1/generations/").size())));
+}
+
+// Answers a request that could not be read whole, then the connection closes.
+awaitable<void> reject_unreadable(std::shared_ptr<GatewayImpl> g, std::shared_ptr<TlsStream> stream,
+                                  http::status status, ApiError e) {
+  Response res{status, 11};
+  res.set(http::field::server, "agora-gateway");
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(false);
+  res.body() = error_body(e);
+  res.prepare_payload();
+  beast::get_lowest_layer(*stream).expires_after(g->config().write_timeout);
+  co_await http::async_write(*stream, res, as_tuple_awaitable);
+  g->metrics().request("other", static_cast<int>(status), 0);
+}
+
+}  // namespace
+
+awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket socket,
+                                 std::shared_ptr<asio::ssl::context> ssl) {
+  auto stream = std::make_shared<TlsStream>(beast::tcp_stream(std::move(socket)), *ssl);
+  const uint64_t conn_id = g->http_opened(stream);
+  struct Closed {
+    std::shared_ptr<GatewayImpl> g;
+    uint64_t id;
+    ~Closed() { g->http_closed(id); }
+  } closed{g, conn_id};
+  const auto& cfg = g->config();
+
+  beast::get_lowest_layer(*stream).expires_after(cfg.handshake_timeout);
+  auto [hec] = co_await stream->async_handshake(asio::ssl::stream_base::server, as_tuple_awaitable);
+  if (hec) {
+    spdlog::debug("tls_handshake_failed error={}", logfmt_value(hec.message()));
+    co_return;
+  }
+
+  beast::flat_buffer buffer;
+  for (;;) {
+    if (g->stopping()) break;
+    // Between requests: wait for the first byte up to the idle timeout.
+    if (buffer.size() == 0) {
+      beast::get_lowest_layer(*stream).expires_after(cfg.idle_timeout);
+      auto [ec, n] = co_await stream->async_read_some(buffer.prepare(16 * 1024), as_tuple_awaitable);
+      if (ec) break;
+      buffer.commit(n);
+    }
+    // Then the whole request (header and body) within the read timeout.
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
+    parser.body_limit(cfg.max_body_bytes);
+    beast::get_lowest_layer(*stream).expires_after(cfg.read_timeout);
+    auto [ec, n] = co_await http::async_read(*stream, buffer, parser, as_tuple_awaitable);
+    beast::get_lowest_layer(*stream).expires_never();
+    if (ec == http::error::body_limit) {
+      co_await reject_unreadable(g, stream, http::status::payload_too_large,
+                                 ApiError{413, "invalid_request_error", "request_too_large", "",
+                                          fmt::format("The request body is larger than {} bytes", cfg.max_body_bytes), 0});
+      break;
+    }
+    if (ec == http::error::header_limit) {
+      co_await reject_unreadable(g, stream, http::status::request_header_fields_too_large,
+                                 ApiError{431, "invalid_request_error", "headers_too_large", "",
+                                          fmt::format("The request headers are larger than {} bytes", cfg.max_header_bytes), 0});
+      break;
+    }
+    if (ec == beast::error::timeout) {
+      co_await reject_unreadable(g, stream, http::status::request_timeout,
+                                 ApiError{408, "invalid_request_error", "request_timeout", "",
+                                          "The request was not received in time", 0});
+      break;
+    }
+    if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset) {
+      break;
+    }
+    if (ec) {
+      co_await reject_unreadable(g, stream, http::status::bad_request,
+                                 ApiError{400, "invalid_request_error", "bad_request", "",
+                                          "Malformed HTTP request: " + ec.message(), 0});
+      break;
+    }
+    Request req = parser.release();
+
+    if (websocket::is_upgrade(req)) {
+      std::string_view target = req.target();
+      if (target != protocol::kNodePath) {
+        co_await reject_unreadable(g, stream, http::status::not_found,
+                                   ApiError{404, "invalid_request_error", "not_found", "",
+                                            "No WebSocket endpoint at " + std::string(target), 0});
+        break;
+      }
+      const ProviderEntry* provider = g->authenticate_provider(req[http::field::authorization]);
+      if (!provider) {
+        co_await reject_unreadable(g, stream, http::status::unauthorized,
+                                   ApiError{401, "invalid_request_error", "invalid_provider_token", "",
+                                            "Missing, unknown or revoked provider token", 0});
+        break;
+      }
+      // The connection now belongs to the node session (and outlives this
+      // connection's bookkeeping as a client connection).
+      co_await g->run_node_session(stream, std::move(req), *provider);
+      co_return;
+    }
+
+    Exchange x{g, stream, req, g->clock().now()};
+    const bool keep = co_await handle(x);
+    if (!keep) break;
+  }
+  // Best-effort TLS close_notify, bounded.
+  beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(2));
+  co_await stream->async_shutdown(as_tuple_awaitable);
+  beast::get_lowest_layer(*stream).close();
+}
+
+}  // namespace agora::gateway

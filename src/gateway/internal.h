@@ -1,0 +1,200 @@
+// Private to the gateway library: the state shared by the core
+// (gateway.cpp: jobs, queue, credentials, node sessions) and the HTTP shell
+// (http_session.cpp). All of it lives on the event loop.
+#pragma once
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <deque>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "gateway/gateway.h"
+#include "gateway/metrics.h"
+#include "gateway/router.h"
+#include "gateway/store_worker.h"
+#include "net/tls.h"
+#include "protocol/messages.h"
+
+namespace agora::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+// What a job's HTTP coroutine hears about it, in order.
+struct JobEvent {
+  enum class Kind {
+    delta,        // text from the node
+    done,         // finished normally
+    failed,       // the node reported a failure
+    node_lost,    // the node disconnected or went silent
+    no_capacity,  // waited in the queue too long / nobody left to try
+    client_gone,  // the client closed its connection
+  };
+  Kind kind = Kind::delta;
+  protocol::Delta delta;
+  protocol::Done done;
+  protocol::Failed failed;
+  ApiError error;  // for no_capacity
+};
+
+struct Job {
+  explicit Job(asio::any_io_executor ex) : wake(ex), deadline(ex) {}
+
+  protocol::JobId id = 0;
+  std::string generation_id;
+  std::string key_id;
+  ChatRequest request;
+  int64_t created_unix = 0;
+  Clock::TimePoint admitted{}, dispatched{}, first_token{};
+
+  enum class State { idle, queued, running, finished } state = State::idle;
+  ConnId conn = 0;                 // node running it (state running)
+  std::string provider_id, node_id, model_sha256;
+  std::vector<ConnId> tried;       // nodes that failed it
+  int attempts = 0;
+  bool saw_output = false;         // a delta arrived from the current node
+
+  std::deque<JobEvent> events;
+  asio::steady_timer wake;         // cancelled to wake the waiting coroutine
+  asio::steady_timer deadline;     // queue timeout
+
+  void push(JobEvent e) {
+    events.push_back(std::move(e));
+    wake.cancel();
+  }
+};
+
+// One connected node: a WebSocket plus an outbox drained by a writer
+// coroutine (one read and one write in flight at most).
+struct NodeConn {
+  NodeConn(websocket::stream<TlsStream> s) : ws(std::move(s)), wake(ws.get_executor()) {}
+
+  ConnId id = 0;
+  websocket::stream<TlsStream> ws;
+  std::deque<std::string> outbox;
+  asio::steady_timer wake;
+  bool closing = false;
+  std::unordered_map<protocol::JobId, std::shared_ptr<Job>> jobs;
+  std::string node_id, provider_id;
+
+  void send(std::string frame) {
+    outbox.push_back(std::move(frame));
+    wake.cancel();
+  }
+};
+
+struct KeyEntry {
+  std::string id;
+  std::string name;
+};
+
+struct ProviderEntry {
+  std::string id;
+  std::string name;
+};
+
+class GatewayImpl final : public Gateway, public std::enable_shared_from_this<GatewayImpl> {
+ public:
+  GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& clock);
+  ~GatewayImpl() override;
+
+  Status start() override;
+  void stop(std::chrono::milliseconds grace) override;
+  uint16_t port() const override { return port_; }
+  std::string base_url() const override;
+  std::filesystem::path ca_cert() const override { return tls_files_.ca_cert; }
+  std::string ca_fingerprint() const override { return tls_files_.ca_fingerprint; }
+
+  // ---- used by the HTTP shell (http_session.cpp)
+  asio::io_context& io() { return io_; }
+  const GatewayConfig& config() const { return config_; }
+  Clock& clock() { return clock_; }
+  Metrics& metrics() { return metrics_; }
+  Gauges gauges() const;
+  const Router& router() const { return router_; }
+  bool ready() const { return !router_.nodes().empty(); }
+
+  const KeyEntry* authenticate(std::string_view authorization) const;
+  const ProviderEntry* authenticate_provider(std::string_view authorization) const;
+
+  std::shared_ptr<Job> new_job(ChatRequest request, const KeyEntry& key);
+  // Places a job on a node or in the queue. Returns an error (404, 503) if
+  // neither is possible.
+  std::optional<ApiError> submit(const std::shared_ptr<Job>& job);
+  // The client is gone or the response is complete: forget the job; a
+  // running one is cancelled on its node.
+  void abandon(const std::shared_ptr<Job>& job);
+  void record(const Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
+              engine::FinishReason finish);
+  // GET /v1/generations/{id}: from memory when recent, else the store.
+  void lookup_generation(const std::string& id,
+                         std::function<void(std::optional<store::GenerationRecord>)> done);
+
+  asio::awaitable<void> run_node_session(std::shared_ptr<TlsStream> stream,
+                                         http::request<http::string_body> request, ProviderEntry provider);
+
+  // Open client connections, so stop() can close idle keep-alive ones.
+  uint64_t http_opened(std::weak_ptr<TlsStream> stream);
+  void http_closed(uint64_t id);
+  const store::GenerationRecord* find_recent(const std::string& id) const;
+  bool stopping() const { return stopping_; }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> node_writer(std::shared_ptr<NodeConn> n);
+  void on_node_frame(NodeConn& n, protocol::Message m);
+  void node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why);
+  void dispatch(const std::shared_ptr<Job>& job, const Pick& pick);
+  void drain_queue(const std::string& model);
+  void finish_job_on_node(NodeConn& n, protocol::JobId id);
+  void on_credentials(std::vector<store::ApiKeyRecord> keys, std::vector<store::ProviderRecord> providers);
+  void snapshot_nodes();
+  asio::awaitable<void> snapshot_loop();
+
+  asio::io_context& io_;
+  GatewayConfig config_;
+  Clock& clock_;
+  net::TlsFiles tls_files_;
+  std::shared_ptr<asio::ssl::context> ssl_;
+  std::optional<tcp::acceptor> acceptor_;
+  std::string host_;
+  uint16_t port_ = 0;
+  bool stopping_ = false;
+
+  std::unique_ptr<StoreWorker> store_;
+  std::unordered_map<std::string, KeyEntry> keys_;           // by SHA-256 of the key
+  std::unordered_map<std::string, ProviderEntry> providers_; // by SHA-256 of the token
+
+  Router router_;
+  std::unordered_map<ConnId, std::shared_ptr<NodeConn>> conns_;
+  ConnId next_conn_ = 1;
+  protocol::JobId next_job_ = 1;
+  std::unordered_map<std::string, std::deque<std::shared_ptr<Job>>> queues_;
+  size_t queued_ = 0;
+  size_t running_ = 0;
+
+  // Recent generation records, for GET /v1/generations right after a reply.
+  std::unordered_map<std::string, store::GenerationRecord> recent_;
+  std::deque<std::string> recent_order_;
+
+  Metrics metrics_;
+  int64_t http_connections_ = 0;
+  uint64_t next_http_ = 1;
+  std::unordered_map<uint64_t, std::weak_ptr<TlsStream>> http_streams_;
+};
+
+// The HTTP/1.1 session on one accepted TLS connection (http_session.cpp).
+asio::awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> gateway, tcp::socket socket,
+                                       std::shared_ptr<asio::ssl::context> ssl);
+
+}  // namespace agora::gateway

@@ -1,0 +1,109 @@
+// The OpenAI-compatible surface as pure functions: parsing a
+// /v1/chat/completions body into a generation request, and formatting
+// responses, stream chunks and errors exactly as OpenAI clients expect.
+// No I/O here; the HTTP shell (http_session.cpp) calls these.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace agora::gateway {
+
+// An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
+struct ApiError {
+  int status = 400;
+  std::string type = "invalid_request_error";
+  std::string code;     // may be empty (-> null)
+  std::string param;    // may be empty (-> null)
+  std::string message;
+  int retry_after_s = 0;  // > 0: send a retry-after header
+};
+
+std::string error_body(const ApiError& e);
+ApiError invalid_request(std::string param, std::string message);
+
+struct RequestLimits {
+  size_t max_messages = 2048;
+  unsigned max_json_depth = 32;
+  size_t max_stop = 4;
+};
+
+// What a client may ask of routing (DESIGN.md, "Routing preferences").
+struct RoutingPreferences {
+  std::string privacy_level = "standard";  // "standard" | "verified"
+  std::vector<std::string> regions;        // empty: anywhere
+  bool confidential = false;
+};
+
+struct ChatRequest {
+  std::string model;
+  engine::GenerationRequest generation;
+  bool max_tokens_given = false;  // else the gateway uses the node's context
+  bool stream = false;
+  bool include_usage = false;
+  std::string user;
+  RoutingPreferences routing;
+};
+
+// Parses and validates a request body. Unknown fields are ignored; fields we
+// cannot honour yet (n > 1, tools, JSON response formats) give a 400 naming
+// the parameter.
+std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, const RequestLimits& limits);
+
+// Provenance attached to every response (the "agora" extension object).
+struct Provenance {
+  std::string provider_id;
+  std::string model_sha256;
+  std::string generation_id;
+  std::string attestation = "standard";
+};
+
+struct CompletionResult {
+  std::string text;
+  std::vector<engine::TokenLogprob> logprobs;
+  bool logprobs_requested = false;
+  engine::FinishReason finish = engine::FinishReason::stop;
+  engine::Usage usage;
+};
+
+// The non-streaming chat.completion object.
+std::string completion_body(const std::string& id, int64_t created, const std::string& model,
+                            const CompletionResult& result, const Provenance& provenance);
+
+// Builds the SSE "data: …\n\n" events of one streamed completion. All chunks
+// share the id and created time; the first carries the assistant role.
+class ChunkWriter {
+ public:
+  ChunkWriter(std::string id, int64_t created, std::string model, bool include_usage, bool logprobs);
+
+  // A content chunk (finish_reason null). Appends the event to `out`.
+  void content(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& logprobs);
+  // The chunk that carries finish_reason, with any last text; without
+  // include_usage it also carries the provenance object.
+  void finish(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& logprobs,
+              engine::FinishReason reason, const Provenance& provenance);
+  // With include_usage: the final chunk (choices: [], usage, provenance).
+  void usage(std::string& out, const engine::Usage& usage, const Provenance& provenance);
+  // The terminal marker.
+  static void done(std::string& out);
+  // An error event after streaming began; the stream then closes.
+  static void error(std::string& out, const ApiError& e);
+
+ private:
+  void open_chunk(std::string& out);
+  std::string prefix_;  // `{"id":…,"object":…,"created":…,"model":…,` shared by every chunk
+  bool include_usage_;
+  bool logprobs_;
+  bool first_ = true;
+};
+
+const char* openai_finish_reason(engine::FinishReason r);
+std::string usage_json(const engine::Usage& u);
+void append_logprobs_content(std::string& out, const std::vector<engine::TokenLogprob>& lps);
+
+}  // namespace agora::gateway

@@ -1,0 +1,47 @@
+// PEM files and OpenSSL errors: the small file-level helpers shared by
+// tls.cpp and tls_files.cpp. Internal to agora_net.
+//
+// Threading: all thread-safe (OpenSSL's error queue is per thread).
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
+#include "net/openssl_handles.h"
+
+namespace agora::net::detail {
+
+// PEM files larger than this are refused (a certificate chain is a few KB).
+inline constexpr size_t kMaxPemFileBytes = 1 << 20;
+
+// Drains this thread's OpenSSL error queue into one line, each entry as
+// ERR_error_string_n gives it, joined by "; ". "no OpenSSL error detail"
+// when the queue is empty. Call right after the failing OpenSSL call.
+std::string take_openssl_errors();
+
+// Every certificate in a PEM file, in file order (at least one).
+// Errors: not_found, io_error, too_large, corrupt ("<path>: no certificate
+// (<OpenSSL error>)").
+Result<std::vector<X509Ptr>> read_certificates(const std::filesystem::path& path);
+
+// The private key in a PEM file (PKCS#8 or traditional). An encrypted key is
+// refused, never prompted for. Errors as read_certificates().
+Result<PkeyPtr> read_private_key(const std::filesystem::path& path);
+
+// PEM text of a certificate / of a private key (unencrypted PKCS#8).
+// Errors: internal.
+Result<std::string> certificate_pem(X509* cert);
+Result<std::string> private_key_pem(EVP_PKEY* key);
+
+// Writes `data` to `path` atomically: a temporary file in the same
+// directory created with `mode` (0600 for keys), written, fsync'ed, renamed
+// over `path`, then the directory fsync'ed. A reader sees the old file or the
+// new one, never a part. Errors: io_error naming the path and errno text.
+Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode);
+
+}  // namespace agora::net::detail

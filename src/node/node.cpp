@@ -1,0 +1,409 @@
+#include "node/node.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/ssl.hpp>
+#include <boost/beast/websocket.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include "common/log.h"
+#include "crypto/random.h"
+#include "net/url.h"
+#include "protocol/messages.h"
+
+namespace agora::node {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+using Ws = websocket::stream<beast::ssl_stream<beast::tcp_stream>>;
+
+protocol::Hardware detect_hardware() {
+  protocol::Hardware h;
+  h.cores = static_cast<int32_t>(std::thread::hardware_concurrency());
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages > 0 && page > 0) h.memory_bytes = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page);
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) h.cpu = line.substr(line.find_first_not_of(' ', colon + 1));
+      break;
+    }
+  }
+  return h;
+}
+
+struct RunningJob {
+  size_t model = 0;
+  engine::RequestId request = 0;
+  uint64_t session = 0;
+};
+
+class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl> {
+ public:
+  NodeImpl(asio::io_context& io, NodeConfig config, std::vector<ServedModel> models, NodeEvents events)
+      : io_(io), config_(std::move(config)), models_(std::move(models)), events_(std::move(events)),
+        wake_(io), backoff_timer_(io) {
+    if (config_.node_id.empty()) config_.node_id = "node_" + crypto::random_base62(12);
+    hardware_ = detect_hardware();
+  }
+
+  void start() override {
+    asio::co_spawn(io_, run(), [self = shared_from_this()](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& x) {
+          self->fatal_ = make_error(Errc::internal, std::string("node loop crashed: ") + x.what());
+        }
+      }
+    });
+  }
+
+  void drain() override {
+    asio::post(io_, [self = shared_from_this()] {
+      if (self->draining_) {
+        self->stop_now();
+        return;
+      }
+      self->draining_ = true;
+      spdlog::info("node_draining node={} jobs={}", self->config_.node_id, self->jobs_.size());
+      self->send(protocol::encode(protocol::Drain{}));
+      self->maybe_finish_drain();
+      self->backoff_timer_.cancel();
+    });
+  }
+
+  void stop() override {
+    asio::post(io_, [self = shared_from_this()] { self->stop_now(); });
+  }
+
+  std::optional<Error> fatal_error() const override { return fatal_; }
+  const std::string& node_id() const override { return config_.node_id; }
+
+ private:
+  void stop_now() {
+    stopping_ = true;
+    cancel_all_jobs();
+    backoff_timer_.cancel();
+    if (ws_) beast::get_lowest_layer(*ws_).cancel();
+    wake_.cancel();
+  }
+
+  void maybe_finish_drain() {
+    if (draining_ && jobs_.empty()) {
+      stopping_ = true;
+      closing_ = true;
+      wake_.cancel();
+      backoff_timer_.cancel();
+    }
+  }
+
+  void cancel_all_jobs() {
+    for (auto& [id, j] : jobs_) models_[j.model].engine->cancel(j.request);
+  }
+
+  void send(std::string frame) {
+    if (!ws_) return;
+    outbox_.push_back(std::move(frame));
+    wake_.cancel();
+  }
+
+  awaitable<void> run() {
+    auto self = shared_from_this();
+    auto backoff = config_.backoff_min;
+    std::mt19937_64 rng(std::random_device{}());
+    while (!stopping_) {
+      const auto began = std::chrono::steady_clock::now();
+      std::string why = co_await session();
+      if (fatal_ || stopping_) break;
+      if (std::chrono::steady_clock::now() - began > std::chrono::seconds(10)) backoff = config_.backoff_min;
+      // Full jitter: a gateway restart must not see every node at once.
+      std::uniform_int_distribution<int64_t> jitter(backoff.count() / 2, backoff.count());
+      const auto wait = std::chrono::milliseconds(jitter(rng));
+      spdlog::info("node_reconnect_scheduled node={} in_ms={} reason={}", config_.node_id, wait.count(),
+                   logfmt_value(why));
+      if (events_.on_disconnected) events_.on_disconnected(why, wait);
+      backoff_timer_.expires_after(wait);
+      co_await backoff_timer_.async_wait(as_tuple_awaitable);
+      backoff = std::min(backoff * 2, config_.backoff_max);
+    }
+    spdlog::info("node_stopped node={}", config_.node_id);
+  }
+
+  // One connection, from dial to disconnect. Returns why it ended.
+  awaitable<std::string> session() {
+    auto url = net::parse_url(config_.gateway_url);
+    if (!url) {
+      fatal_ = url.error();
+      co_return url.error().message;
+    }
+    if (url->scheme != "wss" && url->scheme != "https") {
+      fatal_ = make_error(Errc::invalid_argument, "--gateway must be a wss:// (or https://) URL");
+      co_return fatal_->message;
+    }
+    auto ctx = net::make_client_tls_context(config_.tls);
+    if (!ctx) {
+      fatal_ = ctx.error();
+      co_return ctx.error().message;
+    }
+    tcp::resolver resolver(io_);
+    auto [rec, endpoints] = co_await resolver.async_resolve(url->host, std::to_string(url->port), as_tuple_awaitable);
+    if (rec) co_return "cannot resolve " + url->host + ": " + rec.message();
+
+    auto ws = std::make_shared<Ws>(io_, **ctx);
+    auto& tcp_layer = beast::get_lowest_layer(*ws);
+    tcp_layer.expires_after(config_.connect_timeout);
+    auto [cec, ep] = co_await tcp_layer.async_connect(endpoints, as_tuple_awaitable);
+    if (cec) co_return "cannot connect to " + url->host + ":" + std::to_string(url->port) + ": " + cec.message();
+    tcp_layer.socket().set_option(tcp::no_delay(true));
+    if (Status st = net::prepare_client_stream(ws->next_layer().native_handle(), url->host, config_.tls); !st) {
+      fatal_ = st.error();
+      co_return st.error().message;
+    }
+    auto [hec] = co_await ws->next_layer().async_handshake(asio::ssl::stream_base::client, as_tuple_awaitable);
+    if (hec) co_return "TLS handshake failed: " + net::describe_tls_error(hec, ws->next_layer().native_handle());
+    tcp_layer.expires_never();
+
+    websocket::stream_base::timeout to{};
+    to.handshake_timeout = config_.connect_timeout;
+    to.idle_timeout = config_.heartbeat_timeout;
+    to.keep_alive_pings = true;
+    ws->set_option(to);
+    ws->read_message_max(protocol::kMaxFrameBytes);
+    const std::string token = config_.token;
+    ws->set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+      req.set(http::field::authorization, "Bearer " + token);
+      req.set(http::field::user_agent, "agora-node/0.1.0");
+    }));
+    websocket::response_type res;
+    const std::string host = net::format_host_port(url->host, url->port);
+    const std::string target = url->target == "/" ? std::string(protocol::kNodePath) : url->target;
+    auto [wec] = co_await ws->async_handshake(res, host, target, as_tuple_awaitable);
+    if (wec) {
+      if (res.result() == http::status::unauthorized) {
+        fatal_ = make_error(Errc::invalid_argument,
+                            "the gateway refused the provider token (unknown or revoked): register with "
+                            "`agora providers register` and pass the token it prints");
+        co_return fatal_->message;
+      }
+      co_return fmt::format("WebSocket handshake failed ({}): {}", res.result_int(), wec.message());
+    }
+    ws->text(true);
+
+    protocol::Hello hello;
+    hello.node_id = config_.node_id;
+    hello.agent = "agora/0.1.0";
+    hello.region = config_.region;
+    hello.hardware = hardware_;
+    for (const auto& m : models_) {
+      const auto& info = m.engine->model_info();
+      const auto stats = m.engine->stats();
+      protocol::ModelAdvert a;
+      a.name = m.name;
+      a.sha256 = info.sha256;
+      a.quantization = info.quantization;
+      a.architecture = info.architecture;
+      a.parameters = info.parameters;
+      a.context_length = info.context_length;
+      a.ctx_per_slot = stats.ctx_per_slot;
+      a.slots = stats.slots_total;
+      hello.models.push_back(std::move(a));
+    }
+    auto [w1, n1] = co_await ws->async_write(asio::buffer(protocol::encode(hello)), as_tuple_awaitable);
+    if (w1) co_return "sending hello failed: " + w1.message();
+    beast::flat_buffer buf;
+    auto [r1, n2] = co_await ws->async_read(buf, as_tuple_awaitable);
+    if (r1) co_return "no welcome from the gateway: " + r1.message();
+    auto first = protocol::decode(beast::buffers_to_string(buf.data()));
+    buf.consume(buf.size());
+    if (!first) co_return first.error().message;
+    if (auto* rej = std::get_if<protocol::Reject>(&*first)) {
+      fatal_ = make_error(Errc::invalid_argument, "the gateway refused this node: " + rej->message);
+      co_return fatal_->message;
+    }
+    auto* welcome = std::get_if<protocol::Welcome>(&*first);
+    if (!welcome) co_return "the gateway's first frame was not a welcome";
+
+    ++session_;
+    ws_ = ws;
+    outbox_.clear();
+    closing_ = false;
+    spdlog::info("node_connected node={} provider={} gateway={}", config_.node_id, welcome->provider_id,
+                 config_.gateway_url);
+    if (events_.on_connected) events_.on_connected(welcome->provider_id);
+    if (draining_) send(protocol::encode(protocol::Drain{}));
+    asio::co_spawn(io_, writer(ws, session_), asio::detached);
+
+    std::string why = "closed";
+    for (;;) {
+      auto [ec, n] = co_await ws->async_read(buf, as_tuple_awaitable);
+      if (ec) {
+        why = ec == websocket::error::closed ? "closed by the gateway" : ec.message();
+        break;
+      }
+      auto msg = protocol::decode(std::string_view(static_cast<const char*>(buf.data().data()), buf.size()));
+      buf.consume(buf.size());
+      if (!msg) {
+        why = msg.error().message;
+        break;
+      }
+      on_frame(std::move(*msg));
+    }
+    // The gateway has given up on (or re-routed) whatever was running.
+    cancel_all_jobs();
+    ws_.reset();
+    wake_.cancel();
+    co_return why;
+  }
+
+  awaitable<void> writer(std::shared_ptr<Ws> ws, uint64_t session) {
+    auto self = shared_from_this();
+    while (session == session_ && ws_ == ws) {
+      if (outbox_.empty()) {
+        if (closing_) break;
+        wake_.expires_at(asio::steady_timer::time_point::max());
+        co_await wake_.async_wait(as_tuple_awaitable);
+        continue;
+      }
+      std::string frame = std::move(outbox_.front());
+      outbox_.pop_front();
+      auto [ec, n] = co_await ws->async_write(asio::buffer(frame), as_tuple_awaitable);
+      if (ec) break;
+    }
+    if (closing_ && ws->is_open()) {
+      beast::get_lowest_layer(*ws).expires_after(std::chrono::seconds(2));
+      co_await ws->async_close(websocket::close_code::normal, as_tuple_awaitable);
+    }
+  }
+
+  size_t model_index(const std::string& name) const {
+    for (size_t i = 0; i < models_.size(); ++i) {
+      if (models_[i].name == name) return i;
+    }
+    return models_.size();
+  }
+
+  void on_frame(protocol::Message m) {
+    if (auto* job = std::get_if<protocol::Job>(&m)) {
+      start_job(std::move(*job));
+    } else if (auto* c = std::get_if<protocol::Cancel>(&m)) {
+      auto it = jobs_.find(c->job);
+      if (it != jobs_.end()) models_[it->second.model].engine->cancel(it->second.request);
+    } else {
+      spdlog::warn("node_unexpected_frame type={}", protocol::message_type(m));
+    }
+  }
+
+  void fail_job(protocol::JobId id, const Error& e, bool retryable) {
+    protocol::Failed f;
+    f.job = id;
+    f.code = std::string(errc_name(e.code));
+    f.message = e.message;
+    f.retryable = retryable;
+    send(protocol::encode(f));
+  }
+
+  void start_job(protocol::Job job) {
+    const size_t mi = model_index(job.model);
+    if (mi == models_.size()) {
+      fail_job(job.job, make_error(Errc::not_found, "this node does not serve '" + job.model + "'"), true);
+      return;
+    }
+    if (draining_) {
+      fail_job(job.job, make_error(Errc::unavailable, "node is draining"), true);
+      return;
+    }
+    if (jobs_.contains(job.job)) {
+      fail_job(job.job, make_error(Errc::invalid_argument, "duplicate job id"), false);
+      return;
+    }
+    const uint64_t session = session_;
+    const protocol::JobId id = job.job;
+    std::weak_ptr<NodeImpl> weak = shared_from_this();
+    engine::GenerationCallbacks cb;
+    // Engine thread -> loop. Each frame is encoded on the engine thread so
+    // the loop only queues bytes.
+    cb.on_event = [weak, id, session, this](const engine::StreamEvent& ev) {
+      std::string frame;
+      frame.reserve(64 + ev.text.size());
+      protocol::encode_delta(frame, protocol::Delta{id, ev.text, ev.logprobs});
+      if (auto self = weak.lock()) {
+        asio::post(io_, [self, session, frame = std::move(frame)]() mutable {
+          if (self->session_ == session) self->send(std::move(frame));
+        });
+      }
+    };
+    cb.on_done = [weak, id, session, this](engine::Completion c) {
+      std::string frame;
+      if (c.finish == engine::FinishReason::error) {
+        protocol::Failed f;
+        f.job = id;
+        f.code = c.error ? std::string(errc_name(c.error->code)) : "internal";
+        f.message = c.error ? c.error->message : "generation failed";
+        f.retryable = false;
+        frame = protocol::encode(f);
+      } else {
+        frame = protocol::encode(protocol::Done{id, c.finish, c.usage, c.timings});
+      }
+      if (auto self = weak.lock()) {
+        asio::post(io_, [self, id, session, frame = std::move(frame)]() mutable {
+          self->jobs_.erase(id);
+          if (self->session_ == session) self->send(std::move(frame));
+          self->maybe_finish_drain();
+        });
+      }
+    };
+    auto rid = models_[mi].engine->submit(std::move(job.request), std::move(cb));
+    if (!rid) {
+      const bool retry = rid.error().code == Errc::unavailable;
+      fail_job(id, rid.error(), retry);
+      return;
+    }
+    jobs_[id] = RunningJob{mi, *rid, session};
+  }
+
+  asio::io_context& io_;
+  NodeConfig config_;
+  std::vector<ServedModel> models_;
+  NodeEvents events_;
+  protocol::Hardware hardware_;
+  std::shared_ptr<Ws> ws_;
+  std::deque<std::string> outbox_;
+  asio::steady_timer wake_;
+  asio::steady_timer backoff_timer_;
+  uint64_t session_ = 0;
+  bool closing_ = false;
+  bool draining_ = false;
+  bool stopping_ = false;
+  std::optional<Error> fatal_;
+  std::unordered_map<protocol::JobId, RunningJob> jobs_;
+};
+
+}  // namespace
+
+std::shared_ptr<Node> make_node(boost::asio::io_context& io, NodeConfig config, std::vector<ServedModel> models,
+                                NodeEvents events) {
+  return std::make_shared<NodeImpl>(io, std::move(config), std::move(models), std::move(events));
+}
+
+std::string model_name_for(const std::string& path) { return std::filesystem::path(path).stem().string(); }
+
+}  // namespace agora::node

@@ -1,0 +1,70 @@
+// The provider node's connector: dials out to a gateway over WSS (so it
+// works behind NAT), authenticates with its provider token, announces its
+// models, runs the jobs it is sent on its engines and streams tokens back.
+// Reconnects with exponential backoff and jitter; drain() stops taking jobs
+// and ends once in-flight ones have finished.
+//
+// Threading: run on one io_context thread. Engine callbacks arrive on engine
+// threads and are posted to that loop.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/engine.h"
+#include "net/tls.h"
+
+namespace agora::node {
+
+struct NodeConfig {
+  std::string gateway_url;  // wss://HOST:PORT (the path defaults to /v1/node)
+  std::string token;        // pt_…
+  std::string node_id;      // stable id; random when empty
+  std::string region;
+  net::ClientTlsOptions tls;
+  std::chrono::milliseconds backoff_min{250};
+  std::chrono::milliseconds backoff_max{30'000};
+  std::chrono::milliseconds connect_timeout{10'000};
+  std::chrono::milliseconds heartbeat_timeout{15'000};  // gateway silent this long: reconnect
+};
+
+struct ServedModel {
+  std::string name;  // what clients ask for
+  std::shared_ptr<engine::Engine> engine;
+};
+
+// What the node reports about itself, for logs and the CLI.
+struct NodeEvents {
+  std::function<void(const std::string& provider_id)> on_connected;
+  std::function<void(const std::string& why, std::chrono::milliseconds retry_in)> on_disconnected;
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  // Starts connecting. The loop runs until stop() or a fatal error (the
+  // gateway refused the token or the protocol version).
+  virtual void start() = 0;
+  // SIGTERM: tell the gateway, take no new jobs, finish the running ones,
+  // then disconnect. Thread-safe.
+  virtual void drain() = 0;
+  // Immediate stop: running jobs are cancelled. Thread-safe.
+  virtual void stop() = 0;
+  // Set once the loop has ended because of a fatal error.
+  virtual std::optional<Error> fatal_error() const = 0;
+  virtual const std::string& node_id() const = 0;
+};
+
+std::shared_ptr<Node> make_node(boost::asio::io_context& io, NodeConfig config, std::vector<ServedModel> models,
+                                NodeEvents events = {});
+
+// Model name for a file: its stem ("models/tiny.gguf" -> "tiny").
+std::string model_name_for(const std::string& path);
+
+}  // namespace agora::node

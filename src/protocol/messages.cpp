@@ -1,0 +1,509 @@
+#include "protocol/messages.h"
+
+#include <boost/json.hpp>
+
+#include <cmath>
+#include <limits>
+
+#include "common/json_text.h"
+
+namespace agora::protocol {
+namespace json = boost::json;
+using engine::FinishReason;
+
+namespace {
+
+Error bad(std::string what) { return make_error(Errc::invalid_argument, "protocol: " + std::move(what)); }
+
+// Field readers: each returns false (and sets `err`) when the field is
+// missing or has the wrong type; optional readers leave `out` alone when the
+// field is absent.
+class Reader {
+ public:
+  Reader(const json::object& o, std::string where) : o_(o), where_(std::move(where)) {}
+
+  bool str(std::string_view key, std::string& out, bool required = true) {
+    auto* v = o_.if_contains(key);
+    if (!v) return !required || fail(key, "is missing");
+    if (!v->is_string()) return fail(key, "must be a string");
+    out.assign(v->get_string().data(), v->get_string().size());
+    return true;
+  }
+  template <class Int>
+  bool integer(std::string_view key, Int& out, bool required = true) {
+    auto* v = o_.if_contains(key);
+    if (!v) return !required || fail(key, "is missing");
+    int64_t x;
+    if (v->is_int64()) x = v->get_int64();
+    else if (v->is_uint64() && v->get_uint64() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      x = static_cast<int64_t>(v->get_uint64());
+    else return fail(key, "must be an integer");
+    if constexpr (std::is_unsigned_v<Int>) {
+      if (x < 0) return fail(key, "must not be negative");
+      if (static_cast<uint64_t>(x) > std::numeric_limits<Int>::max()) return fail(key, "is out of range");
+    } else {
+      if (x < std::numeric_limits<Int>::min() || x > std::numeric_limits<Int>::max()) return fail(key, "is out of range");
+    }
+    out = static_cast<Int>(x);
+    return true;
+  }
+  bool number(std::string_view key, double& out, bool required = true) {
+    auto* v = o_.if_contains(key);
+    if (!v) return !required || fail(key, "is missing");
+    if (v->is_double()) out = v->get_double();
+    else if (v->is_int64()) out = static_cast<double>(v->get_int64());
+    else if (v->is_uint64()) out = static_cast<double>(v->get_uint64());
+    else return fail(key, "must be a number");
+    return true;
+  }
+  bool number(std::string_view key, float& out, bool required = true) {
+    double d = out;
+    if (!number(key, d, required)) return false;
+    out = static_cast<float>(d);
+    return true;
+  }
+  bool boolean(std::string_view key, bool& out, bool required = true) {
+    auto* v = o_.if_contains(key);
+    if (!v) return !required || fail(key, "is missing");
+    if (!v->is_bool()) return fail(key, "must be a boolean");
+    out = v->get_bool();
+    return true;
+  }
+  const json::array* array(std::string_view key, bool required = true) {
+    auto* v = o_.if_contains(key);
+    if (!v) {
+      if (required) fail(key, "is missing");
+      return nullptr;
+    }
+    if (!v->is_array()) {
+      fail(key, "must be an array");
+      return nullptr;
+    }
+    return &v->get_array();
+  }
+  const json::object* object(std::string_view key, bool required = true) {
+    auto* v = o_.if_contains(key);
+    if (!v) {
+      if (required) fail(key, "is missing");
+      return nullptr;
+    }
+    if (!v->is_object()) {
+      fail(key, "must be an object");
+      return nullptr;
+    }
+    return &v->get_object();
+  }
+  bool fail(std::string_view key, std::string_view why) {
+    if (!err_) err_ = bad(where_ + "." + std::string(key) + " " + std::string(why));
+    return false;
+  }
+  bool ok() const { return !err_; }
+  Error error() const { return *err_; }
+  const std::string& where() const { return where_; }
+
+ private:
+  const json::object& o_;
+  std::string where_;
+  std::optional<Error> err_;
+};
+
+void put_usage(std::string& out, const engine::Usage& u) {
+  out += "{\"prompt_tokens\":";
+  append_json_number(out, int64_t{u.prompt_tokens});
+  out += ",\"completion_tokens\":";
+  append_json_number(out, int64_t{u.completion_tokens});
+  out += ",\"cached_prompt_tokens\":";
+  append_json_number(out, int64_t{u.cached_prompt_tokens});
+  out += '}';
+}
+
+void put_timings(std::string& out, const engine::Timings& t) {
+  out += "{\"queued_ms\":";
+  append_json_number(out, t.queued_ms);
+  out += ",\"prompt_ms\":";
+  append_json_number(out, t.prompt_ms);
+  out += ",\"decode_ms\":";
+  append_json_number(out, t.decode_ms);
+  out += '}';
+}
+
+void put_bytes(std::string& out, std::string_view s) {
+  out += '[';
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ',';
+    append_json_number(out, int64_t{static_cast<unsigned char>(s[i])});
+  }
+  out += ']';
+}
+
+void put_logprobs(std::string& out, const std::vector<engine::TokenLogprob>& lps) {
+  out += '[';
+  bool first = true;
+  for (const auto& lp : lps) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"id\":";
+    append_json_number(out, int64_t{lp.token});
+    out += ",\"bytes\":";
+    put_bytes(out, lp.text);
+    out += ",\"logprob\":";
+    append_json_number(out, double{lp.logprob});
+    out += ",\"top\":[";
+    for (size_t i = 0; i < lp.top.size(); ++i) {
+      if (i) out += ',';
+      out += "{\"id\":";
+      append_json_number(out, int64_t{lp.top[i].token});
+      out += ",\"bytes\":";
+      put_bytes(out, lp.top[i].text);
+      out += ",\"logprob\":";
+      append_json_number(out, double{lp.top[i].logprob});
+      out += '}';
+    }
+    out += "]}";
+  }
+  out += ']';
+}
+
+bool read_bytes(Reader& r, const json::object& o, std::string& out) {
+  auto* a = r.array("bytes");
+  if (!a) return false;
+  out.clear();
+  out.reserve(a->size());
+  for (const auto& b : *a) {
+    if (!b.is_int64() || b.get_int64() < 0 || b.get_int64() > 255) return r.fail("bytes", "must hold bytes (0-255)");
+    out.push_back(static_cast<char>(b.get_int64()));
+  }
+  (void)o;
+  return true;
+}
+
+bool read_logprobs(Reader& parent, const json::array& a, std::vector<engine::TokenLogprob>& out) {
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].is_object()) return parent.fail("logprobs", "entries must be objects");
+    const auto& o = a[i].get_object();
+    Reader r(o, parent.where() + ".logprobs[" + std::to_string(i) + "]");
+    engine::TokenLogprob lp;
+    if (!r.integer("id", lp.token) || !read_bytes(r, o, lp.text) || !r.number("logprob", lp.logprob)) {
+      return parent.fail("logprobs", r.error().message);
+    }
+    if (auto* top = r.array("top", false)) {
+      for (const auto& t : *top) {
+        if (!t.is_object()) return parent.fail("logprobs", "top entries must be objects");
+        Reader tr(t.get_object(), r.where() + ".top");
+        engine::TopLogprob tl;
+        if (!tr.integer("id", tl.token) || !read_bytes(tr, t.get_object(), tl.text) || !tr.number("logprob", tl.logprob)) {
+          return parent.fail("logprobs", tr.error().message);
+        }
+        lp.top.push_back(std::move(tl));
+      }
+    }
+    out.push_back(std::move(lp));
+  }
+  return true;
+}
+
+json::object request_to_json(const engine::GenerationRequest& r) {
+  json::object o;
+  if (r.prompt) {
+    o["prompt"] = *r.prompt;
+  } else {
+    json::array msgs;
+    msgs.reserve(r.messages.size());
+    for (const auto& m : r.messages) msgs.push_back(json::object{{"role", m.role}, {"content", m.content}});
+    o["messages"] = std::move(msgs);
+  }
+  o["max_tokens"] = r.max_tokens;
+  const auto& s = r.sampling;
+  o["temperature"] = s.temperature;
+  o["top_p"] = s.top_p;
+  if (s.top_k) o["top_k"] = s.top_k;
+  if (s.min_p != 0) o["min_p"] = s.min_p;
+  if (s.seed) o["seed"] = *s.seed;
+  if (s.presence_penalty != 0) o["presence_penalty"] = s.presence_penalty;
+  if (s.frequency_penalty != 0) o["frequency_penalty"] = s.frequency_penalty;
+  if (!s.logit_bias.empty()) {
+    json::array lb;
+    for (const auto& [tok, bias] : s.logit_bias) lb.push_back(json::array{tok, bias});
+    o["logit_bias"] = std::move(lb);
+  }
+  if (!r.stop.empty()) {
+    json::array st;
+    for (const auto& x : r.stop) st.push_back(json::string(x));
+    o["stop"] = std::move(st);
+  }
+  if (r.logprobs) o["logprobs"] = true;
+  if (r.top_logprobs) o["top_logprobs"] = r.top_logprobs;
+  if (r.ignore_eos) o["ignore_eos"] = true;
+  return o;
+}
+
+bool request_from_json(Reader& parent, const json::object& o, engine::GenerationRequest& r) {
+  Reader rd(o, parent.where() + ".request");
+  auto fail_with = [&] { return parent.fail("request", rd.error().message.substr(10)); };
+  if (o.contains("prompt")) {
+    std::string p;
+    if (!rd.str("prompt", p)) return fail_with();
+    r.prompt = std::move(p);
+  } else {
+    auto* msgs = rd.array("messages");
+    if (!msgs) return fail_with();
+    r.messages.reserve(msgs->size());
+    for (const auto& m : *msgs) {
+      if (!m.is_object()) return parent.fail("request", "messages must be objects");
+      Reader mr(m.get_object(), rd.where() + ".messages");
+      engine::ChatMessage cm;
+      if (!mr.str("role", cm.role) || !mr.str("content", cm.content)) return parent.fail("request", mr.error().message);
+      r.messages.push_back(std::move(cm));
+    }
+  }
+  auto& s = r.sampling;
+  uint32_t seed = 0;
+  if (!rd.integer("max_tokens", r.max_tokens) || !rd.number("temperature", s.temperature, false) ||
+      !rd.number("top_p", s.top_p, false) || !rd.integer("top_k", s.top_k, false) ||
+      !rd.number("min_p", s.min_p, false) || !rd.number("presence_penalty", s.presence_penalty, false) ||
+      !rd.number("frequency_penalty", s.frequency_penalty, false) || !rd.boolean("logprobs", r.logprobs, false) ||
+      !rd.integer("top_logprobs", r.top_logprobs, false) || !rd.boolean("ignore_eos", r.ignore_eos, false)) {
+    return fail_with();
+  }
+  if (o.contains("seed")) {
+    if (!rd.integer("seed", seed)) return fail_with();
+    s.seed = seed;
+  }
+  if (auto* lb = rd.array("logit_bias", false)) {
+    for (const auto& e : *lb) {
+      if (!e.is_array() || e.get_array().size() != 2 || !e.get_array()[0].is_int64() ||
+          !(e.get_array()[1].is_number())) {
+        return parent.fail("request", "logit_bias entries must be [token, bias]");
+      }
+      s.logit_bias.emplace_back(static_cast<engine::TokenId>(e.get_array()[0].get_int64()),
+                                static_cast<float>(e.get_array()[1].to_number<double>()));
+    }
+  }
+  if (auto* st = rd.array("stop", false)) {
+    for (const auto& e : *st) {
+      if (!e.is_string()) return parent.fail("request", "stop entries must be strings");
+      r.stop.emplace_back(e.get_string().data(), e.get_string().size());
+    }
+  }
+  return rd.ok() || fail_with();
+}
+
+}  // namespace
+
+std::string_view message_type(const Message& m) {
+  static constexpr std::string_view kNames[] = {"hello", "welcome", "reject", "job", "cancel",
+                                                "delta", "done",    "failed", "drain"};
+  return kNames[m.index()];
+}
+
+engine::FinishReason parse_finish_reason(std::string_view s, bool* ok) {
+  *ok = true;
+  if (s == "stop") return FinishReason::stop;
+  if (s == "length") return FinishReason::length;
+  if (s == "cancelled") return FinishReason::cancelled;
+  if (s == "error") return FinishReason::error;
+  *ok = false;
+  return FinishReason::error;
+}
+
+void encode_delta(std::string& out, const Delta& d) {
+  out += "{\"type\":\"delta\",\"job\":";
+  append_json_number(out, static_cast<int64_t>(d.job));
+  out += ",\"text\":";
+  append_json_string(out, d.text);
+  if (!d.logprobs.empty()) {
+    out += ",\"logprobs\":";
+    put_logprobs(out, d.logprobs);
+  }
+  out += '}';
+}
+
+std::string encode(const Message& m) {
+  std::string out;
+  std::visit(
+      [&](const auto& msg) {
+        using T = std::decay_t<decltype(msg)>;
+        if constexpr (std::is_same_v<T, Delta>) {
+          encode_delta(out, msg);
+        } else if constexpr (std::is_same_v<T, Done>) {
+          out += "{\"type\":\"done\",\"job\":";
+          append_json_number(out, static_cast<int64_t>(msg.job));
+          out += ",\"finish_reason\":\"";
+          out += engine::finish_reason_name(msg.finish);
+          out += "\",\"usage\":";
+          put_usage(out, msg.usage);
+          out += ",\"timings\":";
+          put_timings(out, msg.timings);
+          out += '}';
+        } else {
+          json::object o;
+          o["type"] = message_type(Message{msg});
+          if constexpr (std::is_same_v<T, Hello>) {
+            o["protocol"] = msg.protocol;
+            o["node_id"] = msg.node_id;
+            o["agent"] = msg.agent;
+            o["region"] = msg.region;
+            json::array models;
+            for (const auto& a : msg.models) {
+              models.push_back(json::object{{"name", a.name},
+                                            {"sha256", a.sha256},
+                                            {"quantization", a.quantization},
+                                            {"architecture", a.architecture},
+                                            {"parameters", a.parameters},
+                                            {"context_length", a.context_length},
+                                            {"ctx_per_slot", a.ctx_per_slot},
+                                            {"slots", a.slots}});
+            }
+            o["models"] = std::move(models);
+            json::array gpus;
+            for (const auto& g : msg.hardware.gpus) gpus.push_back(json::string(g));
+            o["hardware"] = json::object{{"cpu", msg.hardware.cpu},
+                                         {"cores", msg.hardware.cores},
+                                         {"memory_bytes", msg.hardware.memory_bytes},
+                                         {"gpus", std::move(gpus)}};
+          } else if constexpr (std::is_same_v<T, Welcome>) {
+            o["protocol"] = msg.protocol;
+            o["provider_id"] = msg.provider_id;
+            o["heartbeat_ms"] = msg.heartbeat_ms;
+          } else if constexpr (std::is_same_v<T, Reject>) {
+            o["code"] = msg.code;
+            o["message"] = msg.message;
+          } else if constexpr (std::is_same_v<T, Job>) {
+            o["job"] = msg.job;
+            o["model"] = msg.model;
+            o["request"] = request_to_json(msg.request);
+          } else if constexpr (std::is_same_v<T, Cancel>) {
+            o["job"] = msg.job;
+          } else if constexpr (std::is_same_v<T, Failed>) {
+            o["job"] = msg.job;
+            o["code"] = msg.code;
+            o["message"] = msg.message;
+            o["retryable"] = msg.retryable;
+          }
+          out = json::serialize(o);
+        }
+      },
+      m);
+  return out;
+}
+
+Result<Message> decode(std::string_view frame) {
+  if (frame.size() > kMaxFrameBytes) return make_error(Errc::too_large, "protocol: frame too large");
+  json::parse_options opts;
+  opts.max_depth = kMaxJsonDepth;
+  boost::system::error_code ec;
+  json::value v = json::parse(frame, ec, {}, opts);
+  if (ec) return bad("frame is not valid JSON: " + ec.message());
+  if (!v.is_object()) return bad("frame must be a JSON object");
+  const auto& o = v.get_object();
+  Reader r(o, "frame");
+  std::string type;
+  if (!r.str("type", type)) return r.error();
+
+  if (type == "delta") {
+    Delta d;
+    if (!r.integer("job", d.job) || !r.str("text", d.text)) return r.error();
+    if (auto* lps = r.array("logprobs", false)) {
+      if (!read_logprobs(r, *lps, d.logprobs)) return r.error();
+    }
+    return Message{std::move(d)};
+  }
+  if (type == "done") {
+    Done d;
+    std::string finish;
+    if (!r.integer("job", d.job) || !r.str("finish_reason", finish)) return r.error();
+    bool ok;
+    d.finish = parse_finish_reason(finish, &ok);
+    if (!ok) return bad("frame.finish_reason is unknown: " + finish);
+    if (auto* u = r.object("usage")) {
+      Reader ur(*u, "frame.usage");
+      if (!ur.integer("prompt_tokens", d.usage.prompt_tokens) ||
+          !ur.integer("completion_tokens", d.usage.completion_tokens) ||
+          !ur.integer("cached_prompt_tokens", d.usage.cached_prompt_tokens, false)) {
+        return ur.error();
+      }
+    } else {
+      return r.error();
+    }
+    if (auto* t = r.object("timings", false)) {
+      Reader tr(*t, "frame.timings");
+      if (!tr.number("queued_ms", d.timings.queued_ms, false) || !tr.number("prompt_ms", d.timings.prompt_ms, false) ||
+          !tr.number("decode_ms", d.timings.decode_ms, false)) {
+        return tr.error();
+      }
+    }
+    return Message{d};
+  }
+  if (type == "job") {
+    Job j;
+    if (!r.integer("job", j.job) || !r.str("model", j.model)) return r.error();
+    auto* req = r.object("request");
+    if (!req) return r.error();
+    if (!request_from_json(r, *req, j.request)) return r.error();
+    return Message{std::move(j)};
+  }
+  if (type == "cancel") {
+    Cancel c;
+    if (!r.integer("job", c.job)) return r.error();
+    return Message{c};
+  }
+  if (type == "failed") {
+    Failed f;
+    if (!r.integer("job", f.job) || !r.str("code", f.code) || !r.str("message", f.message) ||
+        !r.boolean("retryable", f.retryable, false)) {
+      return r.error();
+    }
+    return Message{std::move(f)};
+  }
+  if (type == "hello") {
+    Hello h;
+    if (!r.integer("protocol", h.protocol) || !r.str("node_id", h.node_id) || !r.str("agent", h.agent, false) ||
+        !r.str("region", h.region, false)) {
+      return r.error();
+    }
+    auto* models = r.array("models");
+    if (!models) return r.error();
+    for (size_t i = 0; i < models->size(); ++i) {
+      if (!(*models)[i].is_object()) return bad("frame.models[" + std::to_string(i) + "] must be an object");
+      Reader mr((*models)[i].get_object(), "frame.models[" + std::to_string(i) + "]");
+      ModelAdvert a;
+      if (!mr.str("name", a.name) || !mr.str("sha256", a.sha256) || !mr.str("quantization", a.quantization, false) ||
+          !mr.str("architecture", a.architecture, false) || !mr.integer("parameters", a.parameters, false) ||
+          !mr.integer("context_length", a.context_length, false) || !mr.integer("ctx_per_slot", a.ctx_per_slot) ||
+          !mr.integer("slots", a.slots)) {
+        return mr.error();
+      }
+      h.models.push_back(std::move(a));
+    }
+    if (auto* hw = r.object("hardware", false)) {
+      Reader hr(*hw, "frame.hardware");
+      if (!hr.str("cpu", h.hardware.cpu, false) || !hr.integer("cores", h.hardware.cores, false) ||
+          !hr.integer("memory_bytes", h.hardware.memory_bytes, false)) {
+        return hr.error();
+      }
+      if (auto* g = hr.array("gpus", false)) {
+        for (const auto& x : *g) {
+          if (x.is_string()) h.hardware.gpus.emplace_back(x.get_string().data(), x.get_string().size());
+        }
+      }
+    }
+    return Message{std::move(h)};
+  }
+  if (type == "welcome") {
+    Welcome w;
+    if (!r.integer("protocol", w.protocol) || !r.str("provider_id", w.provider_id) ||
+        !r.integer("heartbeat_ms", w.heartbeat_ms, false)) {
+      return r.error();
+    }
+    return Message{std::move(w)};
+  }
+  if (type == "reject") {
+    Reject j;
+    if (!r.str("code", j.code) || !r.str("message", j.message)) return r.error();
+    return Message{std::move(j)};
+  }
+  if (type == "drain") return Message{Drain{}};
+  return bad("unknown frame type '" + type + "'");
+}
+
+}  // namespace agora::protocol

@@ -1,0 +1,126 @@
+// The gateway <-> provider-node wire protocol (docs/PROTOCOL.md), as plain
+// values with a sans-I/O codec: encode() and decode() are pure functions,
+// tested without sockets; the WebSocket shells in src/gateway and src/node
+// only move the encoded text frames.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/result.h"
+#include "engine/engine.h"
+
+namespace agora::protocol {
+
+inline constexpr int kProtocolVersion = 1;
+// WebSocket path a node connects to on the gateway's listener.
+inline constexpr std::string_view kNodePath = "/v1/node";
+// Largest frame either side accepts (a job carries the whole prompt).
+inline constexpr size_t kMaxFrameBytes = 8u << 20;
+// Deepest JSON nesting a frame may have.
+inline constexpr unsigned kMaxJsonDepth = 16;
+
+using JobId = uint64_t;
+
+struct ModelAdvert {
+  std::string name;  // what clients put in "model"
+  std::string sha256;
+  std::string quantization;
+  std::string architecture;
+  uint64_t parameters = 0;
+  int32_t context_length = 0;  // trained context
+  int32_t ctx_per_slot = 0;    // tokens of context one request can use
+  int32_t slots = 0;           // concurrent requests this model serves
+};
+
+struct Hardware {
+  std::string cpu;
+  int32_t cores = 0;
+  uint64_t memory_bytes = 0;
+  std::vector<std::string> gpus;
+};
+
+// node -> gateway, first frame after the WebSocket handshake.
+struct Hello {
+  int protocol = kProtocolVersion;
+  std::string node_id;
+  std::string agent;  // e.g. "agora/0.1.0"
+  std::string region;
+  std::vector<ModelAdvert> models;
+  Hardware hardware;
+};
+
+// gateway -> node, the answer to a valid Hello.
+struct Welcome {
+  int protocol = kProtocolVersion;
+  std::string provider_id;
+  int32_t heartbeat_ms = 0;  // WebSocket pings at least this often
+};
+
+// gateway -> node, then the connection closes: the hello was refused.
+struct Reject {
+  std::string code;  // "protocol_version", "bad_hello", "duplicate_node", ...
+  std::string message;
+};
+
+// gateway -> node: run this request. `job` is opaque and unique per
+// connection; the node never learns the API key or who the client is.
+struct Job {
+  JobId job = 0;
+  std::string model;
+  engine::GenerationRequest request;
+};
+
+// gateway -> node: stop this job; the node answers with Done(cancelled).
+struct Cancel {
+  JobId job = 0;
+};
+
+// node -> gateway: newly released text (always whole UTF-8 characters).
+struct Delta {
+  JobId job = 0;
+  std::string text;
+  std::vector<engine::TokenLogprob> logprobs;
+};
+
+// node -> gateway: the job finished (any finish reason but error).
+struct Done {
+  JobId job = 0;
+  engine::FinishReason finish = engine::FinishReason::stop;
+  engine::Usage usage;
+  engine::Timings timings;
+};
+
+// node -> gateway: the job failed. `retryable` says another node may
+// succeed (busy, draining, out of memory) as opposed to a bad request.
+struct Failed {
+  JobId job = 0;
+  std::string code;  // an Errc name, e.g. "invalid_argument", "unavailable"
+  std::string message;
+  bool retryable = false;
+};
+
+// node -> gateway: no new jobs please; in-flight ones will finish.
+struct Drain {};
+
+using Message = std::variant<Hello, Welcome, Reject, Job, Cancel, Delta, Done, Failed, Drain>;
+
+// The frame's "type" field for each alternative.
+std::string_view message_type(const Message& m);
+
+// Serialises one message to a JSON text frame.
+std::string encode(const Message& m);
+// Appends the frame for a Delta to `out` (the hot path; no allocation when
+// `out` has capacity).
+void encode_delta(std::string& out, const Delta& d);
+
+// Parses one frame. Errors: invalid_argument naming what is wrong (not JSON,
+// too deep, unknown type, a missing or mistyped field), too_large.
+Result<Message> decode(std::string_view frame);
+
+engine::FinishReason parse_finish_reason(std::string_view s, bool* ok);
+
+}  // namespace agora::protocol

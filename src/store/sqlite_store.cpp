@@ -1,0 +1,701 @@
+#include "store/sqlite_store.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iterator>
+#include <string_view>
+#include <system_error>
+#include <unordered_map>
+#include <utility>
+
+#include "crypto/random.h"
+
+namespace agora::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---- RAII handles
+
+struct DbCloser {
+  // close_v2: safe even if a statement outlives the connection by mistake.
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StmtFinalizer {
+  void operator()(sqlite3_stmt* s) const { sqlite3_finalize(s); }
+};
+using DbPtr = std::unique_ptr<sqlite3, DbCloser>;
+using StmtPtr = std::unique_ptr<sqlite3_stmt, StmtFinalizer>;
+
+// SQLITE_TRANSIENT without the old-style cast of the macro: SQLite copies the
+// bound bytes.
+const sqlite3_destructor_type kTransient =
+    reinterpret_cast<sqlite3_destructor_type>(static_cast<intptr_t>(-1));
+
+// ---- errors
+
+Errc errc_for(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+      return Errc::invalid_argument;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      return Errc::unavailable;
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      return Errc::corrupt;
+    case SQLITE_TOOBIG:
+      return Errc::too_large;
+    default:
+      return Errc::io_error;
+  }
+}
+
+// "<op>: <sqlite3_errmsg>" with the code chosen from the extended result code.
+Error sql_error(sqlite3* db, std::string_view op) {
+  const int rc = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  std::string msg(op);
+  msg += ": ";
+  msg += db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  return make_error(errc_for(rc), std::move(msg));
+}
+
+// ---- statements
+
+// A cached prepared statement in use by one call: bind, step, read columns.
+// Resets the statement and clears its bindings when it goes out of scope, so
+// the cache always holds idle statements. A failed bind is remembered and
+// reported by the next step().
+class Query {
+ public:
+  Query(sqlite3* db, sqlite3_stmt* stmt, std::string_view op) : db_(db), stmt_(stmt), op_(op) {}
+  ~Query() {
+    if (!stmt_) return;
+    sqlite3_reset(stmt_);
+    sqlite3_clear_bindings(stmt_);
+  }
+  Query(Query&& o) noexcept
+      : db_(o.db_),
+        stmt_(std::exchange(o.stmt_, nullptr)),
+        op_(o.op_),
+        bind_failed_(o.bind_failed_) {}
+  Query(const Query&) = delete;
+  Query& operator=(const Query&) = delete;
+  Query& operator=(Query&&) = delete;
+
+  Query& bind(int index, std::string_view text) {
+    note(sqlite3_bind_text64(stmt_, index, text.data(), text.size(), kTransient, SQLITE_UTF8));
+    return *this;
+  }
+  Query& bind(int index, int64_t v) {
+    note(sqlite3_bind_int64(stmt_, index, v));
+    return *this;
+  }
+  Query& bind(int index, double v) {
+    note(sqlite3_bind_double(stmt_, index, v));
+    return *this;
+  }
+  Query& bind(int index, std::optional<int64_t> v) {
+    note(v ? sqlite3_bind_int64(stmt_, index, *v) : sqlite3_bind_null(stmt_, index));
+    return *this;
+  }
+
+  // true: a row is ready; false: done. Errors: see sql_error().
+  Result<bool> step() {
+    if (bind_failed_) return sql_error(db_, op_);
+    const int rc = sqlite3_step(stmt_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return sql_error(db_, op_);
+  }
+  // Steps a statement that returns no rows.
+  Status run() {
+    auto r = step();
+    if (!r) return r.error();
+    return ok_status();
+  }
+
+  std::string text(int col) const {
+    const auto* p = sqlite3_column_text(stmt_, col);
+    if (!p) return {};
+    return std::string(reinterpret_cast<const char*>(p),
+                       static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
+  int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  int32_t int32(int col) const { return sqlite3_column_int(stmt_, col); }
+  double real(int col) const { return sqlite3_column_double(stmt_, col); }
+  std::optional<int64_t> opt_int64(int col) const {
+    if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) return std::nullopt;
+    return int64(col);
+  }
+
+ private:
+  void note(int rc) {
+    if (rc != SQLITE_OK) bind_failed_ = true;
+  }
+
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+  std::string_view op_;
+  bool bind_failed_ = false;
+};
+
+// ---- schema
+
+// Migration i brings the schema from version i to i + 1. Append only: never
+// edit a migration that has shipped.
+constexpr const char* kMigrations[] = {
+    // 1: keys, providers, generation records, the node snapshot.
+    R"sql(
+CREATE TABLE api_keys (
+  id         TEXT PRIMARY KEY,
+  name       TEXT NOT NULL,
+  prefix     TEXT NOT NULL,
+  hash       TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  revoked_ms INTEGER
+) STRICT;
+CREATE UNIQUE INDEX api_keys_hash ON api_keys(hash);
+
+CREATE TABLE providers (
+  id         TEXT PRIMARY KEY,
+  name       TEXT NOT NULL,
+  prefix     TEXT NOT NULL,
+  hash       TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  revoked_ms INTEGER
+) STRICT;
+CREATE UNIQUE INDEX providers_hash ON providers(hash);
+CREATE UNIQUE INDEX providers_name ON providers(name);
+
+CREATE TABLE generations (
+  id                   TEXT PRIMARY KEY,
+  key_id               TEXT NOT NULL,
+  provider_id          TEXT NOT NULL,
+  node_id              TEXT NOT NULL,
+  model                TEXT NOT NULL,
+  model_sha256         TEXT NOT NULL,
+  attestation          TEXT NOT NULL,
+  finish_reason        TEXT NOT NULL,
+  stream               INTEGER NOT NULL,
+  prompt_tokens        INTEGER NOT NULL,
+  completion_tokens    INTEGER NOT NULL,
+  cached_prompt_tokens INTEGER NOT NULL,
+  queued_ms            REAL NOT NULL,
+  prompt_ms            REAL NOT NULL,
+  decode_ms            REAL NOT NULL,
+  total_ms             REAL NOT NULL,
+  created_ms           INTEGER NOT NULL
+) STRICT;
+CREATE INDEX generations_key_created ON generations(key_id, created_ms);
+
+CREATE TABLE nodes (
+  node_id      TEXT PRIMARY KEY,
+  provider_id  TEXT NOT NULL,
+  region       TEXT NOT NULL,
+  agent        TEXT NOT NULL,
+  models_json  TEXT NOT NULL,
+  slots        INTEGER NOT NULL,
+  slots_busy   INTEGER NOT NULL,
+  connected_ms INTEGER NOT NULL,
+  updated_ms   INTEGER NOT NULL
+) STRICT;
+)sql",
+};
+static_assert(std::size(kMigrations) == kSqliteSchemaVersion, "one migration per schema version");
+
+// ---- SQL (each literal is also its statement-cache key)
+
+constexpr const char* kBegin = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+constexpr const char* kRollback = "ROLLBACK";
+
+constexpr const char* kInsertKey =
+    "INSERT INTO api_keys (id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kListKeys =
+    "SELECT id, name, prefix, hash, created_ms, revoked_ms FROM api_keys ORDER BY created_ms, "
+    "rowid";
+// id before hash; ids ("key_…") and hashes (64 hex) cannot collide anyway.
+constexpr const char* kRevokeKey =
+    "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ("
+    "  SELECT id FROM api_keys WHERE id = ?1 OR hash = ?1 ORDER BY id = ?1 DESC LIMIT 1)"
+    " RETURNING id, name, prefix, hash, created_ms, revoked_ms";
+
+constexpr const char* kInsertProvider =
+    "INSERT INTO providers (id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kListProviders =
+    "SELECT id, name, prefix, hash, created_ms, revoked_ms FROM providers ORDER BY created_ms, "
+    "rowid";
+// Exactly one provider: the one whose id matches, else whose name, else hash
+// (a provider may be *named* like another's id).
+constexpr const char* kRevokeProvider =
+    "UPDATE providers SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ("
+    "  SELECT id FROM providers WHERE id = ?1 OR name = ?1 OR hash = ?1"
+    "  ORDER BY CASE WHEN id = ?1 THEN 0 WHEN name = ?1 THEN 1 ELSE 2 END LIMIT 1)"
+    " RETURNING id, name, prefix, hash, created_ms, revoked_ms";
+
+constexpr const char* kInsertGeneration =
+    "INSERT INTO generations (id, key_id, provider_id, node_id, model, model_sha256, attestation, "
+    "finish_reason, stream, prompt_tokens, completion_tokens, cached_prompt_tokens, queued_ms, "
+    "prompt_ms, "
+    "decode_ms, total_ms, created_ms) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+constexpr const char* kGetGeneration =
+    "SELECT id, key_id, provider_id, node_id, model, model_sha256, attestation, finish_reason, "
+    "stream, "
+    "prompt_tokens, completion_tokens, cached_prompt_tokens, queued_ms, prompt_ms, decode_ms, "
+    "total_ms, "
+    "created_ms FROM generations WHERE id = ?1";
+
+constexpr const char* kDeleteNodes = "DELETE FROM nodes";
+constexpr const char* kInsertNode =
+    "INSERT INTO nodes (node_id, provider_id, region, agent, models_json, slots, slots_busy, "
+    "connected_ms, "
+    "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+constexpr const char* kListNodes =
+    "SELECT node_id, provider_id, region, agent, models_json, slots, slots_busy, connected_ms, "
+    "updated_ms "
+    "FROM nodes ORDER BY provider_id, connected_ms, node_id";
+
+constexpr const char* kDataVersion = "PRAGMA data_version";
+
+// Columns 0..5 of kListKeys / kRevokeKey (and the provider twins).
+template <class Record>
+Record read_credential(const Query& q) {
+  Record r;
+  r.id = q.text(0);
+  r.name = q.text(1);
+  r.prefix = q.text(2);
+  r.hash = q.text(3);
+  r.created_ms = q.int64(4);
+  r.revoked_ms = q.opt_int64(5);
+  return r;
+}
+
+GenerationRecord read_generation(const Query& q) {
+  GenerationRecord g;
+  g.id = q.text(0);
+  g.key_id = q.text(1);
+  g.provider_id = q.text(2);
+  g.node_id = q.text(3);
+  g.model = q.text(4);
+  g.model_sha256 = q.text(5);
+  g.attestation = q.text(6);
+  g.finish_reason = q.text(7);
+  g.stream = q.int64(8) != 0;
+  g.prompt_tokens = q.int32(9);
+  g.completion_tokens = q.int32(10);
+  g.cached_prompt_tokens = q.int32(11);
+  g.queued_ms = q.real(12);
+  g.prompt_ms = q.real(13);
+  g.decode_ms = q.real(14);
+  g.total_ms = q.real(15);
+  g.created_ms = q.int64(16);
+  return g;
+}
+
+NodeRecord read_node(const Query& q) {
+  NodeRecord n;
+  n.node_id = q.text(0);
+  n.provider_id = q.text(1);
+  n.region = q.text(2);
+  n.agent = q.text(3);
+  n.models_json = q.text(4);
+  n.slots = q.int32(5);
+  n.slots_busy = q.int32(6);
+  n.connected_ms = q.int64(7);
+  n.updated_ms = q.int64(8);
+  return n;
+}
+
+// True when a failed insert hit a UNIQUE/PRIMARY KEY constraint.
+bool is_unique_violation(sqlite3* db) {
+  const int rc = sqlite3_extended_errcode(db);
+  return rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY;
+}
+
+class SqliteStore final : public Store {
+ public:
+  explicit SqliteStore(DbPtr db) : db_(std::move(db)) {}
+
+  // Pragmas and migrations; called once by open_sqlite_store().
+  Status init();
+
+  Result<ApiKeyRecord> create_api_key(const std::string& name, const std::string& prefix,
+                                      const std::string& hash, int64_t now_ms) override;
+  Result<std::vector<ApiKeyRecord>> list_api_keys() override;
+  Result<ApiKeyRecord> revoke_api_key(const std::string& id_or_hash, int64_t now_ms) override;
+
+  Result<ProviderRecord> create_provider(const std::string& name, const std::string& prefix,
+                                         const std::string& hash, int64_t now_ms) override;
+  Result<std::vector<ProviderRecord>> list_providers() override;
+  Result<ProviderRecord> revoke_provider(const std::string& id_name_or_hash,
+                                         int64_t now_ms) override;
+
+  Status insert_generations(std::span<const GenerationRecord> records) override;
+  Result<GenerationRecord> get_generation(const std::string& id) override;
+
+  Status replace_nodes(std::span<const NodeRecord> nodes) override;
+  Result<std::vector<NodeRecord>> list_nodes() override;
+
+  Result<uint64_t> data_version() override;
+
+ private:
+  // An IMMEDIATE transaction that rolls back unless commit() succeeded.
+  class Transaction {
+   public:
+    explicit Transaction(SqliteStore& s) : s_(s) {}
+    ~Transaction() {
+      if (!open_) return;
+      if (auto q = s_.query(kRollback, "rollback")) (void)q->run();
+    }
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+    Status begin(std::string_view op) {
+      auto q = s_.query(kBegin, op);
+      if (!q) return q.error();
+      if (auto st = q->run(); !st) return st;
+      open_ = true;
+      return ok_status();
+    }
+    Status commit(std::string_view op) {
+      auto q = s_.query(kCommit, op);
+      if (!q) return q.error();
+      if (auto st = q->run(); !st) return st;
+      open_ = false;
+      return ok_status();
+    }
+
+   private:
+    SqliteStore& s_;
+    bool open_ = false;
+  };
+
+  // The cached statement for `sql` (a literal from above), prepared on first
+  // use. Errors: the prepare error, named `op`.
+  Result<Query> query(const char* sql, std::string_view op);
+
+  template <class Record>
+  Result<Record> create_credential(const char* sql, std::string_view op, std::string_view id_prefix,
+                                   std::string_view what, const std::string& name,
+                                   const std::string& prefix, const std::string& hash,
+                                   int64_t now_ms);
+  template <class Record>
+  Result<std::vector<Record>> list_credentials(const char* sql, std::string_view op);
+  template <class Record>
+  Result<Record> revoke_credential(const char* sql, std::string_view op, std::string_view what,
+                                   const std::string& key, int64_t now_ms);
+
+  DbPtr db_;
+  // Destroyed before db_ (declared after it).
+  std::unordered_map<const char*, StmtPtr> statements_;
+};
+
+Result<Query> SqliteStore::query(const char* sql, std::string_view op) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    sqlite3_stmt* raw = nullptr;
+    if (sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &raw, nullptr) !=
+        SQLITE_OK) {
+      sqlite3_finalize(raw);
+      return sql_error(db_.get(), op);
+    }
+    it = statements_.emplace(sql, StmtPtr(raw)).first;
+  }
+  return Query(db_.get(), it->second.get(), op);
+}
+
+Status SqliteStore::init() {
+  sqlite3* db = db_.get();
+  if (sqlite3_busy_timeout(db, 5000) != SQLITE_OK) return sql_error(db, "set busy_timeout");
+  auto exec = [db](const char* sql, std::string_view op) -> Status {
+    if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) return sql_error(db, op);
+    return ok_status();
+  };
+  {
+    // journal_mode answers with the mode it ended up in (it stays "delete"
+    // on file systems without shared memory).
+    auto q = query("PRAGMA journal_mode = WAL", "set journal_mode=WAL");
+    if (!q) return q.error();
+    auto row = q->step();
+    if (!row) return row.error();
+    const std::string mode = *row ? q->text(0) : "";
+    if (mode != "wal")
+      return make_error(Errc::unsupported,
+                        "set journal_mode=WAL: the database stayed in '" + mode + "'");
+  }
+  if (auto st = exec("PRAGMA synchronous = NORMAL", "set synchronous=NORMAL"); !st) return st;
+  if (auto st = exec("PRAGMA foreign_keys = ON", "set foreign_keys=ON"); !st) return st;
+
+  Transaction tx(*this);
+  if (auto st = tx.begin("begin schema migration"); !st) return st;
+  int version = 0;
+  {
+    auto q = query("PRAGMA user_version", "read schema version");
+    if (!q) return q.error();
+    auto row = q->step();
+    if (!row) return row.error();
+    if (*row) version = q->int32(0);
+  }
+  if (version > kSqliteSchemaVersion || version < 0) {
+    return make_error(Errc::unsupported,
+                      "the database has schema version " + std::to_string(version) +
+                          ", newer than this build's " + std::to_string(kSqliteSchemaVersion));
+  }
+  if (version == kSqliteSchemaVersion)
+    return ok_status();  // nothing written: the rollback is a no-op
+  for (int v = version; v < kSqliteSchemaVersion; ++v) {
+    const std::string op = "migrate schema to version " + std::to_string(v + 1);
+    if (auto st = exec(kMigrations[v], op); !st) return st;
+  }
+  const std::string set_version = "PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion);
+  if (auto st = exec(set_version.c_str(), "set schema version"); !st) return st;
+  return tx.commit("commit schema migration");
+}
+
+template <class Record>
+Result<Record> SqliteStore::create_credential(const char* sql, std::string_view op,
+                                              std::string_view id_prefix, std::string_view what,
+                                              const std::string& name, const std::string& prefix,
+                                              const std::string& hash, int64_t now_ms) {
+  if (name.empty())
+    return make_error(Errc::invalid_argument, std::string(op) + ": the name is empty");
+  if (hash.empty())
+    return make_error(Errc::invalid_argument, std::string(op) + ": the hash is empty");
+  Record r;
+  r.id = std::string(id_prefix) + crypto::random_base62(16);
+  r.name = name;
+  r.prefix = prefix;
+  r.hash = hash;
+  r.created_ms = now_ms;
+  auto q = query(sql, op);
+  if (!q) return q.error();
+  q->bind(1, r.id).bind(2, r.name).bind(3, r.prefix).bind(4, r.hash).bind(5, r.created_ms);
+  if (auto st = q->run(); !st) {
+    if (!is_unique_violation(db_.get())) return st.error();
+    // Which one: the name (providers only) or the hash.
+    const std::string detail = sqlite3_errmsg(db_.get());
+    if (detail.find(".name") != std::string::npos) {
+      return make_error(Errc::invalid_argument, std::string(op) + ": a " + std::string(what) +
+                                                    " named '" + name + "' already exists");
+    }
+    return make_error(Errc::invalid_argument, std::string(op) + ": a " + std::string(what) +
+                                                  " with that hash already exists (" + detail +
+                                                  ")");
+  }
+  return r;
+}
+
+template <class Record>
+Result<std::vector<Record>> SqliteStore::list_credentials(const char* sql, std::string_view op) {
+  auto q = query(sql, op);
+  if (!q) return q.error();
+  std::vector<Record> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(read_credential<Record>(*q));
+  }
+  return out;
+}
+
+template <class Record>
+Result<Record> SqliteStore::revoke_credential(const char* sql, std::string_view op,
+                                              std::string_view what, const std::string& key,
+                                              int64_t now_ms) {
+  auto q = query(sql, op);
+  if (!q) return q.error();
+  q->bind(1, key).bind(2, now_ms);
+  auto row = q->step();  // the first step makes the change
+  if (!row) return row.error();
+  if (!*row)
+    return make_error(Errc::not_found,
+                      std::string(op) + ": no " + std::string(what) + " '" + key + "'");
+  Record r = read_credential<Record>(*q);
+  // Drain the RETURNING rows (one at most) so the statement completes.
+  for (;;) {
+    auto more = q->step();
+    if (!more) return more.error();
+    if (!*more) break;
+  }
+  return r;
+}
+
+Result<ApiKeyRecord> SqliteStore::create_api_key(const std::string& name, const std::string& prefix,
+                                                 const std::string& hash, int64_t now_ms) {
+  return create_credential<ApiKeyRecord>(kInsertKey, "create_api_key", "key_", "key", name, prefix,
+                                         hash, now_ms);
+}
+
+Result<std::vector<ApiKeyRecord>> SqliteStore::list_api_keys() {
+  return list_credentials<ApiKeyRecord>(kListKeys, "list_api_keys");
+}
+
+Result<ApiKeyRecord> SqliteStore::revoke_api_key(const std::string& id_or_hash, int64_t now_ms) {
+  return revoke_credential<ApiKeyRecord>(kRevokeKey, "revoke_api_key", "API key", id_or_hash,
+                                         now_ms);
+}
+
+Result<ProviderRecord> SqliteStore::create_provider(const std::string& name,
+                                                    const std::string& prefix,
+                                                    const std::string& hash, int64_t now_ms) {
+  return create_credential<ProviderRecord>(kInsertProvider, "create_provider", "prov_", "provider",
+                                           name, prefix, hash, now_ms);
+}
+
+Result<std::vector<ProviderRecord>> SqliteStore::list_providers() {
+  return list_credentials<ProviderRecord>(kListProviders, "list_providers");
+}
+
+Result<ProviderRecord> SqliteStore::revoke_provider(const std::string& id_name_or_hash,
+                                                    int64_t now_ms) {
+  return revoke_credential<ProviderRecord>(kRevokeProvider, "revoke_provider", "provider",
+                                           id_name_or_hash, now_ms);
+}
+
+Status SqliteStore::insert_generations(std::span<const GenerationRecord> records) {
+  if (records.empty()) return ok_status();
+  constexpr std::string_view kOp = "insert_generations";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st;
+  for (const auto& g : records) {
+    auto q = query(kInsertGeneration, kOp);
+    if (!q) return q.error();
+    q->bind(1, g.id)
+        .bind(2, g.key_id)
+        .bind(3, g.provider_id)
+        .bind(4, g.node_id)
+        .bind(5, g.model)
+        .bind(6, g.model_sha256)
+        .bind(7, g.attestation)
+        .bind(8, g.finish_reason)
+        .bind(9, int64_t{g.stream ? 1 : 0})
+        .bind(10, int64_t{g.prompt_tokens})
+        .bind(11, int64_t{g.completion_tokens})
+        .bind(12, int64_t{g.cached_prompt_tokens})
+        .bind(13, g.queued_ms)
+        .bind(14, g.prompt_ms)
+        .bind(15, g.decode_ms)
+        .bind(16, g.total_ms)
+        .bind(17, g.created_ms);
+    if (auto st = q->run(); !st) return st;
+  }
+  return tx.commit(kOp);
+}
+
+Result<GenerationRecord> SqliteStore::get_generation(const std::string& id) {
+  auto q = query(kGetGeneration, "get_generation");
+  if (!q) return q.error();
+  q->bind(1, id);
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return make_error(Errc::not_found, "get_generation: no generation '" + id + "'");
+  return read_generation(*q);
+}
+
+Status SqliteStore::replace_nodes(std::span<const NodeRecord> nodes) {
+  constexpr std::string_view kOp = "replace_nodes";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st;
+  {
+    auto q = query(kDeleteNodes, kOp);
+    if (!q) return q.error();
+    if (auto st = q->run(); !st) return st;
+  }
+  for (const auto& n : nodes) {
+    auto q = query(kInsertNode, kOp);
+    if (!q) return q.error();
+    q->bind(1, n.node_id)
+        .bind(2, n.provider_id)
+        .bind(3, n.region)
+        .bind(4, n.agent)
+        .bind(5, n.models_json)
+        .bind(6, int64_t{n.slots})
+        .bind(7, int64_t{n.slots_busy})
+        .bind(8, n.connected_ms)
+        .bind(9, n.updated_ms);
+    if (auto st = q->run(); !st) return st;
+  }
+  return tx.commit(kOp);
+}
+
+Result<std::vector<NodeRecord>> SqliteStore::list_nodes() {
+  auto q = query(kListNodes, "list_nodes");
+  if (!q) return q.error();
+  std::vector<NodeRecord> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    out.push_back(read_node(*q));
+  }
+  return out;
+}
+
+Result<uint64_t> SqliteStore::data_version() {
+  auto q = query(kDataVersion, "data_version");
+  if (!q) return q.error();
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return make_error(Errc::internal, "data_version: PRAGMA data_version returned no row");
+  return static_cast<uint64_t>(q->int64(0));
+}
+
+// Creates the parent directories (the innermost 0700 when we create it) and
+// the file itself with mode 0600 when missing.
+Status prepare_file(const fs::path& db_path) {
+  const fs::path parent = db_path.parent_path();
+  std::error_code ec;
+  if (!parent.empty() && !fs::exists(parent, ec)) {
+    fs::create_directories(parent, ec);
+    if (ec)
+      return make_error(Errc::io_error,
+                        "create directory " + parent.string() + ": " + ec.message());
+    fs::permissions(parent, fs::perms::owner_all, fs::perm_options::replace, ec);
+    if (ec)
+      return make_error(Errc::io_error, "chmod 0700 " + parent.string() + ": " + ec.message());
+  }
+  const int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    const int err = errno;
+    return make_error(Errc::io_error, "create " + db_path.string() + ": " + std::strerror(err));
+  }
+  ::close(fd);
+  return ok_status();
+}
+
+}  // namespace
+
+fs::path database_path(const fs::path& data_dir) {
+  return data_dir / "agora.db";
+}
+
+Result<std::unique_ptr<Store>> open_sqlite_store(const fs::path& db_path) {
+  if (db_path.empty()) return make_error(Errc::invalid_argument, "open_sqlite_store: empty path");
+  if (auto st = prepare_file(db_path); !st) return st.error();
+  sqlite3* raw = nullptr;
+  const int rc =
+      sqlite3_open_v2(db_path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+  DbPtr db(raw);  // owns the handle even when the open failed
+  if (rc != SQLITE_OK) {
+    auto e = sql_error(db.get(), "open " + db_path.string());
+    if (e.code != Errc::corrupt) e.code = Errc::io_error;
+    return e;
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  auto store = std::make_unique<SqliteStore>(std::move(db));
+  if (auto st = store->init(); !st) {
+    auto e = st.error();
+    e.message = db_path.string() + ": " + e.message;
+    return e;
+  }
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+}  // namespace agora::store

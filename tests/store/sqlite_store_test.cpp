@@ -1,0 +1,430 @@
+#include "store/sqlite_store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+
+#include "crypto/random.h"
+#include "crypto/sha256.h"
+#include "support/test_models.h"
+
+namespace agora::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::unique_ptr<Store> open_or_die(const fs::path& path) {
+  auto s = open_sqlite_store(path);
+  if (!s) ADD_FAILURE() << s.error().to_string();
+  return s ? std::move(s).value() : nullptr;
+}
+
+// A second, raw connection, to look at what the Store wrote.
+struct RawDb {
+  explicit RawDb(const fs::path& path) {
+    EXPECT_EQ(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  }
+  ~RawDb() { sqlite3_close_v2(db); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  std::string scalar(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    std::string out;
+    if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)) {
+      out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    }
+    sqlite3_finalize(s);
+    return out;
+  }
+  void exec(const char* sql) {
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  }
+
+  sqlite3* db = nullptr;
+};
+
+unsigned file_mode(const fs::path& p) {
+  struct stat st {};
+  EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
+  return st.st_mode & 0777;
+}
+
+bool is_id(const std::string& id, std::string_view prefix) {
+  if (id.size() != prefix.size() + 16 || id.compare(0, prefix.size(), prefix) != 0) return false;
+  for (char c : id.substr(prefix.size())) {
+    if (!std::isalnum(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+struct Secret {
+  std::string secret, prefix, hash;
+};
+Secret make_secret(std::string_view kind) {
+  Secret s;
+  s.secret = crypto::new_secret(kind);
+  s.prefix = crypto::secret_display_prefix(s.secret);
+  s.hash = crypto::sha256_hex(s.secret);
+  return s;
+}
+
+class SqliteStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = agora::testing::temp_dir();
+    path_ = database_path(dir_ / "data");
+    store_ = open_or_die(path_);
+    ASSERT_NE(store_, nullptr);
+  }
+
+  fs::path dir_, path_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST(SqliteStore, DatabasePathIsAgoraDbInTheDataDir) {
+  EXPECT_EQ(database_path("/var/lib/agora"), fs::path("/var/lib/agora/agora.db"));
+}
+
+TEST_F(SqliteStoreTest, CreatesPrivateFileInWalModeAtTheCurrentSchema) {
+  ASSERT_TRUE(fs::exists(path_));
+  EXPECT_EQ(file_mode(path_), 0600u);
+  EXPECT_EQ(file_mode(path_.parent_path()), 0700u);
+  ASSERT_TRUE(store_->create_api_key("k", "gk_abcd", "00", 1).ok());  // makes SQLite write the WAL
+  const fs::path wal = path_.string() + "-wal";
+  ASSERT_TRUE(fs::exists(wal));
+  EXPECT_EQ(file_mode(wal), 0600u);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(kSqliteSchemaVersion));
+  for (const char* table : {"api_keys", "providers", "generations", "nodes"}) {
+    const std::string sql =
+        std::string("SELECT count(*) FROM sqlite_master WHERE type='table' AND name='") + table +
+        "'";
+    EXPECT_EQ(raw.scalar(sql.c_str()), "1") << table;
+  }
+  EXPECT_EQ(raw.scalar("SELECT count(*) FROM sqlite_master WHERE type='index' AND name IN "
+                       "('api_keys_hash','providers_hash','providers_name')"),
+            "3");
+}
+
+TEST_F(SqliteStoreTest, ApiKeysCreateListRevoke) {
+  const auto s1 = make_secret("gk_"), s2 = make_secret("gk_");
+  auto k1 = store_->create_api_key("alice", s1.prefix, s1.hash, 1000);
+  ASSERT_TRUE(k1.ok()) << k1.error().to_string();
+  auto k2 = store_->create_api_key("bob", s2.prefix, s2.hash, 2000);
+  ASSERT_TRUE(k2.ok()) << k2.error().to_string();
+  EXPECT_TRUE(is_id(k1->id, "key_")) << k1->id;
+  EXPECT_NE(k1->id, k2->id);
+  EXPECT_EQ(k1->name, "alice");
+  EXPECT_EQ(k1->prefix, s1.prefix);
+  EXPECT_EQ(k1->hash, s1.hash);
+  EXPECT_EQ(k1->created_ms, 1000);
+  EXPECT_FALSE(k1->revoked_ms);
+
+  auto list = store_->list_api_keys();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].id, k1->id);  // oldest first
+  EXPECT_EQ((*list)[1].id, k2->id);
+  EXPECT_EQ((*list)[1].hash, s2.hash);
+  EXPECT_EQ((*list)[1].prefix, s2.prefix);
+
+  // By id; revoking again keeps the first time.
+  auto r1 = store_->revoke_api_key(k1->id, 5000);
+  ASSERT_TRUE(r1.ok()) << r1.error().to_string();
+  EXPECT_EQ(r1->id, k1->id);
+  EXPECT_EQ(r1->revoked_ms, 5000);
+  auto again = store_->revoke_api_key(k1->id, 6000);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->revoked_ms, 5000);
+
+  // By hash.
+  auto r2 = store_->revoke_api_key(s2.hash, 7000);
+  ASSERT_TRUE(r2.ok()) << r2.error().to_string();
+  EXPECT_EQ(r2->id, k2->id);
+  EXPECT_EQ(r2->revoked_ms, 7000);
+
+  list = store_->list_api_keys();
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ((*list)[0].revoked_ms, 5000);
+  EXPECT_EQ((*list)[1].revoked_ms, 7000);
+}
+
+TEST_F(SqliteStoreTest, ApiKeyErrors) {
+  auto missing = store_->revoke_api_key("key_doesnotexist00", 1);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+  EXPECT_NE(missing.error().message.find("revoke_api_key"), std::string::npos);
+  EXPECT_EQ(store_->revoke_api_key("", 1).error().code, Errc::not_found);
+
+  EXPECT_EQ(store_->create_api_key("", "gk_x", "ab", 1).error().code, Errc::invalid_argument);
+  EXPECT_EQ(store_->create_api_key("n", "gk_x", "", 1).error().code, Errc::invalid_argument);
+
+  const auto s = make_secret("gk_");
+  ASSERT_TRUE(store_->create_api_key("a", s.prefix, s.hash, 1).ok());
+  auto dup = store_->create_api_key("b", s.prefix, s.hash, 2);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, Errc::invalid_argument);
+  EXPECT_NE(dup.error().message.find("hash"), std::string::npos) << dup.error().message;
+  EXPECT_EQ(store_->list_api_keys()->size(), 1u);
+}
+
+TEST_F(SqliteStoreTest, ProvidersCreateListRevoke) {
+  const auto t1 = make_secret("pt_"), t2 = make_secret("pt_"), t3 = make_secret("pt_");
+  auto p1 = store_->create_provider("acme", t1.prefix, t1.hash, 10);
+  ASSERT_TRUE(p1.ok()) << p1.error().to_string();
+  EXPECT_TRUE(is_id(p1->id, "prov_")) << p1->id;
+  EXPECT_EQ(p1->prefix, t1.prefix);
+
+  auto dup = store_->create_provider("acme", t2.prefix, t2.hash, 11);
+  ASSERT_FALSE(dup.ok());
+  EXPECT_EQ(dup.error().code, Errc::invalid_argument);
+  EXPECT_NE(dup.error().message.find("named 'acme' already exists"), std::string::npos)
+      << dup.error().message;
+  EXPECT_EQ(store_->create_provider("", t2.prefix, t2.hash, 11).error().code,
+            Errc::invalid_argument);
+
+  auto p2 = store_->create_provider("globex", t2.prefix, t2.hash, 12);
+  ASSERT_TRUE(p2.ok());
+  // A provider *named* like another's id: revoking by that string must pick
+  // the id match, and only it.
+  auto p3 = store_->create_provider(p1->id, t3.prefix, t3.hash, 13);
+  ASSERT_TRUE(p3.ok());
+
+  auto list = store_->list_providers();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[0].name, "acme");
+  EXPECT_EQ((*list)[1].name, "globex");
+
+  auto by_id = store_->revoke_provider(p1->id, 100);
+  ASSERT_TRUE(by_id.ok()) << by_id.error().to_string();
+  EXPECT_EQ(by_id->id, p1->id);
+  EXPECT_EQ(by_id->revoked_ms, 100);
+  list = store_->list_providers();
+  EXPECT_FALSE((*list)[2].revoked_ms) << "the provider named like an id was revoked too";
+
+  auto by_name = store_->revoke_provider("globex", 200);
+  ASSERT_TRUE(by_name.ok());
+  EXPECT_EQ(by_name->id, p2->id);
+  auto by_hash = store_->revoke_provider(t3.hash, 300);
+  ASSERT_TRUE(by_hash.ok());
+  EXPECT_EQ(by_hash->id, p3->id);
+  EXPECT_EQ(store_->revoke_provider("globex", 400)->revoked_ms, 200);
+
+  auto missing = store_->revoke_provider("nobody", 1);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+}
+
+GenerationRecord generation(int i) {
+  GenerationRecord g;
+  g.id = "gen-" + std::to_string(i);
+  g.key_id = "key_k" + std::to_string(i % 2);
+  g.provider_id = "prov_p";
+  g.node_id = "node-" + std::to_string(i);
+  g.model = "tiny";
+  g.model_sha256 = std::string(64, 'a');
+  g.attestation = "standard";
+  g.finish_reason = i % 2 ? "length" : "stop";
+  g.stream = i % 2 == 1;
+  g.prompt_tokens = 10 + i;
+  g.completion_tokens = 20 + i;
+  g.cached_prompt_tokens = i;
+  g.queued_ms = 0.25 + i;
+  g.prompt_ms = 1.5 + i;
+  g.decode_ms = 30.125 + i;
+  g.total_ms = 40.0625 + i;
+  g.created_ms = 1700000000000 + i;
+  return g;
+}
+
+void expect_same(const GenerationRecord& a, const GenerationRecord& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.key_id, b.key_id);
+  EXPECT_EQ(a.provider_id, b.provider_id);
+  EXPECT_EQ(a.node_id, b.node_id);
+  EXPECT_EQ(a.model, b.model);
+  EXPECT_EQ(a.model_sha256, b.model_sha256);
+  EXPECT_EQ(a.attestation, b.attestation);
+  EXPECT_EQ(a.finish_reason, b.finish_reason);
+  EXPECT_EQ(a.stream, b.stream);
+  EXPECT_EQ(a.prompt_tokens, b.prompt_tokens);
+  EXPECT_EQ(a.completion_tokens, b.completion_tokens);
+  EXPECT_EQ(a.cached_prompt_tokens, b.cached_prompt_tokens);
+  EXPECT_EQ(a.queued_ms, b.queued_ms);
+  EXPECT_EQ(a.prompt_ms, b.prompt_ms);
+  EXPECT_EQ(a.decode_ms, b.decode_ms);
+  EXPECT_EQ(a.total_ms, b.total_ms);
+  EXPECT_EQ(a.created_ms, b.created_ms);
+}
+
+TEST_F(SqliteStoreTest, GenerationsBatchInsertAndGet) {
+  EXPECT_TRUE(store_->insert_generations({}).ok());
+  std::vector<GenerationRecord> batch;
+  for (int i = 0; i < 50; ++i) batch.push_back(generation(i));
+  auto st = store_->insert_generations(batch);
+  ASSERT_TRUE(st.ok()) << st.error().to_string();
+  for (const auto& g : batch) {
+    auto got = store_->get_generation(g.id);
+    ASSERT_TRUE(got.ok()) << g.id;
+    expect_same(*got, g);
+  }
+  auto missing = store_->get_generation("gen-nope");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().code, Errc::not_found);
+}
+
+TEST_F(SqliteStoreTest, GenerationBatchIsAllOrNothing) {
+  ASSERT_TRUE(store_->insert_generations(std::vector{generation(1)}).ok());
+  // gen-2 is new, but gen-1 is a duplicate: the whole batch is refused.
+  auto st = store_->insert_generations(std::vector{generation(2), generation(1)});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Errc::invalid_argument);
+  EXPECT_NE(st.error().message.find("insert_generations"), std::string::npos) << st.error().message;
+  EXPECT_EQ(store_->get_generation("gen-2").error().code, Errc::not_found);
+  // The store is usable after the rollback.
+  EXPECT_TRUE(store_->insert_generations(std::vector{generation(2)}).ok());
+  EXPECT_TRUE(store_->get_generation("gen-2").ok());
+}
+
+NodeRecord node(const std::string& id, const std::string& provider, int64_t connected) {
+  NodeRecord n;
+  n.node_id = id;
+  n.provider_id = provider;
+  n.region = "eu-west";
+  n.agent = "agora/0.1.0";
+  n.models_json = R"([{"name":"tiny","sha256":"ab","quantization":"q8_0","slots":4,"busy":1}])";
+  n.slots = 4;
+  n.slots_busy = 1;
+  n.connected_ms = connected;
+  n.updated_ms = connected + 500;
+  return n;
+}
+
+TEST_F(SqliteStoreTest, NodesReplaceAndList) {
+  auto empty = store_->list_nodes();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->empty());
+
+  ASSERT_TRUE(
+      store_->replace_nodes(std::vector{node("n2", "prov_b", 5), node("n1", "prov_a", 7)}).ok());
+  auto list = store_->list_nodes();
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 2u);
+  EXPECT_EQ((*list)[0].node_id, "n1");  // by provider, then connection time
+  const auto& n = (*list)[1];
+  EXPECT_EQ(n.node_id, "n2");
+  EXPECT_EQ(n.provider_id, "prov_b");
+  EXPECT_EQ(n.region, "eu-west");
+  EXPECT_EQ(n.agent, "agora/0.1.0");
+  EXPECT_EQ(n.models_json, node("n2", "prov_b", 5).models_json);
+  EXPECT_EQ(n.slots, 4);
+  EXPECT_EQ(n.slots_busy, 1);
+  EXPECT_EQ(n.connected_ms, 5);
+  EXPECT_EQ(n.updated_ms, 505);
+
+  ASSERT_TRUE(store_->replace_nodes(std::vector{node("n3", "prov_a", 9)}).ok());
+  list = store_->list_nodes();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].node_id, "n3");
+
+  // A bad snapshot (duplicate node id) leaves the previous one in place.
+  auto st = store_->replace_nodes(std::vector{node("n4", "prov_a", 1), node("n4", "prov_a", 2)});
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().code, Errc::invalid_argument);
+  list = store_->list_nodes();
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].node_id, "n3");
+
+  ASSERT_TRUE(store_->replace_nodes({}).ok());
+  EXPECT_TRUE(store_->list_nodes()->empty());
+}
+
+// The gateway notices keys created or revoked by the CLI (another Store on
+// the same file) through data_version.
+TEST_F(SqliteStoreTest, DataVersionChangesWhenAnotherConnectionCommits) {
+  auto cli = open_or_die(path_);
+  ASSERT_NE(cli, nullptr);
+  auto v0 = store_->data_version();
+  ASSERT_TRUE(v0.ok()) << v0.error().to_string();
+  EXPECT_EQ(*store_->data_version(), *v0);  // nothing happened
+
+  const auto s = make_secret("gk_");
+  auto key = cli->create_api_key("from-cli", s.prefix, s.hash, 1);
+  ASSERT_TRUE(key.ok());
+  auto v1 = store_->data_version();
+  ASSERT_TRUE(v1.ok());
+  EXPECT_NE(*v1, *v0);
+  auto seen = store_->list_api_keys();
+  ASSERT_EQ(seen->size(), 1u);
+  EXPECT_EQ((*seen)[0].id, key->id);
+
+  ASSERT_TRUE(cli->revoke_api_key(key->id, 2).ok());
+  auto v2 = store_->data_version();
+  EXPECT_NE(*v2, *v1);
+  EXPECT_EQ((*store_->list_api_keys())[0].revoked_ms, 2);
+
+  // A read by the other connection changes nothing.
+  ASSERT_TRUE(cli->list_providers().ok());
+  EXPECT_EQ(*store_->data_version(), *v2);
+}
+
+TEST_F(SqliteStoreTest, ReopeningKeepsData) {
+  const auto s = make_secret("gk_");
+  auto key = store_->create_api_key("kept", s.prefix, s.hash, 42);
+  ASSERT_TRUE(key.ok());
+  ASSERT_TRUE(store_->insert_generations(std::vector{generation(7)}).ok());
+  store_.reset();
+
+  auto again = open_or_die(path_);
+  ASSERT_NE(again, nullptr);
+  auto keys = again->list_api_keys();
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ((*keys)[0].id, key->id);
+  EXPECT_EQ((*keys)[0].hash, s.hash);
+  EXPECT_EQ((*keys)[0].created_ms, 42);
+  EXPECT_TRUE(again->get_generation("gen-7").ok());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(kSqliteSchemaVersion));
+}
+
+TEST_F(SqliteStoreTest, RefusesASchemaFromANewerBuild) {
+  store_.reset();
+  {
+    RawDb raw(path_);
+    raw.exec("PRAGMA user_version = 99");
+  }
+  auto s = open_sqlite_store(path_);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Errc::unsupported);
+  EXPECT_NE(s.error().message.find("99"), std::string::npos) << s.error().message;
+}
+
+TEST(SqliteStore, NotADatabaseIsCorrupt) {
+  const auto path = agora::testing::temp_dir() / "agora.db";
+  std::ofstream(path) << std::string(8192, 'x');
+  auto s = open_sqlite_store(path);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Errc::corrupt) << s.error().to_string();
+}
+
+TEST(SqliteStore, UnwritableLocationIsAnIoError) {
+  const auto dir = agora::testing::temp_dir();
+  std::ofstream(dir / "file") << "x";
+  auto s = open_sqlite_store(dir / "file" / "agora.db");  // parent is a file
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, Errc::io_error) << s.error().to_string();
+  auto d = open_sqlite_store(dir);  // a directory, not a file
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.error().code, Errc::io_error) << d.error().to_string();
+}
+
+}  // namespace
+}  // namespace agora::store
