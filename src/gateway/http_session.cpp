@@ -549,6 +549,7 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
       }
       // The connection now belongs to the node session (and outlives this
       // connection's bookkeeping as a client connection).
+      g->http_forget(conn_id);
       co_await g->run_node_session(stream, std::move(req), *provider);
       co_return;
     }

@@ -146,6 +146,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // Open client connections, so stop() can close idle keep-alive ones.
   uint64_t http_opened(std::weak_ptr<TlsStream> stream);
   void http_closed(uint64_t id);
+  // The stream moved into a node session: stop() must not touch it.
+  void http_forget(uint64_t id) { http_streams_.erase(id); }
   const store::GenerationRecord* find_recent(const std::string& id) const;
   bool stopping() const { return stopping_; }
 
