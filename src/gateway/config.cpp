@@ -78,13 +78,15 @@ const std::vector<Setting>& table() {
        [](const GatewayConfig& c) { return quote(c.listen); }},
       {"tls_cert", "PEM certificate chain (else a local CA and certificate are created)",
        [](GatewayConfig& c, std::string_view v) {
-         c.tls_cert = std::string(v);
+         if (v.empty()) c.tls_cert.reset();  // "" means unset (as to_toml writes it)
+         else c.tls_cert = std::string(v);
          return ok_status();
        },
        [](const GatewayConfig& c) { return quote(c.tls_cert ? c.tls_cert->string() : ""); }},
       {"tls_key", "PEM private key for tls_cert",
        [](GatewayConfig& c, std::string_view v) {
-         c.tls_key = std::string(v);
+         if (v.empty()) c.tls_key.reset();
+         else c.tls_key = std::string(v);
          return ok_status();
        },
        [](const GatewayConfig& c) { return quote(c.tls_key ? c.tls_key->string() : ""); }},

@@ -325,10 +325,13 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
 
   // Range checks shared with the engine; its messages name the parameter.
   if (Status st = engine::validate_request(g); !st) {
+    // The engine's messages start with the parameter in quotes: 'top_p' must …
     const std::string& msg = st.error().message;
-    auto colon = msg.find(':');
-    std::string param = colon == std::string::npos ? "" : msg.substr(0, colon);
-    if (param.find(' ') != std::string::npos) param.clear();
+    std::string param;
+    if (msg.size() > 2 && msg[0] == '\'') {
+      auto end = msg.find('\'', 1);
+      if (end != std::string::npos) param = msg.substr(1, end - 1);
+    }
     return invalid_request(param, msg);
   }
   return req;

@@ -186,7 +186,9 @@ bool read_logprobs(Reader& parent, const json::array& a, std::vector<engine::Tok
     if (!r.integer("id", lp.token) || !read_bytes(r, o, lp.text) || !r.number("logprob", lp.logprob)) {
       return parent.fail("logprobs", r.error().message);
     }
-    if (auto* top = r.array("top", false)) {
+    auto* top = r.array("top", false);
+    if (!r.ok()) return parent.fail("logprobs", r.error().message);
+    if (top) {
       for (const auto& t : *top) {
         if (!t.is_object()) return parent.fail("logprobs", "top entries must be objects");
         Reader tr(t.get_object(), r.where() + ".top");
@@ -406,6 +408,7 @@ Result<Message> decode(std::string_view frame) {
     if (auto* lps = r.array("logprobs", false)) {
       if (!read_logprobs(r, *lps, d.logprobs)) return r.error();
     }
+    if (!r.ok()) return r.error();
     return Message{std::move(d)};
   }
   if (type == "done") {
@@ -432,6 +435,7 @@ Result<Message> decode(std::string_view frame) {
         return tr.error();
       }
     }
+    if (!r.ok()) return r.error();
     return Message{d};
   }
   if (type == "job") {
@@ -483,10 +487,13 @@ Result<Message> decode(std::string_view frame) {
       }
       if (auto* g = hr.array("gpus", false)) {
         for (const auto& x : *g) {
-          if (x.is_string()) h.hardware.gpus.emplace_back(x.get_string().data(), x.get_string().size());
+          if (!x.is_string()) return bad("frame.hardware.gpus must hold strings");
+          h.hardware.gpus.emplace_back(x.get_string().data(), x.get_string().size());
         }
       }
+      if (!hr.ok()) return hr.error();
     }
+    if (!r.ok()) return r.error();
     return Message{std::move(h)};
   }
   if (type == "welcome") {
