@@ -31,6 +31,7 @@ struct NodeArgs {
   std::string fake_spec;
   int64_t backoff_max_ms = 30'000;
   int64_t heartbeat_timeout_ms = 15'000;
+  int64_t auth_grace_ms = 10'000;
 };
 
 std::vector<node::ServedModel> load_models(const NodeArgs& a) {
@@ -92,6 +93,7 @@ void run_node(NodeArgs a) {
   if (!a.ca_fingerprint.empty()) cfg.tls.pinned_fingerprint = a.ca_fingerprint;
   cfg.backoff_max = std::chrono::milliseconds(a.backoff_max_ms);
   cfg.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
+  cfg.auth_grace = std::chrono::milliseconds(a.auth_grace_ms);
   if (auto ctx = net::make_client_tls_context(cfg.tls); !ctx) fail(ctx.error().message);
 
   auto models = load_models(a);
@@ -105,6 +107,7 @@ void run_node(NodeArgs a) {
     std::fprintf(stderr, "agora node: disconnected (%s); reconnecting in %.1f s\n", why.c_str(),
                  static_cast<double>(retry.count()) / 1000.0);
   };
+  ev.on_stopped = [&io] { io.stop(); };
   auto n = node::make_node(io, cfg, models, ev);
   n->start();
   std::fprintf(stderr, "agora node: %s connecting to %s\n", n->node_id().c_str(), a.gateway.c_str());
@@ -147,6 +150,9 @@ void add_node_command(CLI::App& app) {
   cmd->add_option("--backoff-max-ms", a->backoff_max_ms, "Longest wait between reconnection attempts")
       ->capture_default_str();
   cmd->add_option("--heartbeat-timeout-ms", a->heartbeat_timeout_ms, "Reconnect when the gateway is silent this long")
+      ->capture_default_str();
+  cmd->add_option("--auth-grace-ms", a->auth_grace_ms,
+                  "Keep retrying a refused token this long before giving up (a just-registered provider)")
       ->capture_default_str();
   cmd->callback([a] { run_node(*a); });
 }

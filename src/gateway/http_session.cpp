@@ -383,17 +383,30 @@ awaitable<bool> get_generation(Exchange& x, const KeyEntry& key, std::string id)
   if (auto* r = x.g->find_recent(id)) {
     rec = *r;
   } else if (id.size() <= 64) {
-    rec = co_await asio::async_initiate<decltype(use_awaitable), void(std::optional<store::GenerationRecord>)>(
-        [g = x.g, id](auto handler) {
-          auto h = std::make_shared<decltype(handler)>(std::move(handler));
-          g->lookup_generation(id, [h](std::optional<store::GenerationRecord> found) { (*h)(std::move(found)); });
-        },
-        use_awaitable);
+    // The store answers on the loop later (never inline); a timer is the
+    // wake-up, which avoids async_initiate in this coroutine (GCC 12
+    // miscompiled that form).
+    struct Pending {
+      explicit Pending(asio::any_io_executor ex) : wake(ex) {}
+      asio::steady_timer wake;
+      std::optional<store::GenerationRecord> found;
+      bool done = false;
+    };
+    auto pending = std::make_shared<Pending>(x.stream->get_executor());
+    pending->wake.expires_at(asio::steady_timer::time_point::max());
+    x.g->lookup_generation(id, [pending](std::optional<store::GenerationRecord> found) {
+      pending->found = std::move(found);
+      pending->done = true;
+      pending->wake.cancel();
+    });
+    while (!pending->done) co_await pending->wake.async_wait(as_tuple_awaitable);
+    rec = std::move(pending->found);
   }
   // Another key's generation is indistinguishable from a missing one.
   if (!rec || rec->key_id != key.id) {
-    co_return co_await send_error(x, ApiError{404, "invalid_request_error", "generation_not_found", "id",
-                                              "No generation '" + id + "' for this API key", 0});
+    const ApiError api_err{404, "invalid_request_error", "generation_not_found", "id",
+                           "No generation '" + id + "' for this API key", 0};
+    co_return co_await send_error(x, api_err);
   }
   co_return co_await send(x, json_response(x.req, http::status::ok, generation_json(*rec)));
 }
@@ -403,9 +416,9 @@ awaitable<bool> handle(Exchange& x) {
   if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
   const auto method = x.req.method();
   auto method_not_allowed = [&](const char* allow) -> awaitable<bool> {
-    Response res = json_response(x.req, http::status::method_not_allowed,
-                                 error_body(ApiError{405, "invalid_request_error", "method_not_allowed", "",
-                                                     std::string("Use ") + allow + " for " + std::string(target), 0}));
+    const ApiError api_err{405, "invalid_request_error", "method_not_allowed", "",
+                           std::string("Use ") + allow + " for " + std::string(target), 0};
+    Response res = json_response(x.req, http::status::method_not_allowed, error_body(api_err));
     res.set(http::field::allow, allow);
     co_return co_await send(x, std::move(res));
   };
@@ -434,8 +447,8 @@ awaitable<bool> handle(Exchange& x) {
   const bool models = target == "/v1/models";
   const bool generation = target.starts_with("/v1/generations/");
   if (!chat && !models && !generation) {
-    co_return co_await send_error(x, ApiError{404, "invalid_request_error", "not_found", "",
-                                              "Unknown path " + std::string(target), 0});
+    const ApiError api_err{404, "invalid_request_error", "not_found", "", "Unknown path " + std::string(target), 0};
+    co_return co_await send_error(x, api_err);
   }
   x.route = chat ? "chat" : models ? "models" : "generations";
   if (chat && method != http::verb::post) co_return co_await method_not_allowed("POST");
@@ -452,8 +465,10 @@ awaitable<bool> handle(Exchange& x) {
 }
 
 // Answers a request that could not be read whole, then the connection closes.
+// Callers pass a named ApiError: GCC 12 miscompiles braced ApiError
+// temporaries inside co_await expressions (destroyed twice).
 awaitable<void> reject_unreadable(std::shared_ptr<GatewayImpl> g, std::shared_ptr<TlsStream> stream,
-                                  http::status status, ApiError e) {
+                                  http::status status, const ApiError& e) {
   Response res{status, 11};
   res.set(http::field::server, "agora-gateway");
   res.set(http::field::content_type, "application/json");
@@ -503,31 +518,36 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
     auto [ec, n] = co_await http::async_read(*stream, buffer, parser, as_tuple_awaitable);
     beast::get_lowest_layer(*stream).expires_never();
     if (ec == http::error::body_limit) {
-      co_await reject_unreadable(g, stream, http::status::payload_too_large,
-                                 ApiError{413, "invalid_request_error", "request_too_large", "",
-                                          fmt::format("The request body is larger than {} bytes", cfg.max_body_bytes), 0});
+      const ApiError api_err{413, "invalid_request_error", "request_too_large", "",
+                             fmt::format("The request body is larger than {} bytes", cfg.max_body_bytes), 0};
+      co_await reject_unreadable(g, stream, http::status::payload_too_large, api_err);
+      // Lingering close: read and drop what the client is still sending
+      // (bounded in bytes and time), so its TCP stack does not reset the
+      // connection before it has read the 413.
+      beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(5));
+      std::vector<char> scratch(64 * 1024);
+      for (size_t drained = 0; drained < 4 * cfg.max_body_bytes + (16u << 20);) {
+        auto [rec, got] = co_await stream->async_read_some(asio::buffer(scratch), as_tuple_awaitable);
+        if (rec) break;
+        drained += got;
+      }
       break;
     }
     if (ec == http::error::header_limit) {
-      co_await reject_unreadable(g, stream, http::status::request_header_fields_too_large,
-                                 ApiError{431, "invalid_request_error", "headers_too_large", "",
-                                          fmt::format("The request headers are larger than {} bytes", cfg.max_header_bytes), 0});
+      const ApiError api_err{431, "invalid_request_error", "headers_too_large", "",
+                             fmt::format("The request headers are larger than {} bytes", cfg.max_header_bytes), 0};
+      co_await reject_unreadable(g, stream, http::status::request_header_fields_too_large, api_err);
       break;
     }
-    if (ec == beast::error::timeout) {
-      co_await reject_unreadable(g, stream, http::status::request_timeout,
-                                 ApiError{408, "invalid_request_error", "request_timeout", "",
-                                          "The request was not received in time", 0});
-      break;
-    }
+    // A read timeout (beast::error::timeout) has already closed the socket:
+    // nothing can be answered, the connection just ends.
     if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
-        ec == asio::error::operation_aborted || ec == asio::error::connection_reset) {
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == beast::error::timeout) {
       break;
     }
     if (ec) {
-      co_await reject_unreadable(g, stream, http::status::bad_request,
-                                 ApiError{400, "invalid_request_error", "bad_request", "",
-                                          "Malformed HTTP request: " + ec.message(), 0});
+      const ApiError api_err{400, "invalid_request_error", "bad_request", "", "Malformed HTTP request: " + ec.message(), 0};
+      co_await reject_unreadable(g, stream, http::status::bad_request, api_err);
       break;
     }
     Request req = parser.release();
@@ -535,16 +555,16 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
     if (websocket::is_upgrade(req)) {
       std::string_view target = req.target();
       if (target != protocol::kNodePath) {
-        co_await reject_unreadable(g, stream, http::status::not_found,
-                                   ApiError{404, "invalid_request_error", "not_found", "",
-                                            "No WebSocket endpoint at " + std::string(target), 0});
+        const ApiError api_err{404, "invalid_request_error", "not_found", "",
+                               "No WebSocket endpoint at " + std::string(target), 0};
+        co_await reject_unreadable(g, stream, http::status::not_found, api_err);
         break;
       }
       const ProviderEntry* provider = g->authenticate_provider(req[http::field::authorization]);
       if (!provider) {
-        co_await reject_unreadable(g, stream, http::status::unauthorized,
-                                   ApiError{401, "invalid_request_error", "invalid_provider_token", "",
-                                            "Missing, unknown or revoked provider token", 0});
+        const ApiError api_err{401, "invalid_request_error", "invalid_provider_token", "",
+                               "Missing, unknown or revoked provider token", 0};
+        co_await reject_unreadable(g, stream, http::status::unauthorized, api_err);
         break;
       }
       // The connection now belongs to the node session (and outlives this

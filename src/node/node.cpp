@@ -146,6 +146,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       backoff = std::min(backoff * 2, config_.backoff_max);
     }
     spdlog::info("node_stopped node={}", config_.node_id);
+    if (events_.on_stopped) events_.on_stopped();
   }
 
   // One connection, from dial to disconnect. Returns why it ended.
@@ -199,10 +200,15 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     auto [wec] = co_await ws->async_handshake(res, host, target, as_tuple_awaitable);
     if (wec) {
       if (res.result() == http::status::unauthorized) {
-        fatal_ = make_error(Errc::invalid_argument,
-                            "the gateway refused the provider token (unknown or revoked): register with "
-                            "`agora providers register` and pass the token it prints");
-        co_return fatal_->message;
+        const auto now = std::chrono::steady_clock::now();
+        if (!first_refusal_) first_refusal_ = now;
+        if (now - *first_refusal_ >= config_.auth_grace) {
+          fatal_ = make_error(Errc::invalid_argument,
+                              "the gateway refused the provider token (unknown or revoked): register with "
+                              "`agora providers register` and pass the token it prints");
+          co_return fatal_->message;
+        }
+        co_return "the gateway refused the provider token (retrying in case it was just registered)";
       }
       co_return fmt::format("WebSocket handshake failed ({}): {}", res.result_int(), wec.message());
     }
@@ -242,6 +248,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     auto* welcome = std::get_if<protocol::Welcome>(&*first);
     if (!welcome) co_return "the gateway's first frame was not a welcome";
 
+    first_refusal_.reset();
     ++session_;
     ws_ = ws;
     outbox_.clear();
@@ -394,6 +401,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   bool draining_ = false;
   bool stopping_ = false;
   std::optional<Error> fatal_;
+  std::optional<std::chrono::steady_clock::time_point> first_refusal_;
   std::unordered_map<protocol::JobId, RunningJob> jobs_;
 };
 

@@ -32,6 +32,9 @@ struct NodeConfig {
   std::chrono::milliseconds backoff_max{30'000};
   std::chrono::milliseconds connect_timeout{10'000};
   std::chrono::milliseconds heartbeat_timeout{15'000};  // gateway silent this long: reconnect
+  // A refused token is retried this long before it is fatal: a provider
+  // registered a moment ago reaches a running gateway within a second.
+  std::chrono::milliseconds auth_grace{10'000};
 };
 
 struct ServedModel {
@@ -43,6 +46,8 @@ struct ServedModel {
 struct NodeEvents {
   std::function<void(const std::string& provider_id)> on_connected;
   std::function<void(const std::string& why, std::chrono::milliseconds retry_in)> on_disconnected;
+  // The node's loop has ended (stop, drain finished, or a fatal error).
+  std::function<void()> on_stopped;
 };
 
 class Node {
