@@ -328,3 +328,26 @@ test('a revoked key gets 401 within a bounded wait', async () => {
   // Other keys are unaffected.
   await client.models.list();
 });
+
+test('logs never hold prompts, completions or keys (gateway and node at info level)', async () => {
+  const secret = 'zebra-violet-quartz-7731';
+  const r = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'system', content: `system ${secret}` }, { role: 'user', content: secret }],
+    max_tokens: 12, seed: 5,
+  });
+  const completion = r.choices[0].message.content;
+  assert.ok(completion.length > 8, 'a completion long enough to be recognisable');
+  const stream = await client.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: secret }], max_tokens: 4, stream: true,
+  });
+  for await (const chunk of stream) void chunk;  // eslint-disable-line no-unused-vars
+  const procs = [gw.proc, ...gw.nodes];
+  for (const p of procs) {
+    const logs = p.out + p.err;
+    assert.ok(logs.length > 0, `${p.name} logged something`);
+    assert.ok(!logs.includes(secret), `${p.name} logs contain the prompt`);
+    assert.ok(!logs.includes(completion.trim()), `${p.name} logs contain the completion`);
+    assert.ok(!logs.includes(key), `${p.name} logs contain the API key`);
+    assert.ok(!logs.includes(provider.token), `${p.name} logs contain the provider token`);
+  }
+});
