@@ -142,7 +142,19 @@ std::optional<ApiError> retry(GatewayImpl& g, const std::shared_ptr<Job>& job, c
   return g.submit(job);
 }
 
-Provenance provenance(const Job& job) { return Provenance{job.provider_id, job.model_sha256, job.generation_id, "standard"}; }
+Provenance provenance(const Job& job, int64_t overhead_us = -1) {
+  return Provenance{job.provider_id, job.model_sha256, job.generation_id, "standard", overhead_us};
+}
+
+// The gateway's added time for a job that ends now: everything since the
+// request was read, minus what the node reports it spent (queue, prompt,
+// decode). What remains is the gateway's work plus the node link.
+int64_t overhead_us(Exchange& x, const engine::Timings& t) {
+  const double total_ms = to_millis(x.g->clock().now() - x.start);
+  const double node_ms = t.queued_ms + t.prompt_ms + t.decode_ms;
+  const double us = (total_ms - node_ms) * 1000.0;
+  return us > 0 ? static_cast<int64_t>(us) : 0;
+}
 
 awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
   CompletionResult acc;
@@ -159,9 +171,12 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
         acc.finish = e.done.finish;
         acc.usage = e.done.usage;
         x.g->record(*job, e.done.usage, e.done.timings, e.done.finish);
+        const int64_t overhead = overhead_us(x, e.done.timings);
+        x.g->metrics().overhead(static_cast<double>(overhead) / 1e6);
         Response res = json_response(x.req, http::status::ok,
                                      completion_body(job->generation_id, job->created_unix, job->request.model, acc,
-                                                     provenance(*job)));
+                                                     provenance(*job, overhead)));
+        res.set("x-agora-overhead-us", std::to_string(overhead));
         co_return co_await send(x, std::move(res));
       }
       case JobEvent::Kind::failed:
@@ -225,9 +240,11 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
                            const std::vector<engine::TokenLogprob>& lps) -> awaitable<bool> {
     job->state = Job::State::finished;
     x.g->record(*job, d.usage, d.timings, d.finish);
+    const int64_t overhead = overhead_us(x, d.timings);
+    x.g->metrics().overhead(static_cast<double>(overhead) / 1e6);
     out.clear();
-    cw.finish(out, text, lps, d.finish, provenance(*job));
-    if (r.include_usage) cw.usage(out, d.usage, provenance(*job));
+    cw.finish(out, text, lps, d.finish, provenance(*job, overhead));
+    if (r.include_usage) cw.usage(out, d.usage, provenance(*job, overhead));
     ChunkWriter::done(out);
     if (!co_await write_chunk(x, out)) co_return false;
     beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);

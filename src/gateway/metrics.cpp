@@ -50,6 +50,9 @@ std::string Metrics::render(const Gauges& g) const {
   out += "# HELP agora_time_to_first_token_seconds Admission to the first token reaching the gateway.\n";
   out += "# TYPE agora_time_to_first_token_seconds histogram\n";
   ttft_.render(out, "agora_time_to_first_token_seconds", "");
+  out += "# HELP agora_gateway_overhead_seconds End-to-end time at the gateway minus the node's reported time.\n";
+  out += "# TYPE agora_gateway_overhead_seconds histogram\n";
+  overhead_.render(out, "agora_gateway_overhead_seconds", "");
   out += "# HELP agora_tokens_total Tokens served.\n# TYPE agora_tokens_total counter\n";
   out += fmt::format("agora_tokens_total{{kind=\"prompt\"}} {}\n", prompt_tokens_);
   out += fmt::format("agora_tokens_total{{kind=\"completion\"}} {}\n", completion_tokens_);

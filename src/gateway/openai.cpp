@@ -377,6 +377,10 @@ void append_provenance(std::string& out, const Provenance& p) {
   append_json_string(out, p.generation_id);
   out += ",\"attestation\":";
   append_json_string(out, p.attestation);
+  if (p.overhead_us >= 0) {
+    out += ",\"overhead_us\":";
+    append_json_number(out, p.overhead_us);
+  }
   out += '}';
 }
 

@@ -61,6 +61,9 @@ struct Provenance {
   std::string model_sha256;
   std::string generation_id;
   std::string attestation = "standard";
+  // The gateway's own added time (end to end at the gateway minus the
+  // node's reported time), microseconds; negative = not known (omitted).
+  int64_t overhead_us = -1;
 };
 
 struct CompletionResult {

@@ -136,6 +136,16 @@ test('streaming body, raw: every event is JSON and the body ends with data: [DON
   const last = JSON.parse(events.at(-2));
   assert.deepEqual(last.choices, []);
   assert.ok(last.usage && last.agora);
+  assert.ok(Number.isInteger(last.agora.overhead_us) && last.agora.overhead_us >= 0, 'the gateway reports its overhead');
+});
+
+test('x-agora-overhead-us: the gateway reports its own added time on every completion', async () => {
+  const r = await gw.raw('POST', '/v1/chat/completions', { key, body: { model: MODEL, messages, max_tokens: 4 } });
+  assert.equal(r.status, 200, r.body);
+  assert.match(r.headers['x-agora-overhead-us'], /^\d+$/);
+  const body = JSON.parse(r.body);
+  assert.equal(String(body.agora.overhead_us), r.headers['x-agora-overhead-us']);
+  assert.ok(await gw.metric('agora_gateway_overhead_seconds_count') >= 1, 'and counts it in /metrics');
 });
 
 test('streaming without include_usage: agora rides on the finish chunk, no usage chunk', async () => {

@@ -129,7 +129,7 @@ TEST(Histogram, LabelsPrecedeLe) {
   h.observe(0.02);
   std::string out = "before\n";
   h.render(out, "lat", "route=\"chat\"");
-  EXPECT_TRUE(out.starts_with("before\nlat_bucket{route=\"chat\",le=\"0.0005\"} 0\n")) << out;
+  EXPECT_TRUE(out.starts_with("before\nlat_bucket{route=\"chat\",le=\"5e-05\"} 0\n")) << out;
   EXPECT_THAT(out, HasSubstr("lat_bucket{route=\"chat\",le=\"0.025\"} 1\n"));
   EXPECT_THAT(out, HasSubstr("lat_bucket{route=\"chat\",le=\"+Inf\"} 1\n"));
   EXPECT_THAT(out, HasSubstr("lat_sum{route=\"chat\"} 0.02\n"));
