@@ -307,6 +307,8 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     }
     g.top_logprobs = static_cast<int32_t>(*top_logprobs);
   }
+  // llama.cpp server's extension, for benchmarks: generate exactly max_tokens.
+  if (auto e = get_bool(o, "ignore_eos", g.ignore_eos)) return *e;
   if (auto e = get_bool(o, "stream", req.stream)) return *e;
   if (auto* so = field(o, "stream_options")) {
     if (!so->is_object()) return wrong_type("stream_options", "an object", *so);

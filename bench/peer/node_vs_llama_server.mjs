@@ -1,0 +1,184 @@
+// Provider node vs llama.cpp's own server, A/B in one run (issue 4, item 4).
+// Same synthesised model, threads, slots and context per slot; greedy
+// sampling with ignore_eos so both generate exactly the same token counts.
+//
+//   node bench/peer/node_vs_llama_server.mjs --model models/bench-1b.gguf \
+//        [--threads 2] [--slots 8] [--ctx 4096] [--prompt-words 200] [--max-tokens 64] \
+//        [--streams 1,4,8] [--repeat 2] [--json]
+//
+// Agora is measured through its gateway (HTTPS, node over WSS); llama-server
+// directly (plain HTTP, loopback). Per concurrency level it reports TTFT,
+// per-stream decode tok/s and aggregate decode tok/s; single-stream prompt
+// processing tok/s comes from the TTFT of a long prompt. Timings are
+// machine-dependent; the ratios are what matters.
+import { spawn, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+  if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]?.startsWith('--') || all[i + 1] === undefined ? 'true' : all[i + 1]]);
+  return acc;
+}, []));
+const model = path.resolve(args.model || path.join(root, 'models/bench-1b.gguf'));
+const threads = Number(args.threads || os.cpus().length);
+const slots = Number(args.slots || 8);
+const ctx = Number(args.ctx || 4096);
+const promptWords = Number(args['prompt-words'] || 200);
+const maxTokens = Number(args['max-tokens'] || 64);
+const streamsList = (args.streams || '1,4,8').split(',').map(Number);
+const repeat = Number(args.repeat || 2);
+const agora = args.agora || path.join(root, 'build/agora');
+const smoke = args.smoke === 'true';  // tests: fake engine, no llama-server
+
+const children = [];
+process.on('exit', () => children.forEach((c) => { try { c.kill('SIGKILL'); } catch {} }));
+function start(cmd, argv, name) {
+  const c = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  c.logs = '';
+  c.stdout.on('data', (d) => { c.logs += d; });
+  c.stderr.on('data', (d) => { c.logs += d; if (c.logs.length > 1e6) c.logs = c.logs.slice(-5e5); });
+  c.on('exit', (code) => { c.exited = code ?? 'signal'; });
+  c.name = name;
+  children.push(c);
+  return c;
+}
+async function until(what, fn, ms = 120000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v) return v;
+    for (const c of children) if (c.exited !== undefined) throw new Error(`${c.name} exited (${c.exited}):\n${c.logs.slice(-3000)}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+function request(target, body) {
+  // Streams one completion; resolves {ttft, t_first, t_last, t_end, tokens, prompt_tokens}.
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const mod = target.url.startsWith('https') ? https : http;
+    const req = mod.request(target.url + '/v1/chat/completions', {
+      method: 'POST', agent: target.agent,
+      headers: { 'content-type': 'application/json', ...(target.key ? { authorization: `Bearer ${target.key}` } : {}) },
+    }, (res) => {
+      if (res.statusCode !== 200) {
+        let b = '';
+        res.on('data', (d) => { b += d; });
+        res.on('end', () => reject(new Error(`${target.name}: HTTP ${res.statusCode}: ${b}`)));
+        return;
+      }
+      let buf = ''; let first; let last; let pieces = 0; let usage;
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        buf += d;
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const ev = buf.slice(0, i); buf = buf.slice(i + 2);
+          if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+          const j = JSON.parse(ev.slice(6));
+          if (j.usage) usage = j.usage;
+          if (j.choices?.[0]?.delta?.content) {
+            const now = performance.now();
+            if (first === undefined) first = now;
+            last = now; pieces++;
+          }
+        }
+      });
+      res.on('end', () => resolve({ ttft: first - t0, t_first: first, t_last: last, t_end: performance.now(),
+                                    tokens: usage?.completion_tokens ?? pieces, prompt_tokens: usage?.prompt_tokens }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+const pct = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
+
+async function measure(target) {
+  const words = Array.from({ length: promptWords }, (_, i) => ['river', 'stone', 'light', 'harbor'][i % 4]).join(' ');
+  const body = (n, salt) => ({ model: target.model, messages: [{ role: 'user', content: `${salt} ${words}` }],
+    max_tokens: n, temperature: 0, top_p: 1, ignore_eos: true, stream: true,
+    stream_options: { include_usage: true }, cache_prompt: false });
+  await request(target, body(4, 'warmup'));
+  const rows = [];
+  for (const streams of streamsList) {
+    let best;
+    for (let r = 0; r < repeat; r++) {
+      const t0 = performance.now();
+      const res = await Promise.all(Array.from({ length: streams }, (_, k) => request(target, body(maxTokens, `s${r}-${k}-${Date.now()}`))));
+      const decodeStart = Math.min(...res.map((x) => x.t_first));
+      const decodeEnd = Math.max(...res.map((x) => x.t_last));
+      const tokens = res.reduce((a, x) => a + x.tokens - 1, 0);
+      const row = {
+        streams,
+        ttft_ms_p50: pct(res.map((x) => x.ttft), 0.5),
+        per_stream_tok_s: pct(res.map((x) => (x.tokens - 1) / ((x.t_last - x.t_first) / 1000)), 0.5),
+        aggregate_tok_s: tokens / ((decodeEnd - decodeStart) / 1000),
+        prompt_tokens: res[0].prompt_tokens,
+        pp_tok_s: res[0].prompt_tokens / (pct(res.map((x) => x.ttft), 0) / 1000),
+        wall_s: (performance.now() - t0) / 1000,
+      };
+      if (!best || row.aggregate_tok_s > best.aggregate_tok_s) best = row;
+    }
+    rows.push(best);
+  }
+  return rows;
+}
+
+async function agoraTarget() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agora-peer-'));
+  const token = execFileSync(agora, ['providers', 'register', '--data-dir', dir, '--name', 'bench']).toString().trim();
+  const key = execFileSync(agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench']).toString().trim();
+  start(agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0'], 'agora gateway');
+  const info = await until('gateway.json', async () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));
+  const nodeArgs = ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token, '--ca-cert', info.ca_cert,
+                    '--slots', String(slots), '--threads', String(threads), '--ctx', String(ctx)];
+  if (smoke) nodeArgs.push('--engine', 'fake', '--fake', `name=bench,slots=${slots},ctx-per-slot=${ctx}`);
+  else nodeArgs.push('--model', `bench=${model}`);
+  start(agora, nodeArgs, 'agora node');
+  const agent = new https.Agent({ ca: fs.readFileSync(info.ca_cert), keepAlive: true, maxSockets: 64 });
+  const t = { name: 'agora (gateway)', url: info.base_url, key, agent, model: 'bench' };
+  await until('the node to connect', () => new Promise((resolve) => {
+    https.get(info.base_url + '/readyz', { agent }, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
+  }));
+  return t;
+}
+
+async function llamaServerTarget() {
+  const bin = execFileSync(path.join(root, 'scripts/build-llama-server'), { stdio: ['ignore', 'pipe', 'inherit'] }).toString().trim();
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  start(bin, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', String(threads), '-tb', String(threads),
+              '-np', String(slots), '-c', String(slots * ctx), '--no-webui', '-b', '512'], 'llama-server');
+  const url = `http://127.0.0.1:${port}`;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  await until('llama-server health', () => new Promise((resolve) => {
+    http.get(url + '/health', { agent }, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
+  }));
+  return { name: 'llama-server', url, agent, model: 'bench' };
+}
+
+const results = {};
+const a = await agoraTarget();
+results.agora = await measure(a);
+if (!smoke) {
+  for (const c of children.splice(0)) c.kill('SIGTERM');
+  const l = await llamaServerTarget();
+  results.llama_server = await measure(l);
+}
+for (const c of children) c.kill('SIGTERM');
+
+const fmt = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1));
+console.log(`model ${path.basename(model)}, threads ${threads}, slots ${slots}, ctx/slot ${ctx}, prompt ~${promptWords} words, ${maxTokens} tokens, greedy, ignore_eos`);
+console.log('| streams | server | TTFT p50 ms | prompt tok/s | per-stream tok/s | aggregate tok/s | ratio (agora / llama-server) |');
+console.log('|---|---|---|---|---|---|---|');
+results.agora.forEach((r, i) => {
+  const l = results.llama_server?.[i];
+  console.log(`| ${r.streams} | agora via gateway | ${fmt(r.ttft_ms_p50)} | ${fmt(r.pp_tok_s)} | ${fmt(r.per_stream_tok_s)} | ${fmt(r.aggregate_tok_s)} | ${l ? (r.aggregate_tok_s / l.aggregate_tok_s).toFixed(3) : '-'} |`);
+  if (l) console.log(`| ${l.streams} | llama-server | ${fmt(l.ttft_ms_p50)} | ${fmt(l.pp_tok_s)} | ${fmt(l.per_stream_tok_s)} | ${fmt(l.aggregate_tok_s)} | |`);
+});
+if (args.json) fs.writeFileSync(args.json, JSON.stringify(results, null, 2));
+process.exit(0);
