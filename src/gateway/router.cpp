@@ -1,31 +1,113 @@
 #include "gateway/router.h"
 
 #include <algorithm>
+#include <compare>
 #include <map>
 
 namespace agora::gateway {
+namespace {
+
+bool is_ready(const NodeInfo& n, const NodeModel& m) {
+  return !n.draining && m.in_flight < m.advert.slots;
+}
+
+bool contains(std::span<const ConnId> list, ConnId c) {
+  return std::find(list.begin(), list.end(), c) != list.end();
+}
+
+bool allowed(const std::vector<std::string>& regions, const std::string& region) {
+  return std::find(regions.begin(), regions.end(), region) != regions.end();
+}
+
+}  // namespace
+
+// std::strong_order keeps the ordering strict and total even for a NaN TTFT.
+bool Router::Ready::operator<(const Ready& o) const {
+  if (auto c = std::strong_order(load, o.load); c != 0) return c < 0;
+  if (auto c = std::strong_order(ttft_ms, o.ttft_ms); c != 0) return c < 0;
+  if (conn != o.conn) return conn < o.conn;
+  return model_index < o.model_index;
+}
+
+Router::Ready Router::key(const NodeInfo& n, size_t i, double ttft_ms) {
+  const NodeModel& m = n.models[i];
+  return Ready{static_cast<double>(m.in_flight) / m.advert.slots, ttft_ms, n.conn, i};
+}
+
+void Router::index(const NodeInfo& n) {
+  for (size_t i = 0; i < n.models.size(); ++i) {
+    if (!is_ready(n, n.models[i])) continue;
+    ModelIndex& mi = by_model_[n.models[i].advert.name];
+    mi.ready.insert(key(n, i, n.ttft_ms));
+    mi.ready_by_region[n.region].insert(key(n, i, n.ttft_ms));
+  }
+}
+
+void Router::unindex(const NodeInfo& n) {
+  for (size_t i = 0; i < n.models.size(); ++i) {
+    if (!is_ready(n, n.models[i])) continue;
+    auto bm = by_model_.find(n.models[i].advert.name);
+    if (bm == by_model_.end()) continue;
+    bm->second.ready.erase(key(n, i, n.ttft_ms));
+    auto rr = bm->second.ready_by_region.find(n.region);
+    if (rr == bm->second.ready_by_region.end()) continue;
+    rr->second.erase(key(n, i, n.ttft_ms));
+    if (rr->second.empty()) bm->second.ready_by_region.erase(rr);
+  }
+}
+
+void Router::move(const NodeInfo& n, size_t i, bool was_ready, const Ready& before) {
+  const bool now_ready = is_ready(n, n.models[i]);
+  if (!was_ready && !now_ready) return;
+  ModelIndex& mi = by_model_[n.models[i].advert.name];
+  const Ready after = key(n, i, n.ttft_ms);
+  auto reposition = [&](std::set<Ready>& set) {
+    if (was_ready && now_ready) {
+      auto entry = set.extract(before);  // reuses the tree node: no allocation
+      entry.value() = after;
+      set.insert(std::move(entry));
+    } else if (was_ready) {
+      set.erase(before);
+    } else {
+      set.insert(after);
+    }
+  };
+  reposition(mi.ready);
+  auto rr = mi.ready_by_region.try_emplace(n.region).first;
+  reposition(rr->second);
+  if (rr->second.empty()) mi.ready_by_region.erase(rr);
+}
 
 void Router::add(NodeInfo node) {
   remove(node.conn);
-  for (const auto& m : node.models) {
-    by_model_[m.advert.name].push_back(node.conn);
+  const ConnId id = node.conn;
+  const NodeInfo& n = nodes_.emplace(id, std::move(node)).first->second;
+  for (const auto& m : n.models) {
+    ModelIndex& mi = by_model_[m.advert.name];
+    if (mi.nodes.insert(id).second) ++mi.region_nodes[n.region];
     slots_total_ += m.advert.slots;
     slots_busy_ += m.in_flight;
   }
-  const ConnId id = node.conn;
-  nodes_.emplace(id, std::move(node));
+  index(n);
 }
 
 void Router::remove(ConnId conn) {
   auto it = nodes_.find(conn);
   if (it == nodes_.end()) return;
-  for (const auto& m : it->second.models) {
+  const NodeInfo& n = it->second;
+  unindex(n);
+  for (const auto& m : n.models) {
     slots_total_ -= m.advert.slots;
     slots_busy_ -= m.in_flight;
     auto bm = by_model_.find(m.advert.name);
     if (bm == by_model_.end()) continue;
-    std::erase(bm->second, conn);
-    if (bm->second.empty()) by_model_.erase(bm);
+    ModelIndex& mi = bm->second;
+    if (mi.nodes.erase(conn) == 0) continue;  // the same model listed twice
+    if (auto rn = mi.region_nodes.find(n.region);
+        rn != mi.region_nodes.end() && --rn->second == 0) {
+      mi.region_nodes.erase(rn);
+    }
+    if (mi.nodes.empty()) by_model_.erase(bm);
   }
   nodes_.erase(it);
 }
@@ -40,77 +122,104 @@ const NodeInfo* Router::find(ConnId conn) const {
   return it == nodes_.end() ? nullptr : &it->second;
 }
 
+const Router::Ready* Router::first_untried(const std::set<Ready>& ready,
+                                           std::span<const ConnId> exclude) {
+  for (const Ready& r : ready) {
+    if (!contains(exclude, r.conn)) return &r;
+  }
+  return nullptr;
+}
+
 std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingPreferences& prefs,
                                         std::span<const ConnId> exclude) const {
   auto bm = by_model_.find(model);
   if (bm == by_model_.end()) return NoPick::unknown_model;
   // Attestation does not exist yet: no node qualifies for these levels.
   if (prefs.confidential || prefs.privacy_level == "verified") return NoPick::constraint;
-  bool any_eligible = false;
-  bool any_untried = false;
-  const NodeInfo* best = nullptr;
-  size_t best_model = 0;
-  double best_load = 0;
-  for (ConnId c : bm->second) {
-    const NodeInfo& n = nodes_.at(c);
-    if (!prefs.regions.empty() && std::find(prefs.regions.begin(), prefs.regions.end(), n.region) == prefs.regions.end()) {
-      continue;
-    }
-    any_eligible = true;
-    if (std::find(exclude.begin(), exclude.end(), c) != exclude.end()) continue;
-    any_untried = true;
-    if (n.draining) continue;
-    for (size_t i = 0; i < n.models.size(); ++i) {
-      const NodeModel& m = n.models[i];
-      if (m.advert.name != model || m.in_flight >= m.advert.slots) continue;
-      const double load = static_cast<double>(m.in_flight) / m.advert.slots;
-      if (!best || load < best_load || (load == best_load && n.ttft_ms < best->ttft_ms)) {
-        best = &n;
-        best_model = i;
-        best_load = load;
+  const ModelIndex& mi = bm->second;
+  const auto& regions = prefs.regions;
+
+  // The best ready entry not excluded, and how many nodes the regions allow.
+  const Ready* best = nullptr;
+  size_t eligible = 0;
+  if (regions.empty()) {
+    best = first_untried(mi.ready, exclude);
+    eligible = mi.nodes.size();
+  } else {
+    for (auto r = regions.begin(); r != regions.end(); ++r) {
+      if (std::find(regions.begin(), r, *r) != r) continue;  // listed twice
+      if (auto rn = mi.region_nodes.find(*r); rn != mi.region_nodes.end())
+        eligible += static_cast<size_t>(rn->second);
+      if (auto rr = mi.ready_by_region.find(*r); rr != mi.ready_by_region.end()) {
+        const Ready* c = first_untried(rr->second, exclude);
+        if (c && (!best || *c < *best)) best = c;
       }
     }
   }
-  if (best) return Pick{best->conn, best_model};
-  if (!any_eligible) return NoPick::constraint;
-  return any_untried ? NoPick::busy : NoPick::exhausted;
+  if (best) return Pick{best->conn, best->model_index};
+  if (eligible == 0) return NoPick::constraint;
+
+  // Nothing ready: busy while an allowed node has not failed this request yet
+  // (full or draining, it is still worth waiting for), else exhausted.
+  size_t tried = 0;
+  for (auto c = exclude.begin(); c != exclude.end(); ++c) {
+    if (std::find(exclude.begin(), c, *c) != c || !mi.nodes.contains(*c)) continue;
+    if (!regions.empty() && !allowed(regions, nodes_.at(*c).region)) continue;
+    ++tried;
+  }
+  return tried < eligible ? NoPick::busy : NoPick::exhausted;
 }
 
 void Router::acquire(const Pick& p) {
   auto* n = find(p.conn);
   if (!n || p.model_index >= n->models.size()) return;
-  ++n->models[p.model_index].in_flight;
+  const size_t i = p.model_index;
+  const bool was_ready = is_ready(*n, n->models[i]);
+  const Ready before = key(*n, i, n->ttft_ms);
+  ++n->models[i].in_flight;
   ++slots_busy_;
+  move(*n, i, was_ready, before);
 }
 
 void Router::release(ConnId conn, const std::string& model) {
   auto* n = find(conn);
   if (!n) return;
-  for (auto& m : n->models) {
+  for (size_t i = 0; i < n->models.size(); ++i) {
+    NodeModel& m = n->models[i];
     if (m.advert.name == model && m.in_flight > 0) {
+      const bool was_ready = is_ready(*n, m);
+      const Ready before = key(*n, i, n->ttft_ms);
       --m.in_flight;
       --slots_busy_;
+      move(*n, i, was_ready, before);
       return;
     }
   }
 }
 
 void Router::set_draining(ConnId conn) {
-  if (auto* n = find(conn)) n->draining = true;
+  auto* n = find(conn);
+  if (!n) return;
+  unindex(*n);
+  n->draining = true;
 }
 
 void Router::record_ttft(ConnId conn, double ms) {
   auto* n = find(conn);
   if (!n) return;
+  const double before = n->ttft_ms;
   n->ttft_ms = n->ttft_ms == 0 ? ms : 0.8 * n->ttft_ms + 0.2 * ms;
+  for (size_t i = 0; i < n->models.size(); ++i) {
+    if (is_ready(*n, n->models[i])) move(*n, i, true, key(*n, i, before));
+  }
 }
 
 std::vector<ModelSummary> Router::models() const {
   std::map<std::string, ModelSummary> out;
-  for (const auto& [name, conns] : by_model_) {
+  for (const auto& [name, mi] : by_model_) {
     ModelSummary& s = out[name];
     s.name = name;
-    for (ConnId c : conns) {
+    for (ConnId c : mi.nodes) {
       const NodeInfo& n = nodes_.at(c);
       ++s.nodes;
       if (s.created_ms == 0 || n.connected_ms < s.created_ms) s.created_ms = n.connected_ms;
@@ -118,7 +227,8 @@ std::vector<ModelSummary> Router::models() const {
         if (m.advert.name != name) continue;
         s.slots += m.advert.slots;
         s.busy += m.in_flight;
-        if (s.ctx_per_slot == 0 || m.advert.ctx_per_slot < s.ctx_per_slot) s.ctx_per_slot = m.advert.ctx_per_slot;
+        if (s.ctx_per_slot == 0 || m.advert.ctx_per_slot < s.ctx_per_slot)
+          s.ctx_per_slot = m.advert.ctx_per_slot;
         if (std::find(s.sha256.begin(), s.sha256.end(), m.advert.sha256) == s.sha256.end()) {
           s.sha256.push_back(m.advert.sha256);
         }

@@ -5,12 +5,20 @@
 // the routing preferences and have not already failed this request, it picks
 // the least loaded (in-flight / slots), then the fastest (lowest recent
 // time to first token).
+//
+// Cost: every (node, model) pair that could take a job now sits in an ordered
+// index per model (and per model and region), kept up to date by add, remove,
+// acquire, release, set_draining and record_ttft (O(log n) each), so pick()
+// takes the first entry that is not excluded: O(regions asked x excluded
+// nodes), independent of how many nodes serve the model.
 #pragma once
 
 #include <cstdint>
+#include <set>
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <variant>
 #include <vector>
 
@@ -66,6 +74,9 @@ class Router {
   // Adds a node (replacing one with the same conn id).
   void add(NodeInfo node);
   void remove(ConnId conn);
+  // The node's routing state (its models' in_flight, draining, ttft_ms) is
+  // indexed: change it only through the methods below, never through this
+  // pointer, which is for reading it and for the node's other fields.
   NodeInfo* find(ConnId conn);
   const NodeInfo* find(ConnId conn) const;
 
@@ -85,8 +96,33 @@ class Router {
   int32_t slots_busy() const { return slots_busy_; }
 
  private:
+  // A (node, model) pair that can take a job now: not draining, a free slot.
+  // Ordered best first: load, then TTFT, then the lower conn id.
+  struct Ready {
+    double load = 0;
+    double ttft_ms = 0;
+    ConnId conn = 0;
+    size_t model_index = 0;
+    bool operator<(const Ready& o) const;
+  };
+  struct ModelIndex {
+    std::unordered_set<ConnId> nodes;                       // every node serving it
+    std::unordered_map<std::string, int32_t> region_nodes;  // how many of them per region
+    std::set<Ready> ready;                                  // all regions
+    std::unordered_map<std::string, std::set<Ready>> ready_by_region;
+  };
+
+  static Ready key(const NodeInfo& n, size_t model_index, double ttft_ms);
+  static const Ready* first_untried(const std::set<Ready>& ready, std::span<const ConnId> exclude);
+  // Puts a node's ready entries into / takes them out of the index (add, remove, drain).
+  void index(const NodeInfo& n);
+  void unindex(const NodeInfo& n);
+  // After a change to model i's load or the node's TTFT: moves its entry from
+  // `before` (the key it had, if it was ready) to where it belongs now.
+  void move(const NodeInfo& n, size_t i, bool was_ready, const Ready& before);
+
   std::unordered_map<ConnId, NodeInfo> nodes_;
-  std::unordered_map<std::string, std::vector<ConnId>> by_model_;
+  std::unordered_map<std::string, ModelIndex> by_model_;
   int32_t slots_total_ = 0;
   int32_t slots_busy_ = 0;
 };
