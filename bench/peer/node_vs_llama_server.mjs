@@ -99,6 +99,16 @@ function request(target, body) {
 const pct = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
 
 async function measure(target) {
+  try {
+    return await measureOrThrow(target);
+  } catch (e) {
+    for (const c of children) console.error(`--- ${c.name} (exit ${c.exited}):\n${c.logs.slice(-2000)}`);
+    throw new Error(`${target.name}: ${e.message}`);
+  }
+}
+
+async function measureOrThrow(target) {
+  console.error(`measuring ${target.name}`);
   const words = Array.from({ length: promptWords }, (_, i) => ['river', 'stone', 'light', 'harbor'][i % 4]).join(' ');
   const body = (n, salt) => ({ model: target.model, messages: [{ role: 'user', content: `${salt} ${words}` }],
     max_tokens: n, temperature: 0, top_p: 1, ignore_eos: true, stream: true,
@@ -154,9 +164,11 @@ async function llamaServerTarget() {
   start(bin, ['-m', model, '--host', '127.0.0.1', '--port', String(port), '-t', String(threads), '-tb', String(threads),
               '-np', String(slots), '-c', String(slots * ctx), '--no-webui', '-b', '512'], 'llama-server');
   const url = `http://127.0.0.1:${port}`;
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  // No keep-alive: llama-server's HTTP library closes idle keep-alive
+  // sockets, and a request sent on one just as it closes is a hang-up.
+  const agent = new http.Agent({ keepAlive: false, maxSockets: 64 });
   await until('llama-server health', () => new Promise((resolve) => {
-    http.get(url + '/health', { agent }, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
+    http.get(url + '/health', { agent: false }, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', () => resolve(false));
   }));
   return { name: 'llama-server', url, agent, model: 'bench' };
 }
