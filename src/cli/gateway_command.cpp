@@ -5,10 +5,10 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 
 #include "cli/commands.h"
 #include "cli/signals.h"
+#include "common/file.h"
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "store/sqlite_store.h"
@@ -29,13 +29,9 @@ void write_state_file(const gateway::GatewayConfig& cfg, const gateway::Gateway&
                         {"ca_fingerprint", g.ca_fingerprint()},
                         {"node_url", "wss" + g.base_url().substr(5) + "/v1/node"},
                         {"pid", static_cast<int64_t>(::getpid())}};
-  const auto path = cfg.data_dir / "gateway.json";
-  const auto tmp = cfg.data_dir / "gateway.json.tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << boost::json::serialize(o) << "\n";
+  if (Status st = write_file_atomic(cfg.data_dir / "gateway.json", boost::json::serialize(o) + "\n", 0644); !st) {
+    fail(st.error().message);
   }
-  std::filesystem::rename(tmp, path);
 }
 
 void run_gateway(const GatewayArgs& a) {
@@ -76,8 +72,7 @@ void run_gateway(const GatewayArgs& a) {
       [&] {
         std::fprintf(stderr, "agora gateway: stopping (finishing running requests; Ctrl-C again to force)\n");
         g->stop(std::chrono::seconds(10));
-      },
-      [&] { io.stop(); });
+      });
   io.run();
   std::fprintf(stderr, "agora gateway: stopped\n");
 }

@@ -5,7 +5,6 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
-#include <sys/stat.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +14,7 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "cli/signals.h"
+#include "common/file.h"
 #include "crypto/random.h"
 #include "crypto/sha256.h"
 #include "engine/llama_engine.h"
@@ -45,15 +45,10 @@ std::string read_file(const fs::path& p) {
   return ss.str();
 }
 
+// Secrets (the provider token, up.json with the API key): owner-only from
+// the moment the file exists.
 void write_private(const fs::path& p, const std::string& text) {
-  const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out) fail("cannot write " + tmp.string());
-  }
-  ::chmod(tmp.c_str(), 0600);
-  fs::rename(tmp, p);
+  if (Status st = write_file_atomic(p, text, 0600); !st) fail(st.error().message);
 }
 
 // The provider token and API key of the local marketplace are kept in the
@@ -232,8 +227,7 @@ void run_up(const UpArgs& a) {
         std::fprintf(stderr, "\nagora up: stopping (Ctrl-C again to force)\n");
         for (auto& n : nodes) n->stop();
         g->stop(std::chrono::seconds(5));
-      },
-      [&] { io.stop(); });
+      });
   io.run();
   for (auto& n : nodes) {
     if (auto e = n->fatal_error()) std::fprintf(stderr, "agora up: node error: %s\n", e->message.c_str());

@@ -97,4 +97,13 @@ void append_json_number(std::string& out, int64_t v) {
   out.append(buf, end);
 }
 
+void append_json_bytes(std::string& out, std::string_view bytes) {
+  out += '[';
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    if (i) out += ',';
+    append_json_number(out, int64_t{static_cast<unsigned char>(bytes[i])});
+  }
+  out += ']';
+}
+
 }  // namespace agora

@@ -18,4 +18,8 @@ void append_json_string(std::string& out, std::string_view s);
 void append_json_number(std::string& out, double v);
 void append_json_number(std::string& out, int64_t v);
 
+// Appends raw bytes as a JSON array of integers 0-255 (token bytes that may
+// be part of a UTF-8 character, as OpenAI's logprobs "bytes" field).
+void append_json_bytes(std::string& out, std::string_view bytes);
+
 }  // namespace agora

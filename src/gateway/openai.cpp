@@ -361,15 +361,6 @@ std::string usage_json(const engine::Usage& u) {
 
 namespace {
 
-void append_bytes(std::string& out, std::string_view s) {
-  out += '[';
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ',';
-    append_json_number(out, int64_t{static_cast<unsigned char>(s[i])});
-  }
-  out += ']';
-}
-
 void append_provenance(std::string& out, const Provenance& p) {
   out += "\"agora\":{\"provider_id\":";
   append_json_string(out, p.provider_id);
@@ -398,7 +389,7 @@ void append_logprobs_content(std::string& out, const std::vector<engine::TokenLo
     out += ",\"logprob\":";
     append_json_number(out, double{lp.logprob});
     out += ",\"bytes\":";
-    append_bytes(out, lp.text);
+    append_json_bytes(out, lp.text);
     out += ",\"top_logprobs\":[";
     for (size_t k = 0; k < lp.top.size(); ++k) {
       if (k) out += ',';
@@ -407,7 +398,7 @@ void append_logprobs_content(std::string& out, const std::vector<engine::TokenLo
       out += ",\"logprob\":";
       append_json_number(out, double{lp.top[k].logprob});
       out += ",\"bytes\":";
-      append_bytes(out, lp.top[k].text);
+      append_json_bytes(out, lp.top[k].text);
       out += '}';
     }
     out += "]}";

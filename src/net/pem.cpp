@@ -17,30 +17,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  // Closes now and reports whether close() succeeded.
-  bool close() {
-    const int fd = fd_;
-    fd_ = -1;
-    return ::close(fd) == 0;
-  }
-
- private:
-  int fd_;
-};
-
-std::string errno_text(int err) {
-  return std::strerror(err);
-}
-
 Result<std::string> read_small_file(const fs::path& path) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return make_error(Errc::not_found, path.string() + ": no such file");
@@ -82,26 +58,6 @@ Result<std::string> bio_contents(BIO* bio) {
   return std::string(data, static_cast<size_t>(n));
 }
 
-Status fsync_directory(const fs::path& dir) {
-  FileDescriptor fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (fd.get() < 0 || ::fsync(fd.get()) != 0) {
-    return make_error(Errc::io_error,
-                      dir.string() + ": cannot sync directory: " + errno_text(errno));
-  }
-  return ok_status();
-}
-
-std::string random_suffix() {
-  unsigned char bytes[6];
-  if (RAND_bytes(bytes, sizeof bytes) != 1) std::memset(bytes, 0, sizeof bytes);
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : bytes) {
-    out += kDigits[b >> 4];
-    out += kDigits[b & 0xF];
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -172,39 +128,5 @@ Result<std::string> private_key_pem(EVP_PKEY* key) {
   return bio_contents(bio.get());
 }
 
-Status write_file_atomic(const fs::path& path, std::string_view data, mode_t mode) {
-  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  // Built by appending: GCC 12 warns falsely (-Wrestrict) on "." + string.
-  std::string tmp_name(1, '.');
-  tmp_name += path.filename().string();
-  tmp_name += ".tmp-";
-  tmp_name += random_suffix();
-  const fs::path tmp = dir / tmp_name;
-  FileDescriptor fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
-  if (fd.get() < 0) {
-    return make_error(Errc::io_error, tmp.string() + ": cannot create: " + errno_text(errno));
-  }
-  auto fail = [&](const std::string& what) -> Status {
-    const int err = errno;
-    const std::string message = path.string() + ": " + what + ": " + errno_text(err);
-    ::unlink(tmp.c_str());
-    return make_error(Errc::io_error, message);
-  };
-  // The umask may have taken bits away; set exactly what was asked.
-  if (::fchmod(fd.get(), mode) != 0) return fail("cannot set permissions");
-  size_t done = 0;
-  while (done < data.size()) {
-    const ssize_t n = ::write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("cannot write");
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd.get()) != 0) return fail("cannot sync");
-  if (!fd.close()) return fail("cannot close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("cannot rename into place");
-  return fsync_directory(dir);
-}
 
 }  // namespace agora::net::detail

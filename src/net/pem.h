@@ -38,10 +38,5 @@ Result<PkeyPtr> read_private_key(const std::filesystem::path& path);
 Result<std::string> certificate_pem(X509* cert);
 Result<std::string> private_key_pem(EVP_PKEY* key);
 
-// Writes `data` to `path` atomically: a temporary file in the same
-// directory created with `mode` (0600 for keys), written, fsync'ed, renamed
-// over `path`, then the directory fsync'ed. A reader sees the old file or the
-// new one, never a part. Errors: io_error naming the path and errno text.
-Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode);
 
 }  // namespace agora::net::detail

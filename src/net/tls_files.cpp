@@ -15,6 +15,7 @@
 #include <ctime>
 
 #include "net/openssl_handles.h"
+#include "common/file.h"
 #include "net/pem.h"
 #include "net/tls.h"
 
@@ -352,8 +353,8 @@ Status write_pem_pair(const fs::path& cert_path, const std::string& cert_pem,
   if (!key_pem) return key_pem.error();
   // The key first: a crash in between leaves a pair that does not match,
   // which the next call re-issues.
-  if (auto s = detail::write_file_atomic(key_path, *key_pem, kKeyMode); !s) return s;
-  return detail::write_file_atomic(cert_path, cert_pem, kCertMode);
+  if (auto s = write_file_atomic(key_path, *key_pem, kKeyMode); !s) return s;
+  return write_file_atomic(cert_path, cert_pem, kCertMode);
 }
 
 }  // namespace

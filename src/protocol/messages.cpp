@@ -127,15 +127,6 @@ void put_timings(std::string& out, const engine::Timings& t) {
   out += '}';
 }
 
-void put_bytes(std::string& out, std::string_view s) {
-  out += '[';
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i) out += ',';
-    append_json_number(out, int64_t{static_cast<unsigned char>(s[i])});
-  }
-  out += ']';
-}
-
 void put_logprobs(std::string& out, const std::vector<engine::TokenLogprob>& lps) {
   out += '[';
   bool first = true;
@@ -145,7 +136,7 @@ void put_logprobs(std::string& out, const std::vector<engine::TokenLogprob>& lps
     out += "{\"id\":";
     append_json_number(out, int64_t{lp.token});
     out += ",\"bytes\":";
-    put_bytes(out, lp.text);
+    append_json_bytes(out, lp.text);
     out += ",\"logprob\":";
     append_json_number(out, double{lp.logprob});
     out += ",\"top\":[";
@@ -154,7 +145,7 @@ void put_logprobs(std::string& out, const std::vector<engine::TokenLogprob>& lps
       out += "{\"id\":";
       append_json_number(out, int64_t{lp.top[i].token});
       out += ",\"bytes\":";
-      put_bytes(out, lp.top[i].text);
+      append_json_bytes(out, lp.top[i].text);
       out += ",\"logprob\":";
       append_json_number(out, double{lp.top[i].logprob});
       out += '}';
