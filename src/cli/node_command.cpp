@@ -116,8 +116,7 @@ void run_node(NodeArgs a) {
       [&] {
         std::fprintf(stderr, "agora node: draining (finishing running jobs; signal again to stop now)\n");
         n->drain();
-      },
-      [&] { n->stop(); });
+      });
   io.run();
   models.clear();
   if (auto e = n->fatal_error()) fail(e->message);

@@ -7,9 +7,9 @@
 
 namespace agora::cli {
 
-void on_stop_signals(boost::asio::io_context& io, std::function<void()> graceful, std::function<void()> force) {
+void on_stop_signals(boost::asio::io_context& io, std::function<void()> graceful) {
   auto signals = std::make_shared<boost::asio::signal_set>(io, SIGINT, SIGTERM);
-  signals->async_wait([signals, graceful = std::move(graceful), force = std::move(force)](
+  signals->async_wait([signals, graceful = std::move(graceful)](
                           const boost::system::error_code& ec, int) {
     if (ec) return;
     // Stop waiting, so the loop can end once the graceful stop is done; a
@@ -19,7 +19,6 @@ void on_stop_signals(boost::asio::io_context& io, std::function<void()> graceful
     signals->clear(ignored);
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
-    (void)force;
     graceful();
   });
 }

@@ -10,8 +10,7 @@ namespace agora::cli {
 
 // Installs the handlers on `io`: `graceful` runs on the first signal (on the
 // io_context's thread) and must let the loop run out of work; a second
-// signal ends the process with the default action. `force` is kept for
-// callers that need a hook (unused by the default action).
-void on_stop_signals(boost::asio::io_context& io, std::function<void()> graceful, std::function<void()> force);
+// signal ends the process at once (the default action).
+void on_stop_signals(boost::asio::io_context& io, std::function<void()> graceful);
 
 }  // namespace agora::cli

@@ -461,6 +461,14 @@ std::optional<std::string> check_hello(const protocol::Hello& h) {
   return std::nullopt;
 }
 
+// Tells a node why it is refused, then closes. (The frame is a named local:
+// GCC 12 mishandles braced temporaries inside co_await expressions.)
+awaitable<void> reject_node(websocket::stream<TlsStream>& ws, const protocol::Reject& reject) {
+  const std::string frame = protocol::encode(reject);
+  co_await ws.async_write(asio::buffer(frame), as_tuple_awaitable);
+  co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
+}
+
 }  // namespace
 
 awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
@@ -508,9 +516,8 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   if (!problem) problem = check_hello(hello);
   if (problem) {
     spdlog::warn("node_rejected provider={} reason={}", provider.id, logfmt_value(*problem));
-    co_await ws.async_write(asio::buffer(protocol::encode(protocol::Reject{"bad_hello", *problem})),
-                            as_tuple_awaitable);
-    co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
+    const protocol::Reject reject{"bad_hello", *problem};
+    co_await reject_node(ws, reject);
     co_return;
   }
   // The same node reconnecting (its old session not yet noticed as dead)
@@ -518,10 +525,8 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   for (auto& [id, other] : conns_) {
     if (other->node_id != hello.node_id) continue;
     if (other->provider_id != provider.id) {
-      co_await ws.async_write(
-          asio::buffer(protocol::encode(protocol::Reject{"duplicate_node", "node id is in use by another provider"})),
-          as_tuple_awaitable);
-      co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
+      const protocol::Reject reject{"duplicate_node", "node id is in use by another provider"};
+      co_await reject_node(ws, reject);
       co_return;
     }
     other->closing = true;

@@ -219,7 +219,6 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
   ChunkWriter cw(job->generation_id, job->created_unix, r.model, r.include_usage, r.generation.logprobs);
   bool headers_sent = false;
   std::string out;
-  int status = 200;
 
   auto send_headers = [&]() -> awaitable<bool> {
     http::response<http::empty_body> res{http::status::ok, x.req.version()};
@@ -319,8 +318,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
         co_return co_await fail_stream(e.error);
       case JobEvent::Kind::client_gone:
         x.g->abandon(job);
-        status = 499;
-        x.g->metrics().request(x.route, status, seconds_since(x.g->clock(), x.start));
+        x.g->metrics().request(x.route, 499, seconds_since(x.g->clock(), x.start));
         co_return false;
     }
   }
