@@ -625,6 +625,7 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
     JobEvent e;
     e.kind = JobEvent::Kind::delta;
     e.delta = std::move(*d);
+    e.received = clock_.now();
     job->push(std::move(e));
     return;
   }

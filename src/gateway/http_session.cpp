@@ -235,8 +235,18 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
     headers_sent = true;
     co_return !ec;
   };
+  // Streaming overheads (metrics only): the first chunk's time at the
+  // gateway, and each token's node frame → SSE chunk written.
+  std::optional<Clock::TimePoint> first_sent;
+  const Clock::TimePoint no_frame{};
+  auto note_sent = [&](Clock::TimePoint received) {
+    const auto now = x.g->clock().now();
+    if (!first_sent) first_sent = now;
+    if (received != no_frame) x.g->metrics().token_forward(to_millis(now - received) / 1000.0);
+  };
   auto finish_stream = [&](const protocol::Done& d, std::string_view text,
-                           const std::vector<engine::TokenLogprob>& lps) -> awaitable<bool> {
+                           const std::vector<engine::TokenLogprob>& lps,
+                           Clock::TimePoint received) -> awaitable<bool> {
     job->state = Job::State::finished;
     x.g->record(*job, d.usage, d.timings, d.finish);
     const int64_t overhead = overhead_us(x, d.timings);
@@ -246,6 +256,10 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
     if (r.include_usage) cw.usage(out, d.usage, provenance(*job, overhead));
     ChunkWriter::done(out);
     if (!co_await write_chunk(x, out)) co_return false;
+    note_sent(received);
+    const double node_ttft_ms = d.timings.queued_ms + d.timings.prompt_ms;
+    const double ttft_over_ms = to_millis(*first_sent - x.start) - node_ttft_ms;
+    if (d.usage.completion_tokens > 0) x.g->metrics().ttft_overhead(std::max(ttft_over_ms, 0.0) / 1000.0);
     beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
     auto [ec, n] = co_await asio::async_write(*x.stream, http::make_chunk_last(), as_tuple_awaitable);
     beast::get_lowest_layer(*x.stream).expires_never();
@@ -278,7 +292,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
         if (!job->events.empty() && job->events.front().kind == JobEvent::Kind::done) {
           JobEvent d = std::move(job->events.front());
           job->events.pop_front();
-          co_return co_await finish_stream(d.done, e.delta.text, e.delta.logprobs);
+          co_return co_await finish_stream(d.done, e.delta.text, e.delta.logprobs, e.received);
         }
         out.clear();
         cw.content(out, e.delta.text, e.delta.logprobs);
@@ -286,11 +300,12 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
           x.g->abandon(job);
           co_return false;
         }
+        note_sent(e.received);
         continue;
       }
       case JobEvent::Kind::done:
         if (!headers_sent && !co_await send_headers()) co_return false;
-        co_return co_await finish_stream(e.done, "", {});
+        co_return co_await finish_stream(e.done, "", {}, no_frame);
       case JobEvent::Kind::failed:
       case JobEvent::Kind::node_lost: {
         std::optional<ApiError> err;

@@ -45,6 +45,7 @@ struct JobEvent {
   protocol::Done done;
   protocol::Failed failed;
   ApiError error;  // for no_capacity
+  Clock::TimePoint received{};  // when the node's frame arrived (delta)
 };
 
 struct Job {

@@ -6,7 +6,7 @@ namespace agora::gateway {
 
 void Histogram::observe(double s) {
   size_t i = 0;
-  while (i < kBounds.size() && s > kBounds[i]) ++i;
+  while (i < bounds_.size() && s > bounds_[i]) ++i;
   ++counts_[i];
   sum_ += s;
   ++count_;
@@ -15,9 +15,9 @@ void Histogram::observe(double s) {
 void Histogram::render(std::string& out, const std::string& name, const std::string& labels) const {
   const std::string sep = labels.empty() ? "" : ",";
   uint64_t cumulative = 0;
-  for (size_t i = 0; i < kBounds.size(); ++i) {
+  for (size_t i = 0; i < bounds_.size(); ++i) {
     cumulative += counts_[i];
-    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, kBounds[i], cumulative);
+    out += fmt::format("{}_bucket{{{}{}le=\"{}\"}} {}\n", name, labels, sep, bounds_[i], cumulative);
   }
   out += fmt::format("{}_bucket{{{}{}le=\"+Inf\"}} {}\n", name, labels, sep, count_);
   const std::string braces = labels.empty() ? "" : "{" + labels + "}";
@@ -53,6 +53,12 @@ std::string Metrics::render(const Gauges& g) const {
   out += "# HELP agora_gateway_overhead_seconds End-to-end time at the gateway minus the node's reported time.\n";
   out += "# TYPE agora_gateway_overhead_seconds histogram\n";
   overhead_.render(out, "agora_gateway_overhead_seconds", "");
+  out += "# HELP agora_gateway_ttft_overhead_seconds Streaming: first chunk sent minus the node's queue and prompt time.\n";
+  out += "# TYPE agora_gateway_ttft_overhead_seconds histogram\n";
+  ttft_overhead_.render(out, "agora_gateway_ttft_overhead_seconds", "");
+  out += "# HELP agora_gateway_token_forward_seconds Streaming: a token's frame from the node to its SSE chunk written.\n";
+  out += "# TYPE agora_gateway_token_forward_seconds histogram\n";
+  token_forward_.render(out, "agora_gateway_token_forward_seconds", "");
   out += "# HELP agora_tokens_total Tokens served.\n# TYPE agora_tokens_total counter\n";
   out += fmt::format("agora_tokens_total{{kind=\"prompt\"}} {}\n", prompt_tokens_);
   out += fmt::format("agora_tokens_total{{kind=\"completion\"}} {}\n", completion_tokens_);

@@ -5,19 +5,29 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
+#include <vector>
 
 namespace agora::gateway {
 
 class Histogram {
  public:
+  // Request-scale times: 50 µs to 10 s.
   static constexpr std::array<double, 17> kBounds = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                      0.1,    0.25,  0.5,    1,     2.5,   5,    10};
+  // Per-token and per-step work: 2 µs to 1 s.
+  static constexpr std::array<double, 16> kFineBounds = {0.000002, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001,
+                                                         0.00025,  0.0005,   0.001,   0.0025,   0.005,   0.01,
+                                                         0.025,    0.1,      0.25,    1};
+
+  explicit Histogram(std::span<const double> bounds = kBounds) : bounds_(bounds), counts_(bounds.size() + 1) {}
   void observe(double seconds);
   void render(std::string& out, const std::string& name, const std::string& labels) const;
 
  private:
-  std::array<uint64_t, kBounds.size() + 1> counts_{};
+  std::span<const double> bounds_;
+  std::vector<uint64_t> counts_;
   double sum_ = 0;
   uint64_t count_ = 0;
 };
@@ -38,6 +48,11 @@ class Metrics {
   void time_to_first_token(double seconds) { ttft_.observe(seconds); }
   // The gateway's added time for one completed request (x-agora-overhead-us).
   void overhead(double seconds) { overhead_.observe(seconds); }
+  // Streaming: the gateway's share of time to first token (first chunk
+  // sent minus the node's queue + prompt time), and per token the time
+  // from its frame arriving from the node to its SSE chunk being written.
+  void ttft_overhead(double seconds) { ttft_overhead_.observe(seconds); }
+  void token_forward(double seconds) { token_forward_.observe(seconds); }
   void job_retried() { ++retries_; }
   void node_failure() { ++node_failures_; }
   void node_connected() { ++node_connections_; }
@@ -49,6 +64,8 @@ class Metrics {
   std::map<std::string, Histogram> latency_;
   Histogram ttft_;
   Histogram overhead_;
+  Histogram ttft_overhead_;
+  Histogram token_forward_{Histogram::kFineBounds};
   int64_t prompt_tokens_ = 0;
   int64_t completion_tokens_ = 0;
   uint64_t retries_ = 0;

@@ -123,6 +123,8 @@ test('streaming with include_usage: chunk sequence, usage chunk, [DONE]', async 
 });
 
 test('streaming body, raw: every event is JSON and the body ends with data: [DONE]', async () => {
+  const forwardedBefore = (await gw.metric('agora_gateway_token_forward_seconds_count')) ?? 0;
+  const ttftBefore = (await gw.metric('agora_gateway_ttft_overhead_seconds_count')) ?? 0;
   const r = await gw.raw('POST', '/v1/chat/completions', {
     key, body: { model: MODEL, messages, max_tokens: 4, stream: true, stream_options: { include_usage: true } },
   });
@@ -137,6 +139,11 @@ test('streaming body, raw: every event is JSON and the body ends with data: [DON
   assert.deepEqual(last.choices, []);
   assert.ok(last.usage && last.agora);
   assert.ok(Number.isInteger(last.agora.overhead_us) && last.agora.overhead_us >= 0, 'the gateway reports its overhead');
+  // Streaming overheads in /metrics: one time-to-first-token sample, and one
+  // forwarding sample per text frame that reached the client (other tests may
+  // run concurrently on this gateway, hence at least).
+  assert.ok((await gw.metric('agora_gateway_ttft_overhead_seconds_count')) >= ttftBefore + 1);
+  assert.ok((await gw.metric('agora_gateway_token_forward_seconds_count')) >= forwardedBefore + 1);
 });
 
 test('x-agora-overhead-us: the gateway reports its own added time on every completion', async () => {

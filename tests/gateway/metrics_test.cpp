@@ -187,6 +187,8 @@ TEST(Metrics, RendersCountersHistogramsAndGauges) {
   EXPECT_THAT(out, HasSubstr("# TYPE agora_http_request_duration_seconds histogram\n"));
   EXPECT_THAT(out, HasSubstr("# TYPE agora_time_to_first_token_seconds histogram\n"));
   EXPECT_THAT(out, HasSubstr("# TYPE agora_slots_busy gauge\n"));
+  EXPECT_THAT(out, HasSubstr("# TYPE agora_gateway_ttft_overhead_seconds histogram\n"));
+  EXPECT_THAT(out, HasSubstr("# TYPE agora_gateway_token_forward_seconds histogram\n"));
 }
 
 TEST(Metrics, FreshMetricsRenderValidly) {
@@ -200,4 +202,20 @@ TEST(Metrics, FreshMetricsRenderValidly) {
 }
 
 }  // namespace
+TEST(Histogram, FineBoundsResolveMicroseconds) {
+  Histogram h{Histogram::kFineBounds};
+  h.observe(0.000003);  // 3 µs: above 2 µs, within 5 µs
+  h.observe(0.00002);   // 20 µs: within 25 µs
+  std::string out;
+  h.render(out, "f", "");
+  const auto s = samples(out);
+  EXPECT_EQ(s.size(), Histogram::kFineBounds.size() + 3);
+  EXPECT_EQ(s.at("f_bucket{le=\"2e-06\"}"), "0");
+  EXPECT_EQ(s.at("f_bucket{le=\"5e-06\"}"), "1");
+  EXPECT_EQ(s.at("f_bucket{le=\"1e-05\"}"), "1");
+  EXPECT_EQ(s.at("f_bucket{le=\"2.5e-05\"}"), "2");
+  EXPECT_EQ(s.at("f_bucket{le=\"+Inf\"}"), "2");
+  EXPECT_EQ(s.at("f_count"), "2");
+}
+
 }  // namespace agora::gateway
