@@ -92,11 +92,12 @@ void run_info(const InfoArgs& a) {
         "{\"path\":\"%s\",\"name\":\"%s\",\"architecture\":\"%s\",\"description\":\"%s\",\"quantization\":\"%s\","
         "\"parameters\":%llu,\"file_bytes\":%llu,\"context_length\":%d,\"n_layer\":%d,\"n_embd\":%d,"
         "\"n_head\":%d,\"n_head_kv\":%d,\"n_ff\":%d,\"n_vocab\":%d,\"tied_embeddings\":%s,"
-        "\"chat_template\":\"%s\",\"sha256\":\"%s\"}\n",
+        "\"weight_bytes_per_token\":%llu,\"chat_template\":\"%s\",\"sha256\":\"%s\"}\n",
         json_escape(m.path).c_str(), json_escape(m.name).c_str(), json_escape(m.architecture).c_str(),
         json_escape(m.description).c_str(), m.quantization.c_str(), static_cast<unsigned long long>(m.parameters),
         static_cast<unsigned long long>(m.file_bytes), m.context_length, m.n_layer, m.n_embd, m.n_head,
-        m.n_head_kv, m.n_ff, m.n_vocab, m.tied_embeddings ? "true" : "false", json_escape(m.chat_template).c_str(),
+        m.n_head_kv, m.n_ff, m.n_vocab, m.tied_embeddings ? "true" : "false",
+        static_cast<unsigned long long>(m.weight_bytes_per_token), json_escape(m.chat_template).c_str(),
         m.sha256.c_str());
     return;
   }
@@ -115,6 +116,7 @@ void run_info(const InfoArgs& a) {
   std::printf("feed-forward    %d\n", m.n_ff);
   std::printf("vocabulary      %d\n", m.n_vocab);
   std::printf("tied embeddings %s\n", m.tied_embeddings ? "yes" : "no");
+  std::printf("read per token  %s (weights one decode step reads)\n", human_bytes(m.weight_bytes_per_token).c_str());
   const auto nl = m.chat_template.find('\n');
   std::printf("chat template   %s\n",
               m.chat_template.empty() ? "(none)"

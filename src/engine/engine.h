@@ -34,6 +34,10 @@ struct ModelInfo {
   int32_t n_ff = 0;
   int32_t n_vocab = 0;
   bool tied_embeddings = false;  // no separate output.weight
+  // Weight bytes one decode step reads: every tensor, except that of the
+  // token embedding only one row is read unless it doubles as the output
+  // layer (tied). The numerator of the memory-bandwidth roofline.
+  uint64_t weight_bytes_per_token = 0;
   std::string chat_template;     // the model's own (Jinja) template; may be empty
   std::string sha256;            // of the whole file, lower-case hex
 };

@@ -98,6 +98,12 @@ Result<LoadedModel> load_model(const std::filesystem::path& path,
   auto gguf = open_gguf(path);
   if (!gguf) return gguf.error();
   const bool has_output = gguf_find_tensor(gguf->get(), "output.weight") >= 0;
+  uint64_t weight_bytes = 0, embd_bytes = 0;
+  for (int64_t i = 0; i < gguf_get_n_tensors(gguf->get()); ++i) {
+    const size_t bytes = gguf_get_tensor_size(gguf->get(), i);
+    weight_bytes += bytes;
+    if (std::string_view(gguf_get_tensor_name(gguf->get(), i)) == "token_embd.weight") embd_bytes = bytes;
+  }
   gguf->reset();
 
   llama_model_params mp = llama_model_default_params();
@@ -132,6 +138,8 @@ Result<LoadedModel> load_model(const std::filesystem::path& path,
   info.n_ff = ff.empty() ? 0 : std::atoi(ff.c_str());
   info.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(m));
   info.tied_embeddings = !has_output;
+  if (has_output && info.n_vocab > 0) weight_bytes -= embd_bytes - embd_bytes / static_cast<uint64_t>(info.n_vocab);
+  info.weight_bytes_per_token = weight_bytes;
   if (const char* t = llama_model_chat_template(m, nullptr)) info.chat_template = t;
   info.sha256 = std::move(*sha);
   out.model = std::move(model);

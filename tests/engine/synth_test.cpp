@@ -28,6 +28,13 @@ TEST(Synth, TinyLoadsWithTheExpectedShape) {
   EXPECT_EQ(info->parameters, 128256ull * 32 + 2 * layer + 32);
   EXPECT_NE(info->chat_template.find("<|start_header_id|>"), std::string::npos);
   EXPECT_LT(info->file_bytes, 16u << 20);
+  // Tied: the whole embedding (Q8_0, 34 bytes per 32 values) is the output
+  // layer, so a decode step reads all of it, plus the layers; never more
+  // than the file.
+  const uint64_t embd_q8 = 128256ull * 32 / 32 * 34;
+  EXPECT_GT(info->weight_bytes_per_token, embd_q8);
+  EXPECT_LT(info->weight_bytes_per_token, embd_q8 + 2 * layer * 34 / 32 * 2);
+  EXPECT_LT(info->weight_bytes_per_token, info->file_bytes);
 }
 
 TEST(Synth, SameSeedGivesAByteIdenticalFileAndAnotherSeedDoesNot) {
