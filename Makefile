@@ -33,8 +33,12 @@ up: build
 models/bench-1b.gguf: | build
 	@$(BUILD_DIR)/agora model synth --preset bench-1b --out $@
 
+# Every benchmark (bench/run.mjs): rewrites the generated blocks of
+# docs/BENCHMARKS.md and the plots in docs/bench/. Takes ~30 minutes; run it
+# on a quiet machine. BENCH_ARGS passes options, e.g. BENCH_ARGS="--only gateway".
 bench: build models/bench-1b.gguf
-	@scripts/bench-engine
+	@scripts/setup --bench
+	@node bench/run.mjs $(BENCH_ARGS)
 
 format:
 	@find src tests bench -name '*.h' -o -name '*.cpp' | xargs clang-format -i

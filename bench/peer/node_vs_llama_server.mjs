@@ -4,7 +4,7 @@
 //
 //   node bench/peer/node_vs_llama_server.mjs --model models/bench-1b.gguf \
 //        [--threads 2] [--slots 8] [--ctx 4096] [--prompt-words 200] [--max-tokens 64] \
-//        [--streams 1,4,8] [--repeat 2] [--json]
+//        [--streams 1,4,8] [--repeat 2] [--json FILE]
 //
 // Agora is measured through its gateway (HTTPS, node over WSS); llama-server
 // directly (plain HTTP, loopback). Per concurrency level it reports TTFT,
@@ -98,45 +98,46 @@ function request(target, body) {
 }
 const pct = (xs, q) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
 
-async function measure(target) {
+async function measure(target, fn) {
   try {
-    return await measureOrThrow(target);
+    return await fn();
   } catch (e) {
     for (const c of children) console.error(`--- ${c.name} (exit ${c.exited}):\n${c.logs.slice(-2000)}`);
     throw new Error(`${target.name}: ${e.message}`);
   }
 }
 
-async function measureOrThrow(target) {
-  console.error(`measuring ${target.name}`);
-  const words = Array.from({ length: promptWords }, (_, i) => ['river', 'stone', 'light', 'harbor'][i % 4]).join(' ');
-  const body = (n, salt) => ({ model: target.model, messages: [{ role: 'user', content: `${salt} ${words}` }],
-    max_tokens: n, temperature: 0, top_p: 1, ignore_eos: true, stream: true,
-    stream_options: { include_usage: true }, cache_prompt: false });
-  await request(target, body(4, 'warmup'));
-  const rows = [];
-  for (const streams of streamsList) {
-    let best;
-    for (let r = 0; r < repeat; r++) {
-      const t0 = performance.now();
-      const res = await Promise.all(Array.from({ length: streams }, (_, k) => request(target, body(maxTokens, `s${r}-${k}-${Date.now()}`))));
-      const decodeStart = Math.min(...res.map((x) => x.t_first));
-      const decodeEnd = Math.max(...res.map((x) => x.t_last));
-      const tokens = res.reduce((a, x) => a + x.tokens - 1, 0);
-      const row = {
-        streams,
-        ttft_ms_p50: pct(res.map((x) => x.ttft), 0.5),
-        per_stream_tok_s: pct(res.map((x) => (x.tokens - 1) / ((x.t_last - x.t_first) / 1000)), 0.5),
-        aggregate_tok_s: tokens / ((decodeEnd - decodeStart) / 1000),
-        prompt_tokens: res[0].prompt_tokens,
-        pp_tok_s: res[0].prompt_tokens / (pct(res.map((x) => x.ttft), 0) / 1000),
-        wall_s: (performance.now() - t0) / 1000,
-      };
-      if (!best || row.aggregate_tok_s > best.aggregate_tok_s) best = row;
-    }
-    rows.push(best);
-  }
-  return rows;
+const words = Array.from({ length: promptWords }, (_, i) => ['river', 'stone', 'light', 'harbor'][i % 4]).join(' ');
+const body = (target, n, salt) => ({ model: target.model, messages: [{ role: 'user', content: `${salt} ${words}` }],
+  max_tokens: n, temperature: 0, top_p: 1, ignore_eos: true, stream: true,
+  stream_options: { include_usage: true }, cache_prompt: false });
+
+// One measurement: `streams` concurrent requests, each with its own prompt
+// (no shared prefix).
+async function measureOrThrow(target, streams, r) {
+  const t0 = performance.now();
+  const res = await Promise.all(Array.from({ length: streams },
+    (_, k) => request(target, body(target, maxTokens, `s${r}-${k}-${Date.now()}`))));
+  const decodeStart = Math.min(...res.map((x) => x.t_first));
+  const decodeEnd = Math.max(...res.map((x) => x.t_last));
+  const tokens = res.reduce((a, x) => a + x.tokens - 1, 0);
+  return {
+    streams,
+    ttft_ms_p50: pct(res.map((x) => x.ttft), 0.5),
+    per_stream_tok_s: pct(res.map((x) => (x.tokens - 1) / ((x.t_last - x.t_first) / 1000)), 0.5),
+    aggregate_tok_s: tokens / ((decodeEnd - decodeStart) / 1000),
+    prompt_tokens: res[0].prompt_tokens,
+    pp_tok_s: res[0].prompt_tokens / (pct(res.map((x) => x.ttft), 0) / 1000),
+    wall_s: (performance.now() - t0) / 1000,
+  };
+}
+
+// The median run (by aggregate tok/s) of `repeat`, with the spread.
+function summarize(runs) {
+  const sorted = [...runs].sort((a, b) => a.aggregate_tok_s - b.aggregate_tok_s);
+  const med = sorted[Math.floor((sorted.length - 1) / 2)];
+  const spread = (100 * (sorted.at(-1).aggregate_tok_s - sorted[0].aggregate_tok_s)) / med.aggregate_tok_s;
+  return { ...med, aggregate_spread: spread, runs: runs.map((x) => x.aggregate_tok_s) };
 }
 
 async function agoraTarget() {
@@ -173,18 +174,32 @@ async function llamaServerTarget() {
   return { name: 'llama-server', url, agent, model: 'bench' };
 }
 
-const results = {};
-const a = await agoraTarget();
-results.agora = await measure(a);
-if (!smoke) {
-  for (const c of children.splice(0)) c.kill('SIGTERM');
-  const l = await llamaServerTarget();
-  results.llama_server = await measure(l);
+// Both servers stay up (each idle while the other is measured) and the
+// runs alternate, A B B A …, so drift on the machine hits both alike.
+const targets = [await agoraTarget()];
+if (!smoke) targets.push(await llamaServerTarget());
+for (const t of targets) await measure(t, () => request(t, body(t, 4, 'warmup')));
+const samples = new Map(targets.map((t) => [t, new Map(streamsList.map((n) => [n, []]))]));
+for (const streams of streamsList) {
+  for (let r = 0; r < repeat; r++) {
+    const order = r % 2 ? [...targets].reverse() : targets;
+    for (const t of order) {
+      console.error(`measuring ${t.name}: ${streams} stream(s), run ${r + 1}/${repeat}`);
+      samples.get(t).get(streams).push(await measure(t, () => measureOrThrow(t, streams, r)));
+    }
+  }
 }
 for (const c of children) c.kill('SIGTERM');
+const results = {
+  config: `${smoke ? 'Smoke run: fake engine' : `Model ${path.basename(model)}`}, ${threads} threads, ${slots} slots × ${ctx} tokens of context, ` +
+          `~${promptWords}-word prompts (distinct per stream), ${maxTokens} tokens, greedy with ignore_eos; ` +
+          `median of ${repeat} alternating runs per level.`,
+  agora: streamsList.map((n) => summarize(samples.get(targets[0]).get(n))),
+};
+if (targets[1]) results.llama_server = streamsList.map((n) => summarize(samples.get(targets[1]).get(n)));
 
 const fmt = (x) => (x === undefined || Number.isNaN(x) ? '-' : x.toFixed(1));
-console.log(`model ${path.basename(model)}, threads ${threads}, slots ${slots}, ctx/slot ${ctx}, prompt ~${promptWords} words, ${maxTokens} tokens, greedy, ignore_eos`);
+console.log(results.config);
 console.log('| streams | server | TTFT p50 ms | prompt tok/s | per-stream tok/s | aggregate tok/s | ratio (agora / llama-server) |');
 console.log('|---|---|---|---|---|---|---|');
 results.agora.forEach((r, i) => {

@@ -1,0 +1,502 @@
+// `make bench`: runs every benchmark of issue 4 and rewrites the generated
+// blocks of docs/BENCHMARKS.md (and the plots under docs/bench/) with the
+// machine, the commit and the exact commands.
+//
+//   node bench/run.mjs [--only gateway,streaming,node,roofline,scale,engine]
+//                      [--out docs/BENCHMARKS.md] [--plots docs/bench]
+//                      [--duration S] [--rates 1000,2000,5000,10000] [--repeat N]
+//   node bench/run.mjs --smoke --out /tmp/b.md   # tests: seconds, no timings judged
+//
+// Sections:
+//   gateway    agora (gateway + fake-engine node over TLS/WSS) and the Portkey
+//              gateway (+ a mock OpenAI upstream) at the same fixed rates, both
+//              driven by agora-load; saturation of each; latency-vs-rate plot
+//   streaming  1,000 concurrent streams: TTFT and per-token forwarding overhead
+//   node       provider node vs llama-server (bench/peer/node_vs_llama_server.mjs)
+//   roofline   memory bandwidth and decode as a fraction of it
+//   scale      idle node connections (bench/idle) and router decision time
+//   engine     engine throughput (agora bench engine) and micro-benchmarks
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  start, stop, until, run, sampled, machine, getText, histogram, histogramDelta, table, num,
+  replaceBlock, writeFileAtomic, log, describeChildren,
+} from './lib.mjs';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+const opt = (name, dflt) => { const i = argv.indexOf(`--${name}`); return i >= 0 ? argv[i + 1] : dflt; };
+const flag = (name) => argv.includes(`--${name}`);
+if (flag('help')) {
+  console.log(fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').filter((l) => l.startsWith('//'))
+    .map((l) => l.slice(3)).join('\n'));
+  process.exit(0);
+}
+const smoke = flag('smoke');
+const build = path.resolve(opt('build', path.join(root, 'build')));
+const bin = {
+  agora: path.join(build, 'agora'),
+  load: path.join(build, 'bench/load/agora-load'),
+  mock: path.join(build, 'bench/mock_upstream/agora-mock-openai'),
+  idle: path.join(build, 'bench/idle/agora-idle-nodes'),
+  router: path.join(build, 'bench/agora_router_bench'),
+  bandwidth: path.join(build, 'bench/agora_bandwidth'),
+  micro: path.join(build, 'bench/agora_microbench'),
+};
+const out = path.resolve(opt('out', path.join(root, 'docs/BENCHMARKS.md')));
+const plots = path.resolve(opt('plots', smoke ? path.join(os.tmpdir(), `agora-bench-plots-${process.pid}`) : path.join(root, 'docs/bench')));
+const sections = (opt('only', 'gateway,streaming,node,roofline,scale,engine')).split(',');
+const duration = Number(opt('duration', smoke ? 1 : 10));
+const warmup = smoke ? 0 : 2;
+const rates = opt('rates', smoke ? '100,200' : '1000,2000,5000,10000').split(',').map(Number);
+const repeat = Number(opt('repeat', smoke ? 1 : 3));
+const TOKENS = smoke ? 4 : 16;  // content tokens per answer, both gateways
+const CONNECTIONS = smoke ? 16 : 128;
+const rel = (p) => path.relative(root, p) || '.';
+
+const m = machine(root);
+const machineLine = `${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB; Linux ${m.kernel}; Node ${m.node}; ` +
+  `commit \`${m.commit}\`, ${m.date}; load average at start ${m.load_average}`;
+let doc = fs.existsSync(out) ? fs.readFileSync(out, 'utf8') : '# Benchmarks\n';
+const results = { machine: m };
+const save = (id, body) => {
+  doc = replaceBlock(doc, id, body);
+  writeFileAtomic(out, doc);
+  log(`wrote section ${id} to ${rel(out)}`);
+};
+
+// ---------------------------------------------------------------- set-ups
+
+// A real gateway (TLS) and one fake-engine node (WSS) in a temp data dir.
+async function marketplace({ fake, gatewaySet = [] }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agora-bench-'));
+  const token = execFileSync(bin.agora, ['providers', 'register', '--data-dir', dir, '--name', 'bench']).toString().trim();
+  const key = execFileSync(bin.agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench']).toString().trim();
+  const sets = gatewaySet.flatMap((s) => ['--set', s]);
+  const gateway = start(bin.agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets], 'agora gateway');
+  const info = await until('gateway.json', () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));
+  const node = start(bin.agora, ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token,
+                                 '--ca-cert', info.ca_cert, '--engine', 'fake', '--fake', fake], 'agora node (fake)');
+  const ca = fs.readFileSync(info.ca_cert);
+  await until('the node to register', async () => (await getText(`${info.base_url}/readyz`, ca)).status === 200);
+  return {
+    name: 'agora', dir, key, info, ca, gateway, node, pids: [gateway.pid, node.pid],
+    loadArgs: ['--url', `${info.base_url}/v1/chat/completions`, '--api-key', key, '--ca-cert', info.ca_cert],
+    metrics: async () => (await getText(`${info.base_url}/metrics`, ca)).body,
+    async close() { await stop(node); await stop(gateway); fs.rmSync(dir, { recursive: true, force: true }); },
+  };
+}
+
+// The Portkey gateway (Node.js, npm @portkey-ai/gateway) in front of
+// agora-mock-openai, both on loopback over plain HTTP.
+async function portkey() {
+  const dir = path.join(root, 'bench/peer/portkey');
+  if (!fs.existsSync(path.join(dir, 'node_modules/@portkey-ai/gateway'))) {
+    throw new Error(`Portkey is not installed in ${rel(dir)} (scripts/setup --bench installs it)`);
+  }
+  const mock = start(bin.mock, ['--port', '0', '--tokens', String(TOKENS)], 'agora-mock-openai');
+  const mockPort = await until('the mock upstream port', () => (mock.logs.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/) || [])[1]);
+  const pk = await import(path.join(dir, 'portkey.mjs'));
+  const gw = await pk.startPortkey({ start, until, dir });
+  return {
+    name: 'portkey', pids: [gw.child.pid, mock.pid], version: gw.version,
+    loadArgs: ['--url', `${gw.url}/v1/chat/completions`, '--api-key', 'sk-bench',
+               ...pk.headers(`http://127.0.0.1:${mockPort}/v1`).flatMap((h) => ['--header', h])],
+    async close() { await stop(gw.child); await stop(mock); },
+  };
+}
+
+// One agora-load run against a target; returns its JSON summary plus the
+// CPU% and RSS of the target's processes over the run.
+async function load(target, { rate, stream = false, secs = duration, warm = warmup, connections = CONNECTIONS,
+                              maxTokens = TOKENS, timeout = 10 }) {
+  const args = [...target.loadArgs, '--model', 'fake', '--max-tokens', String(maxTokens), '--rate', String(rate),
+                '--duration', String(secs), '--warmup', String(warm), '--connections', String(connections),
+                '--timeout', String(timeout), '--json', ...(stream ? ['--stream'] : [])];
+  const { result, usage } = await sampled(target.pids, () => run(bin.load, args));
+  if (result.code === 2 || !result.stdout.trim()) throw new Error(`agora-load failed (${result.code}): ${result.stderr}`);
+  const summary = JSON.parse(result.stdout);
+  summary.command = `agora-load ${args.map((a) => (/^(gk_|sk-)/.test(a) ? a.slice(0, 3) + '…' : a)).join(' ')}`;
+  return { ...summary, usage };
+}
+
+// Waits until the target answers one request again (after an overload run).
+async function settle(target) {
+  await until(`${target.name} to answer again`, async () => (await load(target, {
+    rate: 10, secs: 0.1, warm: 0, connections: 1, timeout: 5,
+  })).ok > 0, { ms: 120000, every: 500, watch: [] });
+}
+
+const sustained = (r, rate) => r.errors === 0 && r.ok > 0 && r.achieved_rate >= 0.97 * rate && r.latency_ms.p99 < 100;
+
+// Highest rate the target sustains (all requests OK, achieved ≥ 97 % of the
+// offered rate, p99 < 100 ms): doubling from `from`, then 3 bisections.
+async function saturation(target, { stream, from }) {
+  const probes = [];
+  const probe = async (rate) => {
+    const r = await load(target, { rate, stream, secs: smoke ? 0.5 : 5, warm: smoke ? 0 : 1 });
+    const ok = sustained(r, rate);
+    probes.push({ rate, ok, achieved: r.achieved_rate, p99: r.latency_ms.p99, errors: r.errors,
+                  generator_cpu: r.cpu.percent, lag_ms: r.max_dispatch_lag_ms });
+    log(`${target.name} ${stream ? 'stream' : 'unary'} saturation probe ${rate}/s: ${ok ? 'sustained' : 'not sustained'}` +
+        ` (achieved ${num(r.achieved_rate)}/s, p99 ${num(r.latency_ms.p99, 2)} ms, errors ${r.errors})`);
+    if (!ok) await settle(target);
+    return ok;
+  };
+  let good = 0; let bad = 0;
+  for (let rate = from; rate <= (smoke ? from * 2 : 128000); rate *= 2) {
+    if (await probe(rate)) good = rate; else { bad = rate; break; }
+  }
+  for (let i = 0; i < (smoke ? 0 : 3) && bad && bad - good > from / 4; i++) {
+    const mid = Math.round((good + bad) / 2);
+    if (await probe(mid)) good = mid; else bad = mid;
+  }
+  // When the generator itself was late by > 5 ms at the best rate, the
+  // figure is a lower bound set by the generator.
+  const best = probes.find((p) => p.rate === good);
+  return { sustained_rate: good, first_unsustained: bad || undefined, generator_bound: !!best && best.lag_ms > 5, probes };
+}
+
+// ---------------------------------------------------------------- gateway
+
+async function benchGateway() {
+  const fake = `name=fake,tokens=${TOKENS},slots=4096`;
+  const targets = [];
+  targets.push(await marketplace({ fake, gatewaySet: ['max_queue=100000'] }).catch(async (e) => {
+    throw new Error(`agora set-up: ${e.message}\n${describeChildren()}`);
+  }));
+  let peerError;
+  try {
+    targets.push(await portkey());
+  } catch (e) {
+    peerError = e.message;
+    log(`peer gateway unavailable: ${e.message}`);
+  }
+  const runs = [];
+  for (const stream of [false, true]) {
+    for (const rate of rates) {
+      for (const t of targets) {
+        log(`${t.name} ${stream ? 'stream' : 'unary'} at ${rate}/s for ${duration} s`);
+        const r = await load(t, { rate, stream });
+        runs.push({ system: t.name, stream, rate, r });
+        log(`  ok ${r.ok}/${r.sent}, p50 ${num(r.latency_ms.p50, 2)} ms, p99 ${num(r.latency_ms.p99, 2)} ms` +
+            (r.overhead_us ? `, overhead p99 ${num(r.overhead_us.p99)} µs` : '') + `, cpu ${num(r.usage[0].cpu_percent)} %`);
+        if (r.errors) await settle(t);
+      }
+    }
+  }
+  const sat = {};
+  for (const t of targets) {
+    for (const stream of [false, true]) {
+      sat[`${t.name}/${stream ? 'stream' : 'unary'}`] = await saturation(t, { stream, from: smoke ? 50 : (t.name === 'agora' ? 2000 : 250) });
+    }
+  }
+  for (const t of targets) await t.close();
+  results.gateway = { runs, saturation: sat, peerError };
+  writeGateway(results.gateway, targets.find((t) => t.name === 'portkey'));
+}
+
+function writeGateway({ runs, saturation: sat, peerError }, pk) {
+  const pct = (r) => `${num(r.latency_ms.p50, 2)} / ${num(r.latency_ms.p90, 2)} / ${num(r.latency_ms.p99, 2)} / ${num(r.latency_ms.p999, 2)}`;
+  const ov = (r) => (r.overhead_us ? `${num(r.overhead_us.p50)} / ${num(r.overhead_us.p90)} / ${num(r.overhead_us.p99)} / ${num(r.overhead_us.p999)}` : '—');
+  const rows = runs.map(({ system, stream, rate, r }) => {
+    const peer = runs.find((x) => x.system !== system && x.stream === stream && x.rate === rate);
+    const ratio = system === 'portkey' && peer ? num(r.latency_ms.p99 / peer.r.latency_ms.p99, 1) + '×' : '';
+    return [system, stream ? 'stream' : 'unary', num(rate), `${num(r.ok)} / ${num(r.sent)} (${num((100 * r.ok) / Math.max(r.sent, 1), 2)} %)`,
+            num(r.achieved_rate), pct(r), stream ? `${num(r.ttft_ms.p50, 2)} / ${num(r.ttft_ms.p99, 2)}` : '—', ov(r),
+            num(r.usage[0].cpu_percent), num(r.usage[0].peak_rss_mib, 1), num(r.usage[1].cpu_percent), num(r.cpu.percent), ratio];
+  });
+  const satRows = Object.entries(sat).map(([k, s]) => {
+    const [system, mode] = k.split('/');
+    const other = sat[`${system === 'agora' ? 'portkey' : 'agora'}/${mode}`];
+    return [system, mode, `${num(s.sustained_rate)}${s.generator_bound ? ' (generator-bound: lower bound)' : ''}`,
+            s.first_unsustained ? num(s.first_unsustained) : '—',
+            system === 'agora' && other?.sustained_rate ? `${num(s.sustained_rate / other.sustained_rate, 1)}×` : ''];
+  });
+  const at5k = runs.find((x) => x.system === 'agora' && !x.stream && x.rate === 5000)?.r;
+  const text = [
+    `Machine: ${machineLine}.`,
+    '',
+    `Each system answers ${TOKENS} content tokens per request. **agora**: \`agora gateway\` (HTTPS) with one`,
+    `\`agora node --engine fake --fake ${`name=fake,tokens=${TOKENS},slots=4096`}\` over WSS. **portkey**: the Portkey gateway`,
+    `${pk?.version ? `(\`@portkey-ai/gateway@${pk.version}\`) ` : ''}over plain HTTP in front of \`agora-mock-openai --tokens ${TOKENS}\`.`,
+    `Both driven by \`agora-load\` (open loop, ${CONNECTIONS} keep-alive connections, ${warmup} s warm-up, ${duration} s measured), one run after the`,
+    'other at each rate. Latency in ms from the *scheduled* send time to the last byte; *overhead* is the gateway\'s',
+    'own added time (`x-agora-overhead-us`: end-to-end at the gateway minus the node\'s reported time, so it includes',
+    'the WSS hop). CPU is % of one core over the run (gateway, then its upstream: the fake node or the mock); *gen* is',
+    'the load generator\'s. The *p99 ×* column is Portkey\'s p99 over agora\'s at the same rate and mode.',
+    peerError ? `\n**Peer not measured in this run:** ${peerError}\n` : '',
+    table(['system', 'mode', 'rate/s', 'ok', 'achieved/s', 'latency p50 / p90 / p99 / p99.9 ms', 'TTFT p50 / p99 ms',
+           'overhead p50 / p90 / p99 / p99.9 µs', 'gateway CPU %', 'gateway peak RSS MiB', 'upstream CPU %', 'gen CPU %', 'p99 ×'], rows),
+    '',
+    at5k ? `At 5,000 req/s (unary) agora's added latency p99 is **${num(at5k.overhead_us?.p99)} µs** with ${num((100 * at5k.ok) / Math.max(at5k.sent, 1), 2)} % success.` : '',
+    '',
+    '**Saturation**: the highest rate sustained with every request OK, achieved ≥ 97 % of offered and p99 < 100 ms',
+    '(doubling, then three bisections; 5 s probes):',
+    '',
+    table(['system', 'mode', 'sustained req/s', 'first rate not sustained', 'agora / portkey'], satRows),
+    '',
+    `![latency vs rate](bench/latency-vs-rate.svg)`,
+    '',
+    'Reproduce: `make bench` or `node bench/run.mjs --only gateway`. A run\'s exact commands:',
+    '',
+    '```sh',
+    ...[...new Set(runs.filter((x) => x.rate === rates[0]).map((x) => x.r.command.replace(/--rate \d+/, '--rate R')))],
+    '```',
+  ].join('\n');
+  save('gateway', text);
+  plotLatency(runs);
+}
+
+// ---------------------------------------------------------------- plots
+
+function gnuplot(name, script) {
+  fs.mkdirSync(plots, { recursive: true });
+  const files = [];
+  for (const [term, ext] of [['svg size 800,480 dynamic font "sans,11"', 'svg'], ['pngcairo size 800,480 font "sans,10"', 'png']]) {
+    const file = path.join(plots, `${name}.${ext}`);
+    try {
+      execFileSync('gnuplot', [], { input: `set terminal ${term}\nset output '${file}'\n${script}\n`, stdio: ['pipe', 'ignore', 'pipe'] });
+      files.push(file);
+    } catch (e) {
+      log(`gnuplot (${ext}) failed: ${e.stderr?.toString() || e.message}`);
+    }
+  }
+  if (files.length) log(`plotted ${files.map(rel).join(', ')}`);
+}
+
+function plotLatency(runs) {
+  const series = [];
+  for (const system of ['agora', 'portkey']) {
+    for (const stream of [false, true]) {
+      const pts = runs.filter((x) => x.system === system && x.stream === stream)
+        .map((x) => `${x.rate} ${x.r.latency_ms.p50} ${x.r.latency_ms.p99}`);
+      if (pts.length) series.push({ title: `${system} ${stream ? 'stream' : 'unary'}`, pts });
+    }
+  }
+  if (!series.length) return;
+  const plot = series.flatMap((s, i) => [
+    `'-' using 1:3 with linespoints lw 2 lc ${i + 1} pt 7 title '${s.title} p99'`,
+    `'-' using 1:2 with linespoints lw 1 dt 2 lc ${i + 1} pt 6 title '${s.title} p50'`]);
+  const twice = series.map((s) => `${s.pts.join('\n')}\ne\n${s.pts.join('\n')}\ne`).join('\n');
+  gnuplot('latency-vs-rate', [
+    `set title 'End-to-end latency vs offered rate (${TOKENS} tokens; ${m.cores} cores; ${m.commit})'`,
+    "set xlabel 'offered rate (requests/s)'", "set ylabel 'latency (ms)'", 'set logscale xy', 'set grid',
+    'set key top left', `plot ${plot.join(', ')}`, twice,
+  ].join('\n'));
+}
+
+function plotTokens(rows) {
+  const by = (name) => rows.filter((r) => r.server === name).map((r) => `${r.streams} ${r.aggregate_tok_s}`);
+  const a = by('agora'); const l = by('llama-server');
+  if (!a.length) return;
+  gnuplot('tokens-vs-concurrency', [
+    `set title 'Aggregate decode tok/s vs concurrent streams (bench-1b; ${m.cores} cores; ${m.commit})'`,
+    "set xlabel 'concurrent streams'", "set ylabel 'decode tokens/s (all streams)'", 'set grid', 'set key top left',
+    'set yrange [0:*]',
+    `plot '-' using 1:2 with linespoints lw 2 pt 7 title 'agora (via gateway)'${l.length ? ", '-' using 1:2 with linespoints lw 2 pt 5 title 'llama-server'" : ''}`,
+    `${a.join('\n')}\ne`, l.length ? `${l.join('\n')}\ne` : '',
+  ].join('\n'));
+}
+
+// ---------------------------------------------------------------- streaming
+
+async function benchStreaming() {
+  const streams = smoke ? 50 : 1000;
+  const tokens = smoke ? 8 : 64;
+  const intervalUs = smoke ? 5000 : 20000;  // 50 tokens/s per stream, a realistic pace
+  const lifetime = (tokens * intervalUs) / 1e6;
+  const rate = Math.round(streams / lifetime);  // Little's law: ~`streams` in flight
+  const mk = await marketplace({ fake: `name=fake,tokens=${tokens},slots=${streams * 2},token-interval-us=${intervalUs},first-token-us=${intervalUs}`,
+                                 gatewaySet: [`max_connections=${streams * 4}`, 'max_queue=100000'] });
+  try {
+    const before = await mk.metrics();
+    const r = await load(mk, { rate, stream: true, secs: smoke ? 1 : 15, warm: smoke ? 0 : 3, connections: Math.round(streams * 1.2),
+                               maxTokens: tokens, timeout: 30 });
+    const after = await mk.metrics();
+    const h = (name) => histogramDelta(histogram(before, name), histogram(after, name));
+    const ttftOver = h('agora_gateway_ttft_overhead_seconds');
+    const fwd = h('agora_gateway_token_forward_seconds');
+    results.streaming = { streams, tokens, rate, r, ttftOver, fwd };
+    const us = (x) => num(x * 1e6, 1);
+    const text = [
+      `Machine: ${machineLine}.`,
+      '',
+      `${num(streams)} concurrent streams: a fake-engine node producing ${tokens} tokens per stream at one every ${intervalUs / 1000} ms`,
+      `(first token after ${intervalUs / 1000} ms), requests at ${num(rate)}/s so that ~${num(streams)} streams are in flight (Little's law),`,
+      `${num(Math.round(streams * 1.2))} keep-alive connections, ${smoke ? 1 : 15} s measured after ${smoke ? 0 : 3} s warm-up.`,
+      '',
+      table(['ok', 'content chunks', 'TTFT at the client p50 / p99 / p99.9 ms', 'end-to-end p50 / p99 ms', 'gateway CPU %', 'gateway peak RSS MiB'],
+            [[`${num(r.ok)} / ${num(r.sent)}`, num(r.chunks), `${num(r.ttft_ms.p50, 2)} / ${num(r.ttft_ms.p99, 2)} / ${num(r.ttft_ms.p999, 2)}`,
+              `${num(r.latency_ms.p50, 1)} / ${num(r.latency_ms.p99, 1)}`, num(r.usage[0].cpu_percent), num(r.usage[0].peak_rss_mib, 1)]]),
+      '',
+      'The gateway\'s own share, from its histograms (`/metrics` before and after; percentiles interpolated inside',
+      'the buckets, which are 2, 5, 10, 25, 50, 100, 250, 500 µs, 1 ms… for forwarding and 50, 100, 250, 500 µs… for TTFT):',
+      '',
+      table(['overhead', 'samples', 'p50 µs', 'p90 µs', 'p99 µs', 'p99.9 µs'], [
+        ['time to first token (first chunk sent − node queue+prompt time)', num(ttftOver.count), us(ttftOver.p50), us(ttftOver.p90), us(ttftOver.p99), us(ttftOver.p999)],
+        ['per token (node frame read → SSE chunk written)', num(fwd.count), us(fwd.p50), us(fwd.p90), us(fwd.p99), us(fwd.p999)],
+      ]),
+      '',
+      'Reproduce: `node bench/run.mjs --only streaming`; the load command:',
+      '',
+      '```sh', r.command, '```',
+    ].join('\n');
+    save('streaming', text);
+  } finally {
+    await mk.close();
+  }
+}
+
+// ---------------------------------------------------------------- node vs llama-server
+
+async function benchNode() {
+  const model = path.join(root, 'models/bench-1b.gguf');
+  const jsonFile = path.join(os.tmpdir(), `agora-peer-${process.pid}.json`);
+  const args = smoke
+    ? ['--smoke', '--streams', '1,2', '--max-tokens', '8', '--repeat', '1']
+    : ['--model', model, '--threads', String(m.cores), '--slots', '8', '--ctx', '1024', '--streams', '1,4,8',
+       '--max-tokens', '64', '--prompt-words', '100', '--repeat', String(repeat)];
+  args.push('--agora', bin.agora, '--json', jsonFile);
+  log(`node vs llama-server: node bench/peer/node_vs_llama_server.mjs ${args.join(' ')}`);
+  const r = await run(process.execPath, [path.join(root, 'bench/peer/node_vs_llama_server.mjs'), ...args]);
+  if (r.code !== 0) throw new Error(`node_vs_llama_server failed (${r.code}):\n${r.stderr.slice(-4000)}`);
+  const res = JSON.parse(fs.readFileSync(jsonFile, 'utf8'));
+  fs.rmSync(jsonFile, { force: true });
+  results.node = res;
+  const rows = [];
+  const flat = [];
+  for (const a of res.agora) {
+    const l = res.llama_server?.find((x) => x.streams === a.streams);
+    const ratio = (k) => (l ? `**${num(a[k] / l[k], 3)}**` : '—');
+    rows.push([a.streams, 'agora (via gateway)', num(a.ttft_ms_p50), num(a.pp_tok_s, 1), num(a.per_stream_tok_s, 2), num(a.aggregate_tok_s, 2),
+               num(a.aggregate_spread, 1), ratio('aggregate_tok_s')]);
+    flat.push({ server: 'agora', ...a });
+    if (l) {
+      rows.push([l.streams, 'llama-server', num(l.ttft_ms_p50), num(l.pp_tok_s, 1), num(l.per_stream_tok_s, 2), num(l.aggregate_tok_s, 2),
+                 num(l.aggregate_spread, 1), '']);
+      flat.push({ server: 'llama-server', ...l });
+    }
+  }
+  const text = [
+    `Machine: ${machineLine}.`,
+    '',
+    `${res.config || ''}`,
+    '',
+    table(['streams', 'server', 'TTFT p50 ms', 'prompt tok/s', 'per-stream decode tok/s', 'aggregate decode tok/s', 'spread % (max−min)/median',
+           'agora / llama-server'], rows),
+    '',
+    '![tokens/s vs concurrency](bench/tokens-vs-concurrency.svg)',
+    '',
+    'Reproduce: `node bench/peer/node_vs_llama_server.mjs ' + args.filter((x) => x !== jsonFile && x !== bin.agora && x !== '--agora' && x !== '--json')
+      .map((x) => (x === model ? 'models/bench-1b.gguf' : x)).join(' ') + '`',
+  ].join('\n');
+  save('node', text);
+  plotTokens(flat);
+}
+
+// ---------------------------------------------------------------- roofline
+
+async function benchRoofline() {
+  const bw = JSON.parse((await run(bin.bandwidth, ['--bytes', smoke ? '64M' : '1G', '--threads', `1,${m.cores}`,
+                                                   '--repeat', smoke ? '1' : '5', '--json'])).stdout);
+  const model = smoke ? null : path.join(root, 'models/bench-1b.gguf');
+  let info = null;
+  if (model) info = JSON.parse(execFileSync(bin.agora, ['model', 'info', '--json', model]).toString());
+  const best = Math.max(...bw.results.map((x) => x.best_gbps));
+  const bytes = info?.weight_bytes_per_token;
+  const bound = bytes ? (best * 1e9) / bytes : undefined;
+  const single = results.node?.agora?.find((x) => x.streams === 1)?.per_stream_tok_s;
+  const singleL = results.node?.llama_server?.find((x) => x.streams === 1)?.per_stream_tok_s;
+  results.roofline = { bw, bytes, bound, single, singleL };
+  const text = [
+    `Machine: ${machineLine}.`,
+    '',
+    table(['threads', 'read GB/s (10⁹ B/s)'], bw.results.map((x) => [x.threads, num(x.best_gbps, 1)])),
+    '',
+    bytes ? `bench-1b reads ${num(bytes / 1e6)} MB of weights per decode step (\`agora model info\`: every tensor; the tied embedding is the output layer).` : '',
+    bound ? `Roofline: ${num(best, 1)} GB/s ÷ ${num(bytes / 1e9, 3)} GB = **${num(bound, 1)} tok/s** single-stream upper bound.` : '',
+    single ? `Measured single-stream decode: agora ${num(single, 2)} tok/s = **${num((100 * single) / bound, 1)} %** of the roofline` +
+      (singleL ? `; llama-server ${num(singleL, 2)} tok/s = ${num((100 * singleL) / bound, 1)} %.` : '.') : '',
+    '',
+    'Reproduce: `build/bench/agora_bandwidth --bytes 1G --threads 1,N --repeat 5`, `build/agora model info models/bench-1b.gguf`.',
+  ].join('\n');
+  save('roofline', text);
+}
+
+// ---------------------------------------------------------------- scale
+
+async function benchScale() {
+  const counts = smoke ? [100] : [1000, 10000, 'max'];
+  const idle = [];
+  for (const n of counts) {
+    const args = [path.join(root, 'bench/idle/measure.sh'), '--agora', bin.agora, '--tool', bin.idle, '--count', String(n), '--json'];
+    log(`idle node connections: ${n}`);
+    const r = await run('bash', args);
+    const line = r.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+    if (r.code !== 0 || !line) throw new Error(`measure.sh --count ${n} failed (${r.code}):\n${r.stderr.slice(-3000)}`);
+    idle.push(JSON.parse(line));
+  }
+  const rb = JSON.parse((await run(bin.router, ['--benchmark_filter=BM_RouterPickLatency', '--benchmark_format=json',
+                                                ...(smoke ? ['--benchmark_filter=BM_RouterPickLatency/nodes:1000/', '--benchmark_min_time=0.01'] : [])])).stdout);
+  results.scale = { idle, router: rb.benchmarks };
+  const text = [
+    `Machine: ${machineLine}.`,
+    '',
+    '**Idle node connections** (`bench/idle/measure.sh`: a real gateway; `agora-idle-nodes` opens N WSS node sessions',
+    'that complete the hello/welcome exchange and then stay idle, answering heartbeats; gateway RSS before and after):',
+    '',
+    table(['connections', 'welcomed', 'gateway RSS before MiB', 'after MiB', 'bytes per connection', 'note'],
+          idle.map((x) => [num(x.requested ?? x.count), num(x.welcomed), num(x.rss_before_kb / 1024, 1), num(x.rss_after_kb / 1024, 1),
+                           num(x.bytes_per_connection), x.note || ''])),
+    '',
+    '**Router decision** (`build/bench/agora_router_bench --benchmark_filter=BM_RouterPickLatency`, Google Benchmark):',
+    '',
+    table(['benchmark', 'p50 ns', 'p99 ns', 'p99.9 ns', 'max ns'],
+          rb.benchmarks.map((b) => [b.name, num(b.p50_ns), num(b.p99_ns), num(b['p99.9_ns']), num(b.max_ns)])),
+  ].join('\n');
+  save('scale', text);
+}
+
+// ---------------------------------------------------------------- engine
+
+async function benchEngine() {
+  if (smoke) return;  // the engine benchmark has its own smoke test (ctest -R bench)
+  const r = await run(path.join(root, 'scripts/bench-engine'), []);
+  if (r.code !== 0) throw new Error(`scripts/bench-engine failed:\n${r.stderr.slice(-3000)}`);
+  const micro = JSON.parse((await run(bin.micro, ['--benchmark_format=json'])).stdout);
+  const text = [
+    `Machine: ${machineLine}.`,
+    '',
+    'Reproduce: `scripts/bench-engine` (per model: `build/agora bench engine --model models/<m>.gguf --streams 1,4,8 --prompt-tokens 128 --max-tokens 128 --repeat 2`).',
+    '',
+    r.stdout.split('\n').filter((l) => !l.startsWith('machine:')).join('\n').replace(/^## /gm, '#### '),
+    '',
+    '**Micro-benchmarks** (`build/bench/agora_microbench`):',
+    '',
+    table(['benchmark', 'ns per iteration'], micro.benchmarks.map((b) => [b.name, num(b.real_time, 1)])),
+  ].join('\n');
+  save('engine', text);
+}
+
+// ---------------------------------------------------------------- main
+
+const steps = { gateway: benchGateway, streaming: benchStreaming, node: benchNode, roofline: benchRoofline, scale: benchScale, engine: benchEngine };
+for (const s of sections) if (!steps[s]) { console.error(`unknown section '${s}' (have: ${Object.keys(steps).join(', ')})`); process.exit(2); }
+for (const [name] of Object.entries(bin)) if (!fs.existsSync(bin[name])) log(`note: ${rel(bin[name])} is not built`);
+let failed = 0;
+for (const s of sections) {
+  log(`== ${s}`);
+  try {
+    await steps[s]();
+  } catch (e) {
+    failed++;
+    console.error(`[bench] ${s} FAILED: ${e.stack || e.message}`);
+  }
+}
+save('machine', `Last \`make bench\` run: ${machineLine}. Sections: ${sections.join(', ')}${failed ? ` (${failed} failed)` : ''}.`);
+if (flag('json')) fs.writeFileSync(opt('json'), JSON.stringify(results, null, 2));
+process.exit(failed ? 1 : 0);
