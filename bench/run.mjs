@@ -409,9 +409,25 @@ async function benchRoofline() {
   const best = Math.max(...bw.results.map((x) => x.best_gbps));
   const bytes = info?.weight_bytes_per_token;
   const bound = bytes ? (best * 1e9) / bytes : undefined;
+  // Decode at 1 thread and at all cores, engine only: if tok/s grows with
+  // threads in step with compute while bandwidth is left over, decode is
+  // compute-bound here, not memory-bound.
+  const scaling = [];
+  if (model) {
+    for (const t of [1, m.cores]) {
+      const r = await run(bin.agora, ['bench', 'engine', '--model', model, '--streams', '1', '--threads', String(t),
+                                      '--prompt-tokens', '16', '--max-tokens', '64', '--repeat', String(repeat)]);
+      const row = r.stdout.split('\n').find((l) => /^\|\s*1\s*\|/.test(l));
+      if (r.code !== 0 || !row) throw new Error(`agora bench engine --threads ${t} failed:\n${r.stderr.slice(-2000)}`);
+      const tok = Number(row.split('|')[3]);
+      const gbps = bw.results.find((x) => x.threads === t)?.best_gbps;
+      scaling.push({ threads: t, tok_s: tok, gbps, bound: (gbps * 1e9) / bytes });
+      log(`decode with ${t} thread(s): ${tok} tok/s`);
+    }
+  }
   const single = results.node?.agora?.find((x) => x.streams === 1)?.per_stream_tok_s;
   const singleL = results.node?.llama_server?.find((x) => x.streams === 1)?.per_stream_tok_s;
-  results.roofline = { bw, bytes, bound, single, singleL };
+  results.roofline = { bw, bytes, bound, single, singleL, scaling };
   const text = [
     `Machine: ${machineLine}.`,
     '',
@@ -421,6 +437,14 @@ async function benchRoofline() {
     bound ? `Roofline: ${num(best, 1)} GB/s ÷ ${num(bytes / 1e9, 3)} GB = **${num(bound, 1)} tok/s** single-stream upper bound.` : '',
     single ? `Measured single-stream decode: agora ${num(single, 2)} tok/s = **${num((100 * single) / bound, 1)} %** of the roofline` +
       (singleL ? `; llama-server ${num(singleL, 2)} tok/s = ${num((100 * singleL) / bound, 1)} %.` : '.') : '',
+    '',
+    scaling.length ? 'Decode against each thread count\'s own bandwidth (engine only, `agora bench engine --streams 1 --threads T --prompt-tokens 16 --max-tokens 64`):' : '',
+    '',
+    scaling.length ? table(['threads', 'read GB/s', 'roofline tok/s', 'decode tok/s', '% of roofline'],
+                           scaling.map((x) => [x.threads, num(x.gbps, 1), num(x.bound, 1), num(x.tok_s, 2), num((100 * x.tok_s) / x.bound, 1)])) : '',
+    '',
+    scaling.length > 1 ? `From 1 to ${m.cores} threads decode grows ${num(scaling[1].tok_s / scaling[0].tok_s, 2)}× while bandwidth grows ` +
+      `${num(scaling[1].gbps / scaling[0].gbps, 2)}×.` : '',
     '',
     'Reproduce: `build/bench/agora_bandwidth --bytes 1G --threads 1,N --repeat 5`, `build/agora model info models/bench-1b.gguf`.',
   ].join('\n');

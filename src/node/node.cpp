@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <deque>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -122,7 +123,23 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
 
   void send(std::string frame) {
     if (!ws_) return;
-    outbox_.push_back(std::move(frame));
+    outbox_.push_back(Outgoing{std::move(frame), std::nullopt});
+    wake_.cancel();
+  }
+
+  // A job's text while its previous delta still waits in the outbox joins
+  // that delta: under load one frame carries several tokens instead of one
+  // frame each, and an idle writer still sends every token at once.
+  void send_delta(protocol::Delta d) {
+    if (!ws_) return;
+    if (auto it = queued_delta_.find(d.job); it != queued_delta_.end()) {
+      it->second->text += d.text;
+      for (auto& lp : d.logprobs) it->second->logprobs.push_back(std::move(lp));
+      return;
+    }
+    const protocol::JobId job = d.job;
+    outbox_.push_back(Outgoing{{}, std::move(d)});
+    queued_delta_[job] = &*outbox_.back().delta;  // deque elements stay put on push_back/pop_front
     wake_.cancel();
   }
 
@@ -252,6 +269,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     ++session_;
     ws_ = ws;
     outbox_.clear();
+    queued_delta_.clear();
     closing_ = false;
     spdlog::info("node_connected node={} provider={} gateway={}", config_.node_id, welcome->provider_id,
                  config_.gateway_url);
@@ -290,8 +308,14 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
         co_await wake_.async_wait(as_tuple_awaitable);
         continue;
       }
-      std::string frame = std::move(outbox_.front());
+      Outgoing next = std::move(outbox_.front());
       outbox_.pop_front();
+      std::string frame = std::move(next.frame);
+      if (next.delta) {
+        queued_delta_.erase(next.delta->job);
+        frame.reserve(64 + next.delta->text.size());
+        protocol::encode_delta(frame, *next.delta);
+      }
       auto [ec, n] = co_await ws->async_write(asio::buffer(frame), as_tuple_awaitable);
       if (ec) break;
     }
@@ -346,15 +370,11 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     const protocol::JobId id = job.job;
     std::weak_ptr<NodeImpl> weak = shared_from_this();
     engine::GenerationCallbacks cb;
-    // Engine thread -> loop. Each frame is encoded on the engine thread so
-    // the loop only queues bytes.
+    // Engine thread -> loop; the writer encodes (see send_delta).
     cb.on_event = [weak, id, session, this](const engine::StreamEvent& ev) {
-      std::string frame;
-      frame.reserve(64 + ev.text.size());
-      protocol::encode_delta(frame, protocol::Delta{id, ev.text, ev.logprobs});
       if (auto self = weak.lock()) {
-        asio::post(io_, [self, session, frame = std::move(frame)]() mutable {
-          if (self->session_ == session) self->send(std::move(frame));
+        asio::post(io_, [self, session, d = protocol::Delta{id, ev.text, ev.logprobs}]() mutable {
+          if (self->session_ == session) self->send_delta(std::move(d));
         });
       }
     };
@@ -393,7 +413,12 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   NodeEvents events_;
   protocol::Hardware hardware_;
   std::shared_ptr<Ws> ws_;
-  std::deque<std::string> outbox_;
+  struct Outgoing {
+    std::string frame;                    // encoded, for everything but deltas
+    std::optional<protocol::Delta> delta;  // encoded when written
+  };
+  std::deque<Outgoing> outbox_;
+  std::unordered_map<protocol::JobId, protocol::Delta*> queued_delta_;  // a job's delta still in outbox_
   asio::steady_timer wake_;
   asio::steady_timer backoff_timer_;
   uint64_t session_ = 0;
