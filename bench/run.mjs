@@ -506,6 +506,46 @@ async function benchEngine() {
   save('engine', text);
 }
 
+// ---------------------------------------------------------------- summary
+
+function summary(all) {
+  const rows = [];
+  const when = (sec) => (sec ? `\`${sec.machine.commit}\`, ${sec.machine.date.slice(0, 10)}` : 'not run');
+  const verdict = (ok) => (ok === undefined ? '—' : ok ? 'met' : '**missed**');
+  const g = all.gateway;
+  const a5 = g?.runs.find((x) => x.system === 'agora' && !x.stream && x.rate === 5000)?.r;
+  if (a5) {
+    const success = (100 * a5.ok) / Math.max(a5.sent, 1);
+    rows.push(['Gateway added latency p99 < 1 ms at 5,000 req/s, 100 % success',
+               `p99 ${num(a5.overhead_us?.p99)} µs, ${num(success, 2)} % success`, verdict(a5.overhead_us?.p99 < 1000 && success === 100), when(g)]);
+  } else rows.push(['Gateway added latency p99 < 1 ms at 5,000 req/s', '—', '—', when(g)]);
+  const sa = g?.saturation?.['agora/unary']; const sp = g?.saturation?.['portkey/unary'];
+  if (sa && sp?.sustained_rate) {
+    const ratio = sa.sustained_rate / sp.sustained_rate;
+    rows.push(['Saturation ≥ 5× Portkey\'s (unary)', `${num(sa.sustained_rate)} vs ${num(sp.sustained_rate)} req/s = ${num(ratio, 1)}×` +
+               `${sa.generator_bound ? ' (agora generator-bound)' : ''}`, verdict(ratio >= 5), when(g)]);
+  } else rows.push(['Saturation ≥ 5× Portkey\'s', g?.peerError ? `peer not run: ${g.peerError}` : '—', '—', when(g)]);
+  const n = all.node;
+  for (const [streams, target] of [[1, 0.97], [8, 1.0]]) {
+    const a = n?.agora?.find((x) => x.streams === streams); const l = n?.llama_server?.find((x) => x.streams === streams);
+    const ratio = a && l ? a.aggregate_tok_s / l.aggregate_tok_s : undefined;
+    rows.push([`Node via gateway ≥ ${target}× llama-server decode, ${streams} stream${streams > 1 ? 's' : ''}`,
+               ratio ? `${num(a.aggregate_tok_s, 2)} vs ${num(l.aggregate_tok_s, 2)} tok/s = ${num(ratio, 3)}×` : '—',
+               verdict(ratio === undefined ? undefined : ratio >= target), when(n)]);
+  }
+  const r = all.roofline;
+  const frac = r?.single && r?.bound ? r.single / r.bound : undefined;
+  rows.push(['Decode ≥ 70 % of the memory-bandwidth roofline (bench-1b)',
+             frac ? `${num(r.single, 2)} of ${num(r.bound, 1)} tok/s = ${num(100 * frac, 1)} %` : '—', verdict(frac === undefined ? undefined : frac >= 0.7), when(r)]);
+  const sc = all.scale;
+  const rt = sc?.router?.find((b) => /nodes:100000/.test(b.name) && /mode:0/.test(b.name));
+  rows.push(['Router decision p99 < 5 µs at 100,000 nodes', rt ? `${num(rt.p99_ns)} ns` : '—', verdict(rt ? rt.p99_ns < 5000 : undefined), when(sc)]);
+  const idle = sc?.idle?.find((x) => (x.requested ?? x.count) === 10000);
+  rows.push(['< 20 KB of gateway memory per idle node connection (10,000)', idle ? `${num(idle.bytes_per_connection)} bytes` : '—',
+             verdict(idle ? idle.bytes_per_connection < 20000 : undefined), when(sc)]);
+  return table(['target', 'measured', 'verdict', 'run'], rows);
+}
+
 // ---------------------------------------------------------------- main
 
 const steps = { gateway: benchGateway, streaming: benchStreaming, node: benchNode, roofline: benchRoofline, scale: benchScale, engine: benchEngine };
@@ -521,6 +561,13 @@ for (const s of sections) {
     console.error(`[bench] ${s} FAILED: ${e.stack || e.message}`);
   }
 }
-save('machine', `Last \`make bench\` run: ${machineLine}. Sections: ${sections.join(', ')}${failed ? ` (${failed} failed)` : ''}.`);
+// Results accumulate per section in docs/bench/results.json (so a partial
+// run keeps the others'), and the summary against the targets is rebuilt
+// from all of them.
+const store = path.join(plots, 'results.json');
+const all = fs.existsSync(store) ? JSON.parse(fs.readFileSync(store, 'utf8')) : {};
+for (const [k, v] of Object.entries(results)) if (k !== 'machine') all[k] = { ...v, machine: m };
+writeFileAtomic(store, JSON.stringify(all, null, 1));
+save('summary', summary(all));
 if (flag('json')) fs.writeFileSync(opt('json'), JSON.stringify(results, null, 2));
 process.exit(failed ? 1 : 0);
