@@ -68,6 +68,12 @@ const save = (id, body) => {
   log(`wrote section ${id} to ${rel(out)}`);
 };
 
+// Smoke mode (ctest bench.run_smoke) checks that each benchmark really ran:
+// requests succeeded, samples were taken. Never timings.
+function expect(cond, what) {
+  if (smoke && !cond) throw new Error(`smoke check failed: ${what}`);
+}
+
 // ---------------------------------------------------------------- set-ups
 
 // A real gateway (TLS) and one fake-engine node (WSS) in a temp data dir.
@@ -175,6 +181,8 @@ async function benchGateway() {
     peerError = e.message;
     log(`peer gateway unavailable: ${e.message}`);
   }
+  // Priming: Portkey's first seconds run cold (JIT); give both the same.
+  if (!smoke) for (const t of targets) await load(t, { rate: 300, secs: 3, warm: 0 });
   const runs = [];
   for (const stream of [false, true]) {
     for (const rate of rates) {
@@ -182,6 +190,8 @@ async function benchGateway() {
         log(`${t.name} ${stream ? 'stream' : 'unary'} at ${rate}/s for ${duration} s`);
         const r = await load(t, { rate, stream });
         runs.push({ system: t.name, stream, rate, r });
+        expect(r.sent > 0 && r.ok === r.sent && r.usage[0].cpu_percent >= 0, `${t.name} at ${rate}/s: ok ${r.ok} of ${r.sent}`);
+        expect(t.name !== 'agora' || stream || r.overhead_us?.count === r.ok, 'every agora response carries x-agora-overhead-us');
         log(`  ok ${r.ok}/${r.sent}, p50 ${num(r.latency_ms.p50, 2)} ms, p99 ${num(r.latency_ms.p99, 2)} ms` +
             (r.overhead_us ? `, overhead p99 ${num(r.overhead_us.p99)} µs` : '') + `, cpu ${num(r.usage[0].cpu_percent)} %`);
         if (r.errors) await settle(t);
@@ -321,6 +331,8 @@ async function benchStreaming() {
     const ttftOver = h('agora_gateway_ttft_overhead_seconds');
     const fwd = h('agora_gateway_token_forward_seconds');
     results.streaming = { streams, tokens, rate, r, ttftOver, fwd };
+    expect(r.ok === r.sent && r.sent > 0, `streams ok ${r.ok} of ${r.sent}`);
+    expect(ttftOver.count >= r.ok && fwd.count > 0, `overhead histograms counted ${ttftOver.count} / ${fwd.count}`);
     const us = (x) => num(x * 1e6, 1);
     const text = [
       `Machine: ${machineLine}.`,
@@ -367,6 +379,7 @@ async function benchNode() {
   const res = JSON.parse(fs.readFileSync(jsonFile, 'utf8'));
   fs.rmSync(jsonFile, { force: true });
   results.node = res;
+  expect(res.agora.length === 2 && res.agora.every((x) => x.aggregate_tok_s > 0), 'node results for 1 and 2 streams');
   const rows = [];
   const flat = [];
   for (const a of res.agora) {
@@ -428,6 +441,7 @@ async function benchRoofline() {
   const single = results.node?.agora?.find((x) => x.streams === 1)?.per_stream_tok_s;
   const singleL = results.node?.llama_server?.find((x) => x.streams === 1)?.per_stream_tok_s;
   results.roofline = { bw, bytes, bound, single, singleL, scaling };
+  expect(bw.results.length === 2 && bw.results.every((x) => x.best_gbps > 0), 'bandwidth measured');
   const text = [
     `Machine: ${machineLine}.`,
     '',
@@ -467,6 +481,8 @@ async function benchScale() {
   const rb = JSON.parse((await run(bin.router, ['--benchmark_filter=BM_RouterPickLatency', '--benchmark_format=json',
                                                 ...(smoke ? ['--benchmark_filter=BM_RouterPickLatency/nodes:1000/', '--benchmark_min_time=0.01'] : [])])).stdout);
   results.scale = { idle, router: rb.benchmarks };
+  expect(idle.every((x) => x.welcomed === (x.requested ?? x.count)), 'every idle connection welcomed');
+  expect(rb.benchmarks.length > 0 && rb.benchmarks.every((b) => b.samples > 0), 'router samples');
   const text = [
     `Machine: ${machineLine}.`,
     '',

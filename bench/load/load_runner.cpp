@@ -12,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -148,6 +149,7 @@ class LoadRun {
     request_.set(http::field::content_type, "application/json");
     request_.set(http::field::accept, opt_.stream ? "text/event-stream" : "application/json");
     if (!opt_.api_key.empty()) request_.set(http::field::authorization, "Bearer " + opt_.api_key);
+    for (const auto& [name, value] : opt_.headers) request_.set(name, value);
     request_.body() = boost::json::serialize(body);
     request_.prepare_payload();
   }
@@ -341,12 +343,43 @@ class LoadRun {
   LoadResults results_;
 };
 
+bool is_token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+Status check_header(std::string_view name, std::string_view value) {
+  if (name.empty() || !std::all_of(name.begin(), name.end(), is_token_char)) {
+    return make_error(Errc::invalid_argument, "--header: '" + std::string(name) + "' is not a header name");
+  }
+  if (value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+    return make_error(Errc::invalid_argument, "--header " + std::string(name) + ": the value holds CR, LF or NUL");
+  }
+  return ok_status();
+}
+
 }  // namespace
+
+Result<std::pair<std::string, std::string>> parse_header(std::string_view line) {
+  const size_t colon = line.find(':');
+  if (colon == std::string_view::npos) {
+    return make_error(Errc::invalid_argument, "--header '" + std::string(line) + "': expected 'Name: value'");
+  }
+  std::string_view name = line.substr(0, colon);
+  std::string_view value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  if (Status st = check_header(name, value); !st) return st.error();
+  return std::pair{std::string(name), std::string(value)};
+}
 
 Result<LoadResults> run_load(const LoadOptions& options) {
   if (!(options.rate > 0)) return make_error(Errc::invalid_argument, "--rate must be > 0");
   if (options.connections == 0) return make_error(Errc::invalid_argument, "--connections must be >= 1");
   if (!(options.timeout_s > 0)) return make_error(Errc::invalid_argument, "--timeout must be > 0");
+  for (const auto& [name, value] : options.headers) {
+    if (Status st = check_header(name, value); !st) return st.error();
+  }
   auto url = net::parse_url(options.url);
   if (!url) return url.error();
   if (url->scheme != "http" && url->scheme != "https") {

@@ -18,6 +18,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 #include "load_stats.h"
@@ -38,6 +40,10 @@ struct LoadOptions {
   bool stream = false;       // "stream": true, read SSE
   unsigned max_tokens = 16;
   double timeout_s = 30;     // per request, from taking a connection to the last byte
+  // Extra request headers (name, value), set after the defaults above, so
+  // one may replace them (e.g. Authorization). E.g. a peer gateway's routing
+  // headers.
+  std::vector<std::pair<std::string, std::string>> headers;
 };
 
 // What happened during the measured window (warm-up requests excluded).
@@ -57,9 +63,14 @@ struct LoadResults {
   double max_dispatch_lag_us = 0;  // how late the scheduler itself ran, at worst
 };
 
+// Parses a --header argument "Name: value" (spaces around the value are
+// trimmed). Errors: invalid_argument when there is no ':', the name is empty or
+// not an HTTP token, or the value holds a CR, LF or NUL.
+Result<std::pair<std::string, std::string>> parse_header(std::string_view line);
+
 // Runs the load. Errors (before any request is sent): invalid_argument (a bad
-// URL or option), not_found/corrupt (the CA file), unavailable (the host does
-// not resolve).
+// URL, option or header), not_found/corrupt (the CA file), unavailable (the
+// host does not resolve).
 Result<LoadResults> run_load(const LoadOptions& options);
 
 }  // namespace agora::load

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "load_runner.h"
 
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
   LoadOptions opt;
   bool json = false;
   uint64_t requests = 0;
+  std::vector<std::string> headers;
   CLI::App app{"agora-load: open-loop fixed-rate HTTP load generator (latency from the scheduled time)"};
   app.add_option("--url", opt.url, "https://HOST:PORT/v1/chat/completions (http:// for a plain peer)")
       ->required();
@@ -61,9 +63,18 @@ int main(int argc, char** argv) {
   app.add_flag("--stream", opt.stream, "Stream (SSE): also measure time to first content chunk");
   app.add_option("--max-tokens", opt.max_tokens, "max_tokens in the request")->capture_default_str();
   app.add_option("--timeout", opt.timeout_s, "Per-request timeout in seconds")->capture_default_str();
+  app.add_option("--header", headers, "Extra request header 'Name: value' (repeatable; replaces a default one)");
   app.add_flag("--json", json, "Print a JSON summary instead of text");
   CLI11_PARSE(app, argc, argv);
   if (count->count() > 0) opt.requests = requests;
+  for (const auto& line : headers) {
+    auto header = agora::load::parse_header(line);
+    if (!header) {
+      std::fprintf(stderr, "agora-load: %s\n", header.error().message.c_str());
+      return 2;
+    }
+    opt.headers.push_back(std::move(*header));
+  }
 
   const auto wall_start = std::chrono::steady_clock::now();
   auto result = agora::load::run_load(opt);
