@@ -3,6 +3,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/json.hpp>
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -34,6 +36,29 @@ void write_state_file(const gateway::GatewayConfig& cfg, const gateway::Gateway&
   }
 }
 
+// Each connection (client or node) is a file descriptor, and the usual soft
+// limit (1024) is far below max_connections: raise the soft limit to the
+// hard one, as servers do. Warns when max_connections still does not fit.
+void raise_open_file_limit(size_t max_connections) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  constexpr rlim_t kSpare = 64;  // listener, database, TLS files, logs
+  if (rl.rlim_cur != RLIM_INFINITY && max_connections + kSpare > rl.rlim_cur) {
+    std::fprintf(stderr,
+                 "agora gateway: warning: max_connections is %zu but the open-file limit is %llu (hard limit "
+                 "%llu): connections past about %llu will be refused; raise the hard limit (ulimit -Hn, "
+                 "systemd LimitNOFILE=)\n",
+                 max_connections, static_cast<unsigned long long>(rl.rlim_cur),
+                 static_cast<unsigned long long>(rl.rlim_max),
+                 static_cast<unsigned long long>(rl.rlim_cur > kSpare ? rl.rlim_cur - kSpare : 0));
+  }
+}
+
 void run_gateway(const GatewayArgs& a) {
   gateway::GatewayConfig cfg;
   if (Status st = gateway::apply_environment(cfg, [](const char* n) { return std::getenv(n); }); !st) {
@@ -55,6 +80,7 @@ void run_gateway(const GatewayArgs& a) {
     return;
   }
 
+  raise_open_file_limit(cfg.max_connections);
   boost::asio::io_context io(1);
   auto g = gateway::make_gateway(io, cfg);
   if (Status st = g->start(); !st) fail(st.error().message);

@@ -18,7 +18,7 @@ using asio::use_awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
 GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& clock)
-    : io_(io), config_(std::move(config)), clock_(clock) {}
+    : io_(io), config_(std::move(config)), clock_(clock), snapshot_timer_(io) {}
 
 GatewayImpl::~GatewayImpl() {
   if (store_) store_->stop();
@@ -110,10 +110,7 @@ void GatewayImpl::stop(std::chrono::milliseconds grace) {
             t.expires_after(std::chrono::milliseconds(20));
             co_await t.async_wait(as_tuple_awaitable);
           }
-          for (auto& [id, n] : self->conns_) {
-            n->closing = true;
-            n->wake.cancel();
-          }
+          for (auto& [id, n] : self->conns_) n->close();
           for (auto& [id, weak] : self->http_streams_) {
             if (auto s = weak.lock()) beast::get_lowest_layer(*s).cancel();
           }
@@ -221,8 +218,7 @@ void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vec
   for (auto& [id, n] : conns_) {
     if (!n->provider_id.empty() && !active.contains(n->provider_id) && !n->closing) {
       spdlog::info("node_disconnected_revoked node={} provider={}", n->node_id, n->provider_id);
-      n->closing = true;
-      n->wake.cancel();
+      n->close();
     }
   }
 }
@@ -461,9 +457,21 @@ std::optional<std::string> check_hello(const protocol::Hello& h) {
   return std::nullopt;
 }
 
+// A co_spawn completion handler that logs an escaped exception.
+auto log_crash(const char* what) {
+  return [what](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      spdlog::error("coroutine_crashed what={} error={}", what, logfmt_value(x.what()));
+    }
+  };
+}
+
 // Tells a node why it is refused, then closes. (The frame is a named local:
 // GCC 12 mishandles braced temporaries inside co_await expressions.)
-awaitable<void> reject_node(websocket::stream<TlsStream>& ws, const protocol::Reject& reject) {
+awaitable<void> reject_node(NodeConn::Socket& ws, const protocol::Reject& reject) {
   const std::string frame = protocol::encode(reject);
   co_await ws.async_write(asio::buffer(frame), as_tuple_awaitable);
   co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
@@ -474,7 +482,7 @@ awaitable<void> reject_node(websocket::stream<TlsStream>& ws, const protocol::Re
 awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
                                               http::request<http::string_body> request, ProviderEntry provider) {
   auto self = shared_from_this();
-  auto conn = std::make_shared<NodeConn>(websocket::stream<TlsStream>(std::move(*stream)));
+  auto conn = std::make_shared<NodeConn>(NodeConn::Socket(std::move(*stream)));
   conn->id = next_conn_++;
   conn->provider_id = provider.id;
   auto& ws = conn->ws;
@@ -529,8 +537,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
       co_await reject_node(ws, reject);
       co_return;
     }
-    other->closing = true;
-    other->wake.cancel();
+    other->close();
   }
   conn->node_id = hello.node_id;
 
@@ -555,44 +562,78 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   welcome.provider_id = provider.id;
   welcome.heartbeat_ms = static_cast<int32_t>(config_.node_timeout.count() / 2);
   conn->send(protocol::encode(welcome));
-  asio::co_spawn(io_, node_writer(conn), asio::detached);
+  // The session goes on in read_node()'s callbacks, so that this frame (the
+  // upgrade request, the hello) and the HTTP session's (its 16 KiB read
+  // buffer) are released: an idle node costs only what it keeps using
+  // (docs/BENCHMARKS.md, memory per idle node connection). It still counts
+  // as an open connection, as it did while the HTTP session waited for it.
+  ++http_connections_;
+  read_node(conn);
   for (const auto& m : models) drain_queue(m);
-  snapshot_nodes();
+  nodes_changed();
+}
 
-  std::string why = "closed";
-  for (;;) {
-    auto [ec, bytes] = co_await ws.async_read(buf, as_tuple_awaitable);
-    if (ec) {
-      why = ec == websocket::error::closed ? "closed by node" : ec.message();
-      break;
-    }
-    if (!ws.got_text()) {
-      why = "binary frame";
-      break;
-    }
+// Larger messages are read in steps of this much.
+constexpr size_t kMessageReadBytes = 64 * 1024;
+
+// Callbacks rather than a coroutine: an idle node is then just this pending
+// read into NodeConn::head, without coroutine frames or a buffer (some
+// 1.6 KiB per node).
+void GatewayImpl::read_node(std::shared_ptr<NodeConn> conn) {
+  auto self = shared_from_this();
+  auto done = [self, conn](beast::error_code ec, std::size_t bytes) mutable {
+    self->on_node_read(std::move(conn), ec, bytes);
+  };
+  if (conn->in_message) {
+    conn->ws.async_read_some(conn->read_buffer, kMessageReadBytes, std::move(done));
+  } else {
+    conn->ws.async_read_some(asio::buffer(conn->head), std::move(done));
+  }
+}
+
+void GatewayImpl::on_node_read(std::shared_ptr<NodeConn> conn, beast::error_code ec, size_t bytes) {
+  auto& buf = conn->read_buffer;
+  if (!ec && !conn->in_message) {  // the start of a message, in `head`
+    buf.commit(asio::buffer_copy(buf.prepare(bytes), asio::buffer(conn->head, bytes)));
+    conn->in_message = true;
+  }
+  std::string why;
+  if (ec) {
+    why = ec == websocket::error::closed ? "closed by node" : ec.message();
+  } else if (!conn->ws.is_message_done()) {
+    return read_node(std::move(conn));
+  } else if (!conn->ws.got_text()) {
+    why = "binary frame";
+  } else {
+    conn->in_message = false;
     auto msg = protocol::decode(std::string_view(static_cast<const char*>(buf.data().data()), buf.size()));
     buf.consume(buf.size());
+    buf.shrink_to_fit();  // an idle node keeps no buffer
     if (!msg) {
       why = msg.error().message;
-      break;
-    }
-    on_node_frame(*conn, std::move(*msg));
-    if (conn->closing) {
-      why = "closed by gateway";
-      break;
+    } else {
+      // What a coroutine's co_spawn handler would do: log, end the session.
+      try {
+        on_node_frame(*conn, std::move(*msg));
+      } catch (const std::exception& x) {
+        spdlog::error("node_frame_crashed node={} error={}", conn->node_id, logfmt_value(x.what()));
+        why = "internal error";
+      }
+      if (why.empty() && conn->closing) why = "closed by gateway";
     }
   }
+  if (why.empty()) return read_node(std::move(conn));
+  --http_connections_;
   node_gone(conn, why);
 }
 
-awaitable<void> GatewayImpl::node_writer(std::shared_ptr<NodeConn> n) {
-  while (true) {
-    if (n->outbox.empty()) {
-      if (n->closing) break;
-      n->wake.expires_at(asio::steady_timer::time_point::max());
-      co_await n->wake.async_wait(as_tuple_awaitable);
-      continue;
-    }
+namespace {
+
+// Sends the outbox in order and ends when it is empty; when the node is
+// closing (or a write failed), then closes it: a close frame when possible,
+// then the socket, which ends the reader.
+awaitable<void> node_writer(std::shared_ptr<NodeConn> n) {
+  while (!n->outbox.empty()) {
     std::string frame = std::move(n->outbox.front());
     n->outbox.pop_front();
     auto [ec, bytes] = co_await n->ws.async_write(asio::buffer(frame), as_tuple_awaitable);
@@ -601,12 +642,34 @@ awaitable<void> GatewayImpl::node_writer(std::shared_ptr<NodeConn> n) {
       break;
     }
   }
-  // Closing: a clean close frame when possible; the reader then ends.
+  if (!n->closing) {
+    n->writing = false;  // nothing to do: the next send() starts a writer
+    co_return;
+  }
+  // `writing` stays set: a closed session needs no writer again.
   if (n->ws.is_open()) {
     beast::get_lowest_layer(n->ws).expires_after(std::chrono::seconds(2));
     co_await n->ws.async_close(websocket::close_code::going_away, as_tuple_awaitable);
   }
   beast::get_lowest_layer(n->ws).close();
+}
+
+}  // namespace
+
+void NodeConn::send(std::string frame) {
+  outbox.push_back(std::move(frame));
+  start_writer();
+}
+
+void NodeConn::close() {
+  closing = true;
+  start_writer();
+}
+
+void NodeConn::start_writer() {
+  if (writing) return;
+  writing = true;
+  asio::co_spawn(ws.get_executor(), node_writer(shared_from_this()), log_crash("node_writer"));
 }
 
 void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
@@ -665,13 +728,11 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
   }
   // Anything else from a node is a protocol error.
   spdlog::warn("node_protocol_error node={} frame={}", n.node_id, protocol::message_type(m));
-  n.closing = true;
-  n.wake.cancel();
+  n.close();
 }
 
 void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why) {
-  n->closing = true;
-  n->wake.cancel();
+  n->close();
   std::vector<std::string> models;
   if (const NodeInfo* info = router_.find(n->id)) {
     for (const auto& m : info->models) models.push_back(m.advert.name);
@@ -692,12 +753,25 @@ void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::strin
                logfmt_value(why));
   // Queued jobs may now have nowhere to go.
   for (const auto& m : models) drain_queue(m);
-  snapshot_nodes();
+  nodes_changed();
+}
+
+void GatewayImpl::nodes_changed() {
+  if (snapshot_due_ || stopping_) return;  // stop() takes the last snapshot
+  snapshot_due_ = true;
+  snapshot_timer_.expires_after(kSnapshotDelay);
+  snapshot_timer_.async_wait([weak = weak_from_this()](boost::system::error_code) {
+    auto self = weak.lock();
+    if (!self) return;
+    self->snapshot_due_ = false;
+    self->snapshot_nodes();
+  });
 }
 
 void GatewayImpl::snapshot_nodes() {
   if (!store_) return;
   std::vector<store::NodeRecord> out;
+  out.reserve(router_.nodes().size());
   const int64_t now = clock_.unix_millis();
   for (const auto& [id, n] : router_.nodes()) {
     store::NodeRecord r;

@@ -10,7 +10,9 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
 
+#include <array>
 #include <deque>
+#include <list>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -18,6 +20,7 @@
 #include "gateway/metrics.h"
 #include "gateway/router.h"
 #include "gateway/store_worker.h"
+#include "net/lean_tls_stream.h"
 #include "net/tls.h"
 #include "protocol/messages.h"
 
@@ -28,7 +31,9 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
-using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// Every accepted connection's TLS stream (HTTP clients and nodes): one
+// that holds no buffers while idle (net/lean_tls_stream.h).
+using TlsStream = net::LeanTlsStream;
 
 // What a job's HTTP coroutine hears about it, in order.
 struct JobEvent {
@@ -75,23 +80,36 @@ struct Job {
   }
 };
 
-// One connected node: a WebSocket plus an outbox drained by a writer
-// coroutine (one read and one write in flight at most).
-struct NodeConn {
-  NodeConn(websocket::stream<TlsStream> s) : ws(std::move(s)), wake(ws.get_executor()) {}
+// One connected node: a WebSocket, read by GatewayImpl::read_node, plus an
+// outbox. A writer coroutine runs while the outbox has frames (or a close
+// is due) and ends when it is empty, so an idle node holds nothing but its
+// pending read (one read and one write in flight at most).
+struct NodeConn : std::enable_shared_from_this<NodeConn> {
+  // Nodes are never offered permessage-deflate: no deflate state.
+  using Socket = websocket::stream<TlsStream, false>;
+  explicit NodeConn(Socket s) : ws(std::move(s)) {}
 
   ConnId id = 0;
-  websocket::stream<TlsStream> ws;
-  std::deque<std::string> outbox;
-  asio::steady_timer wake;
-  bool closing = false;
+  Socket ws;
+  // An idle node's pending read fills `head` (no buffer of its own); the
+  // message then goes on in `read_buffer`.
+  std::array<char, 32> head{};
+  bool in_message = false;
+  beast::flat_buffer read_buffer;
+  std::list<std::string> outbox;  // not a deque: an empty one allocates nothing
+  bool writing = false;           // the writer coroutine is running
+  bool closing = false;           // set by close()
   std::unordered_map<protocol::JobId, std::shared_ptr<Job>> jobs;
   std::string node_id, provider_id;
 
-  void send(std::string frame) {
-    outbox.push_back(std::move(frame));
-    wake.cancel();
-  }
+  // Queues a frame (the writer sends the queue in order).
+  void send(std::string frame);
+  // Closes the session once what is queued is written: a close frame, then
+  // the socket; the reader then ends.
+  void close();
+
+ private:
+  void start_writer();
 };
 
 struct KeyEntry {
@@ -141,6 +159,9 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void lookup_generation(const std::string& id,
                          std::function<void(std::optional<store::GenerationRecord>)> done);
 
+  // The WebSocket upgrade and the hello. Returns once the node is welcomed
+  // (its session then goes on in read_node()'s callbacks and the writer) or
+  // refused; the caller's frame can end.
   asio::awaitable<void> run_node_session(std::shared_ptr<TlsStream> stream,
                                          http::request<http::string_body> request, ProviderEntry provider);
 
@@ -154,13 +175,19 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
 
  private:
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> node_writer(std::shared_ptr<NodeConn> n);
+  void read_node(std::shared_ptr<NodeConn> n);
+  void on_node_read(std::shared_ptr<NodeConn> n, beast::error_code ec, size_t bytes);
   void on_node_frame(NodeConn& n, protocol::Message m);
   void node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why);
   void dispatch(const std::shared_ptr<Job>& job, const Pick& pick);
   void drain_queue(const std::string& model);
   void finish_job_on_node(NodeConn& n, protocol::JobId id);
   void on_credentials(std::vector<store::ApiKeyRecord> keys, std::vector<store::ProviderRecord> providers);
+  // The connected nodes changed: snapshot_nodes() runs kSnapshotDelay later,
+  // once for a whole burst of changes (it walks every node, so once per
+  // change would cost O(nodes^2) while thousands connect); `agora providers
+  // list` sees a node within about a second, as with snapshot_loop().
+  void nodes_changed();
   void snapshot_nodes();
   asio::awaitable<void> snapshot_loop();
 
@@ -180,6 +207,9 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
 
   Router router_;
   std::unordered_map<ConnId, std::shared_ptr<NodeConn>> conns_;
+  static constexpr std::chrono::milliseconds kSnapshotDelay{1000};
+  asio::steady_timer snapshot_timer_;
+  bool snapshot_due_ = false;
   ConnId next_conn_ = 1;
   protocol::JobId next_job_ = 1;
   std::unordered_map<std::string, std::deque<std::shared_ptr<Job>>> queues_;
