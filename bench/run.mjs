@@ -57,6 +57,16 @@ const TOKENS = smoke ? 4 : 16;  // content tokens per answer, both gateways
 const CONNECTIONS = smoke ? 16 : 128;
 const rel = (p) => path.relative(root, p) || '.';
 
+// CPU placement for the gateway comparisons: the gateway under test (agora's
+// or Portkey) alone on the last core, its upstream and the load generator on
+// the others, the same for both systems, so the gateway's tail is its own and
+// not the scheduler's (three busy processes on two cores). --no-pin disables.
+const cores = os.cpus().length;
+const pinning = !flag('no-pin') && cores >= 2 && !smoke;
+const GATEWAY_CPUS = String(cores - 1);
+const OTHER_CPUS = cores > 2 ? `0-${cores - 2}` : '0';
+const pinned = (cpus, cmd, args) => (pinning ? ['taskset', ['-c', cpus, cmd, ...args]] : [cmd, args]);
+
 const m = machine(root);
 const machineLine = `${m.cpu}, ${m.cores} cores, ${m.memory_gib} GiB; Linux ${m.kernel}; Node ${m.node}; ` +
   `commit \`${m.commit}\`, ${m.date}; load average at start ${m.load_average}`;
@@ -82,10 +92,10 @@ async function marketplace({ fake, gatewaySet = [] }) {
   const token = execFileSync(bin.agora, ['providers', 'register', '--data-dir', dir, '--name', 'bench']).toString().trim();
   const key = execFileSync(bin.agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench']).toString().trim();
   const sets = gatewaySet.flatMap((s) => ['--set', s]);
-  const gateway = start(bin.agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets], 'agora gateway');
+  const gateway = start(...pinned(GATEWAY_CPUS, bin.agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets]), 'agora gateway');
   const info = await until('gateway.json', () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));
-  const node = start(bin.agora, ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token,
-                                 '--ca-cert', info.ca_cert, '--engine', 'fake', '--fake', fake], 'agora node (fake)');
+  const node = start(...pinned(OTHER_CPUS, bin.agora, ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token,
+                                                      '--ca-cert', info.ca_cert, '--engine', 'fake', '--fake', fake]), 'agora node (fake)');
   const ca = fs.readFileSync(info.ca_cert);
   await until('the node to register', async () => (await getText(`${info.base_url}/readyz`, ca)).status === 200);
   return {
@@ -103,10 +113,10 @@ async function portkey() {
   if (!fs.existsSync(path.join(dir, 'node_modules/@portkey-ai/gateway'))) {
     throw new Error(`Portkey is not installed in ${rel(dir)} (scripts/setup --bench installs it)`);
   }
-  const mock = start(bin.mock, ['--port', '0', '--tokens', String(TOKENS)], 'agora-mock-openai');
+  const mock = start(...pinned(OTHER_CPUS, bin.mock, ['--port', '0', '--tokens', String(TOKENS)]), 'agora-mock-openai');
   const mockPort = await until('the mock upstream port', () => (mock.logs.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/) || [])[1]);
   const pk = await import(path.join(dir, 'portkey.mjs'));
-  const gw = await pk.startPortkey({ start, until, dir });
+  const gw = await pk.startPortkey({ start: (cmd, args, ...rest) => start(...pinned(GATEWAY_CPUS, cmd, args), ...rest), until, dir });
   return {
     name: 'portkey', pids: [gw.child.pid, mock.pid], version: gw.version,
     loadArgs: ['--url', `${gw.url}/v1/chat/completions`, '--api-key', 'sk-bench',
@@ -122,10 +132,11 @@ async function load(target, { rate, stream = false, secs = duration, warm = warm
   const args = [...target.loadArgs, '--model', 'fake', '--max-tokens', String(maxTokens), '--rate', String(rate),
                 '--duration', String(secs), '--warmup', String(warm), '--connections', String(connections),
                 '--timeout', String(timeout), '--json', ...(stream ? ['--stream'] : [])];
-  const { result, usage } = await sampled(target.pids, () => run(bin.load, args));
+  const { result, usage } = await sampled(target.pids, () => run(...pinned(OTHER_CPUS, bin.load, args)));
   if (result.code === 2 || !result.stdout.trim()) throw new Error(`agora-load failed (${result.code}): ${result.stderr}`);
   const summary = JSON.parse(result.stdout);
-  summary.command = `agora-load ${args.map((a) => (/^(gk_|sk-)/.test(a) ? a.slice(0, 3) + '…' : a)).join(' ')}`;
+  const shown = (a) => (/^(gk_|sk-)/.test(a) ? `${a.slice(0, 3)}…` : /[\s"$]/.test(a) ? `'${a}'` : a);
+  summary.command = `agora-load ${args.map(shown).join(' ')}`;
   return { ...summary, usage };
 }
 
@@ -185,8 +196,15 @@ async function benchGateway() {
   if (!smoke) for (const t of targets) await load(t, { rate: 300, secs: 3, warm: 0 });
   const runs = [];
   for (const stream of [false, true]) {
+    const overloadedAt = {};
     for (const rate of rates) {
       for (const t of targets) {
+        // Past the rate where a system's median latency went over a second,
+        // higher rates only queue more (minutes of backlog): not run.
+        if (overloadedAt[t.name]) {
+          runs.push({ system: t.name, stream, rate, skipped: overloadedAt[t.name] });
+          continue;
+        }
         log(`${t.name} ${stream ? 'stream' : 'unary'} at ${rate}/s for ${duration} s`);
         const r = await load(t, { rate, stream });
         runs.push({ system: t.name, stream, rate, r });
@@ -194,7 +212,8 @@ async function benchGateway() {
         expect(t.name !== 'agora' || stream || r.overhead_us?.count === r.ok, 'every agora response carries x-agora-overhead-us');
         log(`  ok ${r.ok}/${r.sent}, p50 ${num(r.latency_ms.p50, 2)} ms, p99 ${num(r.latency_ms.p99, 2)} ms` +
             (r.overhead_us ? `, overhead p99 ${num(r.overhead_us.p99)} µs` : '') + `, cpu ${num(r.usage[0].cpu_percent)} %`);
-        if (r.errors) await settle(t);
+        if (!smoke && r.latency_ms.p50 > 1000) overloadedAt[t.name] = rate;
+        if (r.errors || overloadedAt[t.name]) await settle(t);
       }
     }
   }
@@ -212,8 +231,12 @@ async function benchGateway() {
 function writeGateway({ runs, saturation: sat, peerError }, pk) {
   const pct = (r) => `${num(r.latency_ms.p50, 2)} / ${num(r.latency_ms.p90, 2)} / ${num(r.latency_ms.p99, 2)} / ${num(r.latency_ms.p999, 2)}`;
   const ov = (r) => (r.overhead_us ? `${num(r.overhead_us.p50)} / ${num(r.overhead_us.p90)} / ${num(r.overhead_us.p99)} / ${num(r.overhead_us.p999)}` : '—');
-  const rows = runs.map(({ system, stream, rate, r }) => {
-    const peer = runs.find((x) => x.system !== system && x.stream === stream && x.rate === rate);
+  const rows = runs.map(({ system, stream, rate, r, skipped }) => {
+    if (skipped) {
+      return [system, stream ? 'stream' : 'unary', num(rate), `not run: overloaded (p50 > 1 s) at ${num(skipped)}/s`,
+              '', '', '', '', '', '', '', '', ''];
+    }
+    const peer = runs.find((x) => x.system !== system && x.stream === stream && x.rate === rate && !x.skipped);
     const ratio = system === 'portkey' && peer ? num(r.latency_ms.p99 / peer.r.latency_ms.p99, 1) + '×' : '';
     return [system, stream ? 'stream' : 'unary', num(rate), `${num(r.ok)} / ${num(r.sent)} (${num((100 * r.ok) / Math.max(r.sent, 1), 2)} %)`,
             num(r.achieved_rate), pct(r), stream ? `${num(r.ttft_ms.p50, 2)} / ${num(r.ttft_ms.p99, 2)}` : '—', ov(r),
@@ -226,7 +249,7 @@ function writeGateway({ runs, saturation: sat, peerError }, pk) {
             s.first_unsustained ? num(s.first_unsustained) : '—',
             system === 'agora' && other?.sustained_rate ? `${num(s.sustained_rate / other.sustained_rate, 1)}×` : ''];
   });
-  const at5k = runs.find((x) => x.system === 'agora' && !x.stream && x.rate === 5000)?.r;
+  const at5k = runs.find((x) => x.system === 'agora' && !x.stream && x.rate === 5000 && !x.skipped)?.r;
   const text = [
     `Machine: ${machineLine}.`,
     '',
@@ -238,6 +261,7 @@ function writeGateway({ runs, saturation: sat, peerError }, pk) {
     'own added time (`x-agora-overhead-us`: end-to-end at the gateway minus the node\'s reported time, so it includes',
     'the WSS hop). CPU is % of one core over the run (gateway, then its upstream: the fake node or the mock); *gen* is',
     'the load generator\'s. The *p99 ×* column is Portkey\'s p99 over agora\'s at the same rate and mode.',
+    pinning ? `Placement (both systems alike): the gateway alone on CPU ${GATEWAY_CPUS}; its upstream and the load generator on CPU ${OTHER_CPUS} (\`taskset\`).` : 'No CPU pinning in this run.',
     peerError ? `\n**Peer not measured in this run:** ${peerError}\n` : '',
     table(['system', 'mode', 'rate/s', 'ok', 'achieved/s', 'latency p50 / p90 / p99 / p99.9 ms', 'TTFT p50 / p99 ms',
            'overhead p50 / p90 / p99 / p99.9 µs', 'gateway CPU %', 'gateway peak RSS MiB', 'upstream CPU %', 'gen CPU %', 'p99 ×'], rows),
@@ -254,7 +278,7 @@ function writeGateway({ runs, saturation: sat, peerError }, pk) {
     'Reproduce: `make bench` or `node bench/run.mjs --only gateway`. A run\'s exact commands:',
     '',
     '```sh',
-    ...[...new Set(runs.filter((x) => x.rate === rates[0]).map((x) => x.r.command.replace(/--rate \d+/, '--rate R')))],
+    ...[...new Set(runs.filter((x) => x.rate === rates[0] && !x.skipped).map((x) => x.r.command.replace(/--rate \d+/, '--rate R')))],
     '```',
   ].join('\n');
   save('gateway', text);
@@ -282,7 +306,7 @@ function plotLatency(runs) {
   const series = [];
   for (const system of ['agora', 'portkey']) {
     for (const stream of [false, true]) {
-      const pts = runs.filter((x) => x.system === system && x.stream === stream)
+      const pts = runs.filter((x) => x.system === system && x.stream === stream && !x.skipped)
         .map((x) => `${x.rate} ${x.r.latency_ms.p50} ${x.r.latency_ms.p99}`);
       if (pts.length) series.push({ title: `${system} ${stream ? 'stream' : 'unary'}`, pts });
     }
@@ -529,7 +553,7 @@ function summary(all) {
   const when = (sec) => (sec ? `\`${sec.machine.commit}\`, ${sec.machine.date.slice(0, 10)}` : 'not run');
   const verdict = (ok) => (ok === undefined ? '—' : ok ? 'met' : '**missed**');
   const g = all.gateway;
-  const a5 = g?.runs.find((x) => x.system === 'agora' && !x.stream && x.rate === 5000)?.r;
+  const a5 = g?.runs.find((x) => x.system === 'agora' && !x.stream && x.rate === 5000 && !x.skipped)?.r;
   if (a5) {
     const success = (100 * a5.ok) / Math.max(a5.sent, 1);
     rows.push(['Gateway added latency p99 < 1 ms at 5,000 req/s, 100 % success',
