@@ -531,7 +531,11 @@ async function benchEngine() {
   if (smoke) return;  // the engine benchmark has its own smoke test (ctest -R bench)
   const r = await run(path.join(root, 'scripts/bench-engine'), []);
   if (r.code !== 0) throw new Error(`scripts/bench-engine failed:\n${r.stderr.slice(-3000)}`);
-  const micro = JSON.parse((await run(bin.micro, ['--benchmark_format=json'])).stdout);
+  // JSON to a file: the benchmarks' own output shares stdout.
+  const microFile = path.join(os.tmpdir(), `agora-micro-${process.pid}.json`);
+  await run(bin.micro, [`--benchmark_out=${microFile}`, '--benchmark_out_format=json']);
+  const micro = JSON.parse(fs.readFileSync(microFile, 'utf8'));
+  fs.rmSync(microFile, { force: true });
   const text = [
     `Machine: ${machineLine}.`,
     '',
