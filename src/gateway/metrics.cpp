@@ -47,18 +47,18 @@ std::string Metrics::render(const Gauges& g) const {
   for (const auto& [route, h] : latency_) {
     h.render(out, "agora_http_request_duration_seconds", fmt::format("route=\"{}\"", route));
   }
-  out += "# HELP agora_time_to_first_token_seconds Admission to the first token reaching the gateway.\n";
-  out += "# TYPE agora_time_to_first_token_seconds histogram\n";
-  ttft_.render(out, "agora_time_to_first_token_seconds", "");
-  out += "# HELP agora_gateway_overhead_seconds End-to-end time at the gateway minus the node's reported time.\n";
-  out += "# TYPE agora_gateway_overhead_seconds histogram\n";
-  overhead_.render(out, "agora_gateway_overhead_seconds", "");
-  out += "# HELP agora_gateway_ttft_overhead_seconds Streaming: first chunk sent minus the node's queue and prompt time.\n";
-  out += "# TYPE agora_gateway_ttft_overhead_seconds histogram\n";
-  ttft_overhead_.render(out, "agora_gateway_ttft_overhead_seconds", "");
-  out += "# HELP agora_gateway_token_forward_seconds Streaming: a token's frame from the node to its SSE chunk written.\n";
-  out += "# TYPE agora_gateway_token_forward_seconds histogram\n";
-  token_forward_.render(out, "agora_gateway_token_forward_seconds", "");
+  // One unlabelled histogram: HELP, TYPE, its series.
+  auto histogram = [&out](const char* name, const char* help, const Histogram& h) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} histogram\n", name, help, name);
+    h.render(out, name, "");
+  };
+  histogram("agora_time_to_first_token_seconds", "Admission to the first token reaching the gateway.", ttft_);
+  histogram("agora_gateway_overhead_seconds", "End-to-end time at the gateway minus the node's reported time.",
+            overhead_);
+  histogram("agora_gateway_ttft_overhead_seconds",
+            "Streaming: first chunk sent minus the node's queue and prompt time.", ttft_overhead_);
+  histogram("agora_gateway_token_forward_seconds",
+            "Streaming: a token's frame from the node to its SSE chunk written.", token_forward_);
   out += "# HELP agora_tokens_total Tokens served.\n# TYPE agora_tokens_total counter\n";
   out += fmt::format("agora_tokens_total{{kind=\"prompt\"}} {}\n", prompt_tokens_);
   out += fmt::format("agora_tokens_total{{kind=\"completion\"}} {}\n", completion_tokens_);
