@@ -26,6 +26,8 @@
 # fd_limit in the tool's report.
 # Exit status: 0 when every connection of every count was welcomed.
 set -euo pipefail
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 agora="" tool="" counts="1000,10000" concurrency=128 wrap="" json=0 keep=0 smoke=0
 while (($#)); do
@@ -64,15 +66,6 @@ fail() {
   exit 1
 }
 
-# Polls a command until it succeeds, for at most $1 seconds.
-wait_for() {
-  local limit=$1; shift
-  local deadline=$((SECONDS + limit))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
 
 # kB of a field of /proc/PID/status or /proc/PID/smaps_rollup.
 kb() { awk -v k="$2:" '$1 == k { print $2; exit }' "$1"; }

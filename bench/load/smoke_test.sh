@@ -5,6 +5,8 @@
 #
 # usage: smoke_test.sh AGORA_BINARY AGORA_LOAD_BINARY
 set -euo pipefail
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 agora=${1:?usage: smoke_test.sh AGORA AGORA_LOAD}
 load=${2:?usage: smoke_test.sh AGORA AGORA_LOAD}
@@ -26,15 +28,6 @@ fail() {
   exit 1
 }
 
-# Polls a command until it succeeds, for at most $1 seconds.
-wait_for() {
-  local limit=$1; shift
-  local deadline=$((SECONDS + limit))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
 
 data="$work/data"
 mkdir -p "$data"
@@ -61,25 +54,13 @@ common=(--url "$url" --api-key "$key" --ca-cert "$ca" --model fake --max-tokens 
 wait_for 20 "$load" "${common[@]}" --requests 1 --rate 10 --timeout 5 >/dev/null 2>&1 ||
   fail "no successful request within 20 s"
 
-# Checks a JSON summary: ok == sent == expected, errors == 0.
-check() {
-  local label=$1 expected=$2 summary=$3
-  echo "$label: $summary"
-  local sent ok errors
-  sent=$(grep -o '"sent":[0-9]*' <<<"$summary" | cut -d: -f2)
-  ok=$(grep -o '"ok":[0-9]*' <<<"$summary" | cut -d: -f2)
-  errors=$(grep -o '"errors":[0-9]*' <<<"$summary" | cut -d: -f2)
-  [[ $sent == "$expected" ]] || fail "$label: sent $sent, expected $expected"
-  [[ $ok == "$sent" ]] || fail "$label: ok $ok != sent $sent"
-  [[ $errors == 0 ]] || fail "$label: $errors errors"
-}
 
 out=$("$load" "${common[@]}" --rate 500 --requests 300 --connections 16) || true
-check "non-streaming" 300 "$out"
+check_load_summary "non-streaming" 300 "$out"
 
 out=$("$load" "${common[@]}" --stream --rate 500 --requests 200 --connections 16) || true
-check "streaming" 200 "$out"
-chunks=$(grep -o '"chunks":[0-9]*' <<<"$out" | cut -d: -f2)
+check_load_summary "streaming" 200 "$out"
+chunks=$(json_field chunks "$out")
 [[ $chunks -gt 0 ]] || fail "streaming: no content chunks counted"
 ttft=$(grep -o '"ttft_ms":{"count":[0-9]*' <<<"$out" | grep -o '[0-9]*$')
 [[ $ttft == 200 ]] || fail "streaming: $ttft TTFT samples, expected 200"

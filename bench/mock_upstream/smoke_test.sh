@@ -5,6 +5,8 @@
 #
 # usage: smoke_test.sh AGORA_MOCK_OPENAI AGORA_LOAD
 set -euo pipefail
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
 mock=${1:?usage: smoke_test.sh AGORA_MOCK_OPENAI AGORA_LOAD}
 load=${2:?usage: smoke_test.sh AGORA_MOCK_OPENAI AGORA_LOAD}
@@ -25,29 +27,18 @@ fail() {
 
 "$mock" --port 0 --tokens 16 >"$work/mock.log" 2>&1 &
 pid=$!
-port=
-for _ in $(seq 100); do  # bounded: 10 s
-  port=$(sed -n 's/.* listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$work/mock.log")
-  [[ -n $port ]] && break
-  sleep 0.1
-done
-[[ -n $port ]] || fail "agora-mock-openai printed no port"
+wait_for 10 has_port "$work/mock.log" || fail "agora-mock-openai printed no port"
+port=$(port_in "$work/mock.log")
 common=(--url "http://127.0.0.1:$port/v1/chat/completions" --model fake --json --connections 8)
-
-# field NAME JSON: the first integer value of "NAME".
-field() { grep -o "\"$1\":[0-9]*" <<<"$2" | head -n 1 | cut -d: -f2; }
 
 # run LABEL N EXPECTED_CHUNKS ARGS...: N requests, all ok, the chunk count.
 run() {
   local label=$1 n=$2 chunks=$3; shift 3
   local out
   out=$("$load" "${common[@]}" --rate 1000 --requests "$n" "$@") || true
-  echo "$label: $out"
-  [[ $(field sent "$out") == "$n" ]] || fail "$label: sent $(field sent "$out"), expected $n"
-  [[ $(field ok "$out") == "$n" ]] || fail "$label: ok $(field ok "$out") != $n"
-  [[ $(field errors "$out") == 0 ]] || fail "$label: errors"
+  check_load_summary "$label" "$n" "$out"
   if [[ $chunks != - ]]; then
-    [[ $(field chunks "$out") == "$chunks" ]] || fail "$label: $(field chunks "$out") chunks, expected $chunks"
+    [[ $(json_field chunks "$out") == "$chunks" ]] || fail "$label: $(json_field chunks "$out") chunks, expected $chunks"
   fi
 }
 

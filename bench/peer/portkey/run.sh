@@ -13,6 +13,8 @@
 #          --tokens N    content chunks per answer (default 16)
 # Needs Node >= 20 and `npm ci --prefix bench/peer/portkey` (README.md).
 set -euo pipefail
+# shellcheck source=../../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib.sh"
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../../.." && pwd)
@@ -61,19 +63,7 @@ fail() {
   exit 1
 }
 
-# Polls a command until it succeeds, for at most $1 seconds.
-wait_for() {
-  local limit=$1; shift
-  local deadline=$((SECONDS + limit))
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.1
-  done
-}
 
-# The port in a "... listening on http://127.0.0.1:PORT" line of a log.
-port_in() { sed -n 's/.* listening on http:\/\/127\.0\.0\.1:\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1; }
-has_port() { [[ -n $(port_in "$1") ]]; }
 
 "$mock" --port 0 --tokens "$tokens" >"$work/mock.log" 2>&1 &
 pids+=($!)
@@ -113,25 +103,13 @@ EOF
   fail "a process exited"
 fi
 
-# Checks a JSON summary: ok == sent == expected, errors == 0.
-check() {
-  local label=$1 expected=$2 summary=$3
-  echo "$label: $summary"
-  local sent ok errors
-  sent=$(grep -o '"sent":[0-9]*' <<<"$summary" | cut -d: -f2)
-  ok=$(grep -o '"ok":[0-9]*' <<<"$summary" | cut -d: -f2)
-  errors=$(grep -o '"errors":[0-9]*' <<<"$summary" | cut -d: -f2)
-  [[ $sent == "$expected" ]] || fail "$label: sent $sent, expected $expected"
-  [[ $ok == "$sent" ]] || fail "$label: ok $ok != sent $sent"
-  [[ $errors == 0 ]] || fail "$label: $errors errors"
-}
 
 out=$("$load" "${common[@]}" --rate 200 --requests 200 --connections 16) || true
-check "non-streaming" 200 "$out"
+check_load_summary "non-streaming" 200 "$out"
 
 out=$("$load" "${common[@]}" --stream --rate 100 --requests 100 --connections 16) || true
-check "streaming" 100 "$out"
-chunks=$(grep -o '"chunks":[0-9]*' <<<"$out" | cut -d: -f2)
+check_load_summary "streaming" 100 "$out"
+chunks=$(json_field chunks "$out")
 [[ $chunks == $((100 * tokens)) ]] || fail "streaming: $chunks content chunks, expected $((100 * tokens))"
 
 echo "PASS"
