@@ -57,11 +57,13 @@ Status GatewayImpl::start() {
   if (!ctx) return ctx.error();
   ssl_ = *ctx;
 
-  auto db = store::open_sqlite_store(store::database_path(config_.data_dir));
-  if (!db) return db.error();
+  auto writer_db = store::open_sqlite_store(store::database_path(config_.data_dir));
+  if (!writer_db) return writer_db.error();
+  auto control_db = store::open_sqlite_store(store::database_path(config_.data_dir));
+  if (!control_db) return control_db.error();
   std::weak_ptr<GatewayImpl> weak = shared_from_this();
   store_ = std::make_unique<StoreWorker>(
-      std::move(*db), io_.get_executor(),
+      std::move(*writer_db), std::move(*control_db), io_.get_executor(),
       StoreWorker::Callbacks{[weak](std::vector<store::ApiKeyRecord> k, std::vector<store::ProviderRecord> p) {
         if (auto self = weak.lock()) self->on_credentials(std::move(k), std::move(p));
       }});

@@ -2,107 +2,167 @@
 
 #include <boost/asio/post.hpp>
 
+#include <algorithm>
+#include <cstring>
+#include <span>
+
+#include <pthread.h>
+#include <sched.h>
+
 #include "common/log.h"
 
 namespace agora::gateway {
 
-StoreWorker::StoreWorker(std::unique_ptr<store::Store> store, boost::asio::any_io_executor loop, Callbacks callbacks,
-                         std::chrono::milliseconds poll_interval)
-    : store_(std::move(store)), loop_(std::move(loop)), callbacks_(std::move(callbacks)), poll_interval_(poll_interval) {}
+StoreWorker::StoreWorker(std::unique_ptr<store::Store> writer, std::unique_ptr<store::Store> control,
+                         boost::asio::any_io_executor loop, Callbacks callbacks, Options options)
+    : writer_store_(std::move(writer)),
+      control_store_(std::move(control)),
+      loop_(std::move(loop)),
+      callbacks_(std::move(callbacks)),
+      options_(options) {
+  options_.txn_records = std::max<size_t>(options_.txn_records, 1);
+  options_.batch = std::max<size_t>(options_.batch, 1);
+  options_.max_backlog = std::max(options_.max_backlog, options_.batch);
+}
 
 StoreWorker::~StoreWorker() { stop(); }
 
 Status StoreWorker::start() {
-  auto v = store_->data_version();
+  auto v = control_store_->credentials_version();
   if (!v) return v.error();
-  data_version_ = *v;
-  auto keys = store_->list_api_keys();
+  credentials_version_ = *v;
+  auto keys = control_store_->list_api_keys();
   if (!keys) return keys.error();
-  auto providers = store_->list_providers();
+  auto providers = control_store_->list_providers();
   if (!providers) return providers.error();
   if (callbacks_.on_credentials) callbacks_.on_credentials(std::move(*keys), std::move(*providers));
-  thread_ = std::thread([this] { run(); });
+  writer_ = std::thread([this] { run_writer(); });
+  control_ = std::thread([this] { run_control(); });
   return ok_status();
 }
 
 void StoreWorker::stop() {
   {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
+    std::lock_guard lock(write_mu_);
+    write_stopping_ = true;
   }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  write_cv_.notify_all();
+  drained_.notify_all();
+  {
+    std::lock_guard lock(control_mu_);
+    control_stopping_ = true;
+  }
+  control_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  if (control_.joinable()) control_.join();
 }
 
 void StoreWorker::record(store::GenerationRecord r) {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(write_mu_);
+  if (pending_.size() >= options_.max_backlog && !write_stopping_) {
+    ++backpressure_waits_;
+    if (backpressure_waits_ == 1 || backpressure_waits_ % 1024 == 0) {
+      spdlog::warn("store_backpressure pending={} waits={} note=\"the database writer is behind; requests wait for it\"",
+                   pending_.size(), backpressure_waits_);
+    }
+    write_cv_.notify_one();
+    drained_.wait(lock, [&] { return pending_.size() < options_.max_backlog || write_stopping_; });
+  }
   pending_.push_back(std::move(r));
-  if (pending_.size() >= 512) cv_.notify_one();
+  if (pending_.size() == options_.batch) write_cv_.notify_one();
+}
+
+uint64_t StoreWorker::backpressure_waits() const {
+  std::lock_guard lock(write_mu_);
+  return backpressure_waits_;
 }
 
 void StoreWorker::set_nodes(std::vector<store::NodeRecord> nodes) {
-  std::lock_guard lock(mu_);
+  std::lock_guard lock(control_mu_);
   nodes_ = std::move(nodes);
 }
 
 void StoreWorker::lookup_generation(std::string id, std::function<void(Result<store::GenerationRecord>)> done) {
   {
-    std::lock_guard lock(mu_);
+    std::lock_guard lock(control_mu_);
     tasks_.push_back([this, id = std::move(id), done = std::move(done)](store::Store& s) mutable {
       auto r = s.get_generation(id);
       boost::asio::post(loop_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
     });
   }
-  cv_.notify_one();
+  control_cv_.notify_one();
+}
+
+void StoreWorker::run_writer() {
+  if (options_.idle_priority) {
+    sched_param param{};
+    if (int rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &param); rc != 0) {
+      spdlog::debug("store_writer_priority error={}", logfmt_value(std::strerror(rc)));
+    }
+  }
+  for (;;) {
+    std::vector<store::GenerationRecord> batch;
+    bool stopping;
+    {
+      std::unique_lock lock(write_mu_);
+      write_cv_.wait_for(lock, options_.poll_interval,
+                         [&] { return write_stopping_ || pending_.size() >= options_.batch; });
+      batch.swap(pending_);
+      pending_.reserve(std::min(batch.size(), options_.max_backlog));  // no regrowth on the loop
+      stopping = write_stopping_;
+    }
+    drained_.notify_all();
+    for (size_t i = 0; i < batch.size(); i += options_.txn_records) {
+      std::span<const store::GenerationRecord> part(batch.data() + i, std::min(options_.txn_records, batch.size() - i));
+      if (Status st = writer_store_->insert_generations(part); !st) {
+        spdlog::error("generation_write_failed records={} error={}", part.size(), logfmt_value(st.error().to_string()));
+      }
+    }
+    if (stopping) {
+      std::lock_guard lock(write_mu_);
+      if (pending_.empty()) return;  // else: records that raced stop(); one more round
+    }
+  }
 }
 
 void StoreWorker::reload_credentials() {
-  auto v = store_->data_version();
+  auto v = control_store_->credentials_version();
   if (!v) {
     spdlog::warn("store_poll_failed error={}", logfmt_value(v.error().to_string()));
     return;
   }
-  if (*v == data_version_) return;
-  data_version_ = *v;
-  auto keys = store_->list_api_keys();
-  auto providers = store_->list_providers();
+  if (*v == credentials_version_) return;
+  auto keys = control_store_->list_api_keys();
+  auto providers = control_store_->list_providers();
   if (!keys || !providers) {
     spdlog::warn("credentials_reload_failed error={}",
-              logfmt_value((!keys ? keys.error() : providers.error()).to_string()));
+                 logfmt_value((!keys ? keys.error() : providers.error()).to_string()));
     return;
   }
+  credentials_version_ = *v;
   boost::asio::post(loop_, [cb = callbacks_.on_credentials, k = std::move(*keys), p = std::move(*providers)]() mutable {
     if (cb) cb(std::move(k), std::move(p));
   });
 }
 
-void StoreWorker::run() {
+void StoreWorker::run_control() {
   for (;;) {
-    std::vector<store::GenerationRecord> batch;
     std::optional<std::vector<store::NodeRecord>> nodes;
     std::deque<std::function<void(store::Store&)>> tasks;
     bool stopping;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, poll_interval_, [&] { return stopping_ || pending_.size() >= 512 || !tasks_.empty(); });
-      batch.swap(pending_);
+      std::unique_lock lock(control_mu_);
+      control_cv_.wait_for(lock, options_.poll_interval, [&] { return control_stopping_ || !tasks_.empty(); });
       nodes.swap(nodes_);
       tasks.swap(tasks_);
-      stopping = stopping_;
-    }
-    if (!batch.empty()) {
-      if (Status st = store_->insert_generations(batch); !st) {
-        spdlog::error("generation_write_failed records={} error={}", batch.size(),
-                   logfmt_value(st.error().to_string()));
-      }
+      stopping = control_stopping_;
     }
     if (nodes) {
-      if (Status st = store_->replace_nodes(*nodes); !st) {
+      if (Status st = control_store_->replace_nodes(*nodes); !st) {
         spdlog::warn("node_snapshot_failed error={}", logfmt_value(st.error().to_string()));
       }
     }
-    for (auto& t : tasks) t(*store_);
+    for (auto& t : tasks) t(*control_store_);
     if (stopping) return;
     reload_credentials();
   }

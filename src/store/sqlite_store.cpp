@@ -205,6 +205,22 @@ CREATE TABLE nodes (
   updated_ms   INTEGER NOT NULL
 ) STRICT;
 )sql",
+    // 2: a counter that moves whenever keys or providers change, from any
+    // connection. The gateway polls it (PRAGMA data_version would also move
+    // on every batch of generation records its own writer commits).
+    R"sql(
+CREATE TABLE credentials_version (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  v  INTEGER NOT NULL
+) STRICT;
+INSERT INTO credentials_version (id, v) VALUES (1, 0);
+CREATE TRIGGER api_keys_insert AFTER INSERT ON api_keys BEGIN UPDATE credentials_version SET v = v + 1; END;
+CREATE TRIGGER api_keys_update AFTER UPDATE ON api_keys BEGIN UPDATE credentials_version SET v = v + 1; END;
+CREATE TRIGGER api_keys_delete AFTER DELETE ON api_keys BEGIN UPDATE credentials_version SET v = v + 1; END;
+CREATE TRIGGER providers_insert AFTER INSERT ON providers BEGIN UPDATE credentials_version SET v = v + 1; END;
+CREATE TRIGGER providers_update AFTER UPDATE ON providers BEGIN UPDATE credentials_version SET v = v + 1; END;
+CREATE TRIGGER providers_delete AFTER DELETE ON providers BEGIN UPDATE credentials_version SET v = v + 1; END;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion, "one migration per schema version");
 
@@ -261,7 +277,7 @@ constexpr const char* kListNodes =
     "updated_ms "
     "FROM nodes ORDER BY provider_id, connected_ms, node_id";
 
-constexpr const char* kDataVersion = "PRAGMA data_version";
+constexpr const char* kCredentialsVersion = "SELECT v FROM credentials_version WHERE id = 1";
 
 // Columns 0..5 of kListKeys / kRevokeKey (and the provider twins).
 template <class Record>
@@ -342,7 +358,7 @@ class SqliteStore final : public Store {
   Status replace_nodes(std::span<const NodeRecord> nodes) override;
   Result<std::vector<NodeRecord>> list_nodes() override;
 
-  Result<uint64_t> data_version() override;
+  Result<uint64_t> credentials_version() override;
 
  private:
   // An IMMEDIATE transaction that rolls back unless commit() succeeded.
@@ -638,12 +654,12 @@ Result<std::vector<NodeRecord>> SqliteStore::list_nodes() {
   return out;
 }
 
-Result<uint64_t> SqliteStore::data_version() {
-  auto q = query(kDataVersion, "data_version");
+Result<uint64_t> SqliteStore::credentials_version() {
+  auto q = query(kCredentialsVersion, "credentials_version");
   if (!q) return q.error();
   auto row = q->step();
   if (!row) return row.error();
-  if (!*row) return make_error(Errc::internal, "data_version: PRAGMA data_version returned no row");
+  if (!*row) return make_error(Errc::internal, "credentials_version: the counter row is missing");
   return static_cast<uint64_t>(q->int64(0));
 }
 
@@ -661,9 +677,17 @@ Status prepare_file(const fs::path& db_path) {
     if (ec)
       return make_error(Errc::io_error, "chmod 0700 " + parent.string() + ": " + ec.message());
   }
-  const int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  // Never open() an existing database file: closing that descriptor would
+  // drop every POSIX lock this process holds on the file, including those
+  // of connections already open here (the gateway opens two), and another
+  // process could then take itself for the last user, checkpoint and delete
+  // the WAL under them (they then read a stale snapshot for ever).
+  // Regression test: SqliteStore.TwoConnectionsInOneProcessSeeAnotherProcessesWrites.
+  if (fs::exists(db_path, ec)) return ok_status();
+  const int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     const int err = errno;
+    if (err == EEXIST) return ok_status();  // another process created it just now
     return make_error(Errc::io_error, "create " + db_path.string() + ": " + std::strerror(err));
   }
   ::close(fd);

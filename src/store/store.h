@@ -105,10 +105,11 @@ class Store {
   virtual Status replace_nodes(std::span<const NodeRecord> nodes) = 0;
   virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
 
-  // A number that changes whenever another connection to the same database
-  // commits (SQLite's PRAGMA data_version): the gateway polls it to notice
-  // keys and providers created or revoked by the CLI without a restart.
-  virtual Result<uint64_t> data_version() = 0;
+  // A number that changes whenever keys or providers change, through any
+  // connection to the same database (generation records and the node
+  // snapshot leave it alone): the gateway polls it to notice keys and
+  // providers created or revoked by the CLI without a restart.
+  virtual Result<uint64_t> credentials_version() = 0;
 };
 
 }  // namespace agora::store

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <set>
@@ -347,18 +350,19 @@ TEST_F(SqliteStoreTest, NodesReplaceAndList) {
 }
 
 // The gateway notices keys created or revoked by the CLI (another Store on
-// the same file) through data_version.
-TEST_F(SqliteStoreTest, DataVersionChangesWhenAnotherConnectionCommits) {
+// the same file) through credentials_version; its own writes of generation
+// records and node snapshots leave it alone.
+TEST_F(SqliteStoreTest, CredentialsVersionFollowsKeyAndProviderChangesOnly) {
   auto cli = open_or_die(path_);
   ASSERT_NE(cli, nullptr);
-  auto v0 = store_->data_version();
+  auto v0 = store_->credentials_version();
   ASSERT_TRUE(v0.ok()) << v0.error().to_string();
-  EXPECT_EQ(*store_->data_version(), *v0);  // nothing happened
+  EXPECT_EQ(*store_->credentials_version(), *v0);  // nothing happened
 
   const auto s = make_secret("gk_");
   auto key = cli->create_api_key("from-cli", s.prefix, s.hash, 1);
   ASSERT_TRUE(key.ok());
-  auto v1 = store_->data_version();
+  auto v1 = store_->credentials_version();
   ASSERT_TRUE(v1.ok());
   EXPECT_NE(*v1, *v0);
   auto seen = store_->list_api_keys();
@@ -366,13 +370,28 @@ TEST_F(SqliteStoreTest, DataVersionChangesWhenAnotherConnectionCommits) {
   EXPECT_EQ((*seen)[0].id, key->id);
 
   ASSERT_TRUE(cli->revoke_api_key(key->id, 2).ok());
-  auto v2 = store_->data_version();
+  auto v2 = store_->credentials_version();
   EXPECT_NE(*v2, *v1);
   EXPECT_EQ((*store_->list_api_keys())[0].revoked_ms, 2);
 
-  // A read by the other connection changes nothing.
+  const auto p = make_secret("pt_");
+  auto prov = cli->create_provider("from-cli", p.prefix, p.hash, 3);
+  ASSERT_TRUE(prov.ok());
+  auto v3 = store_->credentials_version();
+  EXPECT_NE(*v3, *v2);
+  ASSERT_TRUE(cli->revoke_provider(prov->id, 4).ok());
+  auto v4 = store_->credentials_version();
+  EXPECT_NE(*v4, *v3);
+
+  // Reads, generation records and node snapshots (from either connection)
+  // change nothing.
   ASSERT_TRUE(cli->list_providers().ok());
-  EXPECT_EQ(*store_->data_version(), *v2);
+  store::GenerationRecord g;
+  g.id = "gen-v";
+  g.key_id = key->id;
+  ASSERT_TRUE(cli->insert_generations(std::span(&g, 1)).ok());
+  ASSERT_TRUE(store_->replace_nodes({}).ok());
+  EXPECT_EQ(*store_->credentials_version(), *v4);
 }
 
 TEST_F(SqliteStoreTest, ReopeningKeepsData) {
@@ -391,6 +410,34 @@ TEST_F(SqliteStoreTest, ReopeningKeepsData) {
   EXPECT_EQ((*keys)[0].hash, s.hash);
   EXPECT_EQ((*keys)[0].created_ms, 42);
   EXPECT_TRUE(again->get_generation("gen-7").ok());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(kSqliteSchemaVersion));
+}
+
+// A database from a version-1 build (keys, no credentials counter) is
+// migrated in place: its rows stay, and the counter works from then on.
+TEST_F(SqliteStoreTest, MigratesAVersionOneDatabase) {
+  const auto s = make_secret("gk_");
+  auto key = store_->create_api_key("old", s.prefix, s.hash, 1);
+  ASSERT_TRUE(key.ok());
+  store_.reset();
+  {
+    RawDb raw(path_);
+    for (const char* t : {"api_keys", "providers"}) {
+      for (const char* e : {"insert", "update", "delete"}) {
+        raw.exec(("DROP TRIGGER " + std::string(t) + "_" + e).c_str());
+      }
+    }
+    raw.exec("DROP TABLE credentials_version");
+    raw.exec("PRAGMA user_version = 1");
+  }
+  auto again = open_or_die(path_);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ((*again->list_api_keys())[0].id, key->id);
+  auto v0 = again->credentials_version();
+  ASSERT_TRUE(v0.ok()) << v0.error().to_string();
+  ASSERT_TRUE(again->revoke_api_key(key->id, 2).ok());
+  EXPECT_NE(*again->credentials_version(), *v0);
   RawDb raw(path_);
   EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(kSqliteSchemaVersion));
 }
@@ -427,4 +474,59 @@ TEST(SqliteStore, UnwritableLocationIsAnIoError) {
 }
 
 }  // namespace
+}  // namespace agora::store
+namespace agora::store {
+// The gateway keeps two connections to its database while the CLI, another
+// process, opens and closes its own to create and revoke keys. Opening the
+// second connection must not drop the first one's file locks (closing any
+// descriptor of the file would), or the CLI takes itself for the last user,
+// deletes the WAL on close, and the gateway reads a stale snapshot for ever.
+TEST(SqliteStore, TwoConnectionsInOneProcessSeeAnotherProcessesWrites) {
+  const auto path = agora::testing::temp_dir() / "agora.db";
+  auto a = open_or_die(path);
+  auto b = open_or_die(path);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->list_api_keys().ok());
+  ASSERT_TRUE(b->list_api_keys().ok());
+  for (int i = 0; i < 3; ++i) {
+    // Another process: open, write, close.
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      // A fresh process image (a forked copy would share this process's
+      // SQLite lock bookkeeping): this binary in its child role (kIsChild).
+      const std::string db = "AGORA_STORE_CHILD_DB=" + path.string();
+      const std::string name = "AGORA_STORE_CHILD_NAME=cli-" + std::to_string(i);
+      char* const argv[] = {const_cast<char*>("store_test"), nullptr};
+      char* const envp[] = {const_cast<char*>(db.c_str()), const_cast<char*>(name.c_str()), nullptr};
+      ::execve("/proc/self/exe", argv, envp);
+      ::_exit(127);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child " << i;
+    auto seen_a = a->list_api_keys();
+    auto seen_b = b->list_api_keys();
+    ASSERT_TRUE(seen_a && seen_b);
+    EXPECT_EQ(seen_a->size(), size_t(i + 1)) << "after write " << i;
+    EXPECT_EQ(seen_b->size(), size_t(i + 1)) << "after write " << i;
+  }
+}
+
+// The other process of the test above: when this binary starts with
+// AGORA_STORE_CHILD_DB set, it creates one key in that database and exits
+// before any test runs.
+const bool kIsChild = [] {
+  const char* db = std::getenv("AGORA_STORE_CHILD_DB");
+  const char* name = std::getenv("AGORA_STORE_CHILD_NAME");
+  if (!db || !name) return false;
+  bool ok = false;
+  {
+    auto cli = open_sqlite_store(db);
+    const auto s = make_secret("gk_");
+    ok = cli && (*cli)->create_api_key(name, s.prefix, s.hash, 1).ok();
+  }
+  ::_exit(ok ? 0 : 1);
+}();
 }  // namespace agora::store
