@@ -1,7 +1,7 @@
 // `agora keys create | list | revoke` and `agora providers register | list |
 // revoke`: the operator's commands on the gateway's database
 // (DATA_DIR/agora.db). They work while a gateway runs on the same file: it
-// notices the changes through Store::data_version().
+// notices the changes through Store::credentials_version().
 //
 // Secrets are printed once, alone on stdout, and never stored: the database
 // keeps their SHA-256 and a 7-character display prefix.
