@@ -58,7 +58,8 @@ async function until(what, fn, ms = 120000) {
   }
 }
 function request(target, body) {
-  // Streams one completion; resolves {ttft, t_first, t_last, t_end, tokens, prompt_tokens}.
+  // Streams one completion; resolves {ttft, t_first, t_last, t_end, tokens,
+  // prompt_tokens, times} (times: arrival of each content chunk).
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const mod = target.url.startsWith('https') ? https : http;
@@ -72,7 +73,7 @@ function request(target, body) {
         res.on('end', () => reject(new Error(`${target.name}: HTTP ${res.statusCode}: ${b}`)));
         return;
       }
-      let buf = ''; let first; let last; let pieces = 0; let usage;
+      let buf = ''; let first; let last; let pieces = 0; let usage; const times = [];
       res.setEncoding('utf8');
       res.on('data', (d) => {
         buf += d;
@@ -85,12 +86,12 @@ function request(target, body) {
           if (j.choices?.[0]?.delta?.content) {
             const now = performance.now();
             if (first === undefined) first = now;
-            last = now; pieces++;
+            last = now; pieces++; times.push(now);
           }
         }
       });
       res.on('end', () => resolve({ ttft: first - t0, t_first: first, t_last: last, t_end: performance.now(),
-                                    tokens: usage?.completion_tokens ?? pieces, prompt_tokens: usage?.prompt_tokens }));
+                                    tokens: usage?.completion_tokens ?? pieces, prompt_tokens: usage?.prompt_tokens, times }));
     });
     req.on('error', reject);
     req.end(JSON.stringify(body));
@@ -121,11 +122,32 @@ async function measureOrThrow(target, streams, r) {
   const decodeStart = Math.min(...res.map((x) => x.t_first));
   const decodeEnd = Math.max(...res.map((x) => x.t_last));
   const tokens = res.reduce((a, x) => a + x.tokens - 1, 0);
+  // Aggregate decode: tokens per second while all `streams` decode at once,
+  // i.e. over [the last stream's first token, the first stream's last
+  // token], counting each stream's chunks that arrive inside (a chunk
+  // weighs its stream's tokens ÷ chunks). A server that prefills one
+  // stream's prompt while others already decode (agora) and one that
+  // prefills them all first (llama-server) are then compared on the same
+  // work: batched decode steps.
+  const steadyStart = Math.max(...res.map((x) => x.t_first));
+  const steadyEnd = Math.min(...res.map((x) => x.t_last));
+  let steadyTokens = 0;
+  for (const x of res) {
+    const w = x.tokens / x.times.length;
+    steadyTokens += w * x.times.filter((t) => t > steadyStart && t <= steadyEnd).length;
+  }
+  // undefined when the streams never all decode at once.
+  const steady = steadyEnd > steadyStart && steadyTokens >= streams ? steadyTokens / ((steadyEnd - steadyStart) / 1000) : undefined;
   const row = {
     streams,
     ttft_ms_p50: pct(res.map((x) => x.ttft), 0.5),
     per_stream_tok_s: pct(res.map((x) => (x.tokens - 1) / ((x.t_last - x.t_first) / 1000)), 0.5),
-    aggregate_tok_s: tokens / ((decodeEnd - decodeStart) / 1000),
+    // One stream: its own decode rate.
+    aggregate_tok_s: streams === 1 ? (res[0].tokens - 1) / ((res[0].t_last - res[0].t_first) / 1000) : steady,
+    steady_window_s: (steadyEnd - steadyStart) / 1000,
+    // First stream's first token to the last token, every token after each
+    // stream's first (the figure earlier runs reported as aggregate).
+    window_tok_s: tokens / ((decodeEnd - decodeStart) / 1000),
     prompt_tokens: res[0].prompt_tokens,
     pp_tok_s: res[0].prompt_tokens / (pct(res.map((x) => x.ttft), 0) / 1000),
     wall_s: (performance.now() - t0) / 1000,
@@ -138,7 +160,7 @@ async function measureOrThrow(target, streams, r) {
 
 // The median run (by aggregate tok/s) of `repeat`, with the spread.
 function summarize(runs) {
-  const sorted = [...runs].sort((a, b) => a.aggregate_tok_s - b.aggregate_tok_s);
+  const sorted = [...runs].sort((a, b) => (a.aggregate_tok_s ?? 0) - (b.aggregate_tok_s ?? 0));
   const med = sorted[Math.floor((sorted.length - 1) / 2)];
   const spread = (100 * (sorted.at(-1).aggregate_tok_s - sorted[0].aggregate_tok_s)) / med.aggregate_tok_s;
   return { ...med, aggregate_spread: spread, runs: runs.map((x) => x.aggregate_tok_s) };
