@@ -515,8 +515,11 @@ async function benchRoofline() {
   const kernel = JSON.parse(kr.stdout);
   const kdram = kernel.results.filter((x) => x.where === 'dram' && x.threads === m.cores);
   const kernelBest = kdram.length ? Math.max(...kdram.map((x) => x.gbps)) : undefined;
-  const single = results.node?.agora?.find((x) => x.streams === 1)?.per_stream_tok_s;
-  const singleL = results.node?.llama_server?.find((x) => x.streams === 1)?.per_stream_tok_s;
+  // This run's node figures, else the last stored ones (--only roofline).
+  const storedFile = path.join(plots, 'results.json');
+  const node = results.node ?? (fs.existsSync(storedFile) ? JSON.parse(fs.readFileSync(storedFile, 'utf8')).node : undefined);
+  const single = node?.agora?.find((x) => x.streams === 1)?.per_stream_tok_s;
+  const singleL = node?.llama_server?.find((x) => x.streams === 1)?.per_stream_tok_s;
   results.roofline = { bw, bytes, bound, single, singleL, scaling, kernel, kernel_best_gbps: kernelBest };
   expect(bw.results.length === 2 && bw.results.every((x) => x.best_gbps > 0), 'bandwidth measured');
   expect(kernel.results.length > 0 && kernel.results.every((x) => x.gbps > 0), 'kernel rates measured');
