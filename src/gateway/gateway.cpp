@@ -91,6 +91,7 @@ Status GatewayImpl::start() {
     if (e) spdlog::error("gateway_accept_loop_crashed");
   });
   asio::co_spawn(io_, snapshot_loop(), asio::detached);
+  asio::co_spawn(io_, heartbeat_loop(), asio::detached);
   spdlog::info("gateway_listening url={} data_dir={}", base_url(), logfmt_value(config_.data_dir.string()));
   return ok_status();
 }
@@ -471,12 +472,40 @@ auto log_crash(const char* what) {
   };
 }
 
-// Tells a node why it is refused, then closes. (The frame is a named local:
-// GCC 12 mishandles braced temporaries inside co_await expressions.)
-awaitable<void> reject_node(NodeConn::Socket& ws, const protocol::Reject& reject) {
-  const std::string frame = protocol::encode(reject);
-  co_await ws.async_write(asio::buffer(frame), as_tuple_awaitable);
-  co_await ws.async_close(websocket::close_reason(websocket::close_code::policy_error), as_tuple_awaitable);
+// Tells a node why it is refused, then closes (the writer does both).
+void reject_node(NodeConn& conn, const protocol::Reject& reject) {
+  conn.send(protocol::encode(reject));
+  conn.close(net::ws::kClosePolicy);
+}
+
+// A plain HTTP refusal of a bad upgrade, then the connection closes.
+awaitable<void> refuse_upgrade(TlsStream& stream, std::string_view status, std::string_view extra) {
+  std::string res = "HTTP/1.1 ";
+  res.append(status);
+  res.append("\r\nContent-Length: 0\r\nConnection: close\r\nServer: agora-gateway\r\n");
+  res.append(extra);
+  res.append("\r\n");
+  co_await asio::async_write(stream, asio::buffer(res), as_tuple_awaitable);
+  beast::get_lowest_layer(stream).close();
+}
+
+// Reads until the reader yields an event (the hello phase only; afterwards
+// read_node's callbacks take over).
+awaitable<net::ws::Event> read_event(NodeConn& conn) {
+  std::string buf(4096, '\0');
+  for (;;) {
+    auto e = conn.reader.next();
+    if (e.kind != net::ws::Event::Kind::none) co_return e;
+    auto [ec, n] = co_await conn.stream.async_read_some(asio::buffer(buf), as_tuple_awaitable);
+    if (ec) {
+      net::ws::Event failed;
+      failed.kind = net::ws::Event::Kind::error;
+      failed.payload = ec.message();
+      failed.close_code = 0;  // nothing to send
+      co_return failed;
+    }
+    conn.reader.feed(std::string_view(buf.data(), n));
+  }
 }
 
 }  // namespace
@@ -484,50 +513,58 @@ awaitable<void> reject_node(NodeConn::Socket& ws, const protocol::Reject& reject
 awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
                                               http::request<http::string_body> request, ProviderEntry provider) {
   auto self = shared_from_this();
-  auto conn = std::make_shared<NodeConn>(NodeConn::Socket(std::move(*stream)));
-  conn->id = next_conn_++;
-  conn->provider_id = provider.id;
-  auto& ws = conn->ws;
-  beast::get_lowest_layer(ws).expires_never();
-  ws.read_message_max(protocol::kMaxFrameBytes);
-  websocket::stream_base::timeout to{};
-  to.handshake_timeout = config_.handshake_timeout;
-  to.idle_timeout = config_.node_timeout;
-  to.keep_alive_pings = true;
-  ws.set_option(to);
-  ws.set_option(websocket::stream_base::decorator(
-      [](websocket::response_type& res) { res.set(http::field::server, "agora-gateway"); }));
-  auto [aec] = co_await ws.async_accept(request, as_tuple_awaitable);
+  auto& lowest = beast::get_lowest_layer(*stream);
+  lowest.expires_after(config_.handshake_timeout);
+  if (request[http::field::sec_websocket_version] != "13") {
+    spdlog::info("node_handshake_failed provider={} error={}", provider.id, "\"unsupported WebSocket version\"");
+    co_await refuse_upgrade(*stream, "426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n");
+    co_return;
+  }
+  auto accept = net::ws::accept_response(request[http::field::sec_websocket_key], "agora-gateway");
+  if (!accept) {
+    spdlog::info("node_handshake_failed provider={} error={}", provider.id, logfmt_value(accept.error().message));
+    co_await refuse_upgrade(*stream, "400 Bad Request", "");
+    co_return;
+  }
+  auto [aec, an] = co_await asio::async_write(*stream, asio::buffer(*accept), as_tuple_awaitable);
   if (aec) {
     spdlog::info("node_handshake_failed provider={} error={}", provider.id, logfmt_value(aec.message()));
     co_return;
   }
-  ws.text(true);
+  lowest.expires_never();
+  auto conn = std::make_shared<NodeConn>(std::move(*stream), protocol::kMaxFrameBytes);
+  conn->id = next_conn_++;
+  conn->provider_id = provider.id;
 
   // The first frame must be a hello, within the handshake timeout.
-  beast::flat_buffer buf;
   asio::steady_timer hello_deadline(io_, config_.handshake_timeout);
   hello_deadline.async_wait([conn](boost::system::error_code ec) {
-    if (!ec) beast::get_lowest_layer(conn->ws).cancel();
+    if (!ec) beast::get_lowest_layer(conn->stream).cancel();
   });
-  auto [rec, n] = co_await ws.async_read(buf, as_tuple_awaitable);
+  net::ws::Event first = co_await read_event(*conn);
   hello_deadline.cancel();
-  if (rec) {
-    spdlog::info("node_hello_missing provider={} error={}", provider.id, logfmt_value(rec.message()));
-    co_return;
-  }
-  auto decoded = protocol::decode(beast::buffers_to_string(buf.data()));
-  buf.consume(buf.size());
   std::optional<std::string> problem;
   protocol::Hello hello;
-  if (!decoded) problem = decoded.error().message;
-  else if (auto* h = std::get_if<protocol::Hello>(&*decoded)) hello = std::move(*h);
-  else problem = "the first frame must be a hello";
+  if (first.kind != net::ws::Event::Kind::message) {
+    const std::string why = first.kind == net::ws::Event::Kind::close ? std::string("closed by node") : first.payload;
+    spdlog::info("node_hello_missing provider={} error={}", provider.id, logfmt_value(why));
+    if (first.kind == net::ws::Event::Kind::error && first.close_code != 0) conn->close(first.close_code);
+    else if (first.kind != net::ws::Event::Kind::error) conn->close(net::ws::kClosePolicy);
+    else beast::get_lowest_layer(conn->stream).close();
+    co_return;
+  }
+  if (first.opcode != net::ws::Opcode::text) {
+    problem = "the hello must be a text frame";
+  } else {
+    auto decoded = protocol::decode(first.payload);
+    if (!decoded) problem = decoded.error().message;
+    else if (auto* h = std::get_if<protocol::Hello>(&*decoded)) hello = std::move(*h);
+    else problem = "the first frame must be a hello";
+  }
   if (!problem) problem = check_hello(hello);
   if (problem) {
     spdlog::warn("node_rejected provider={} reason={}", provider.id, logfmt_value(*problem));
-    const protocol::Reject reject{"bad_hello", *problem};
-    co_await reject_node(ws, reject);
+    reject_node(*conn, protocol::Reject{"bad_hello", *problem});
     co_return;
   }
   // The same node reconnecting (its old session not yet noticed as dead)
@@ -535,8 +572,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   for (auto& [id, other] : conns_) {
     if (other->node_id != hello.node_id) continue;
     if (other->provider_id != provider.id) {
-      const protocol::Reject reject{"duplicate_node", "node id is in use by another provider"};
-      co_await reject_node(ws, reject);
+      reject_node(*conn, protocol::Reject{"duplicate_node", "node id is in use by another provider"});
       co_return;
     }
     other->close();
@@ -570,63 +606,109 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   // (docs/BENCHMARKS.md, memory per idle node connection). It still counts
   // as an open connection, as it did while the HTTP session waited for it.
   ++http_connections_;
+  conn->last_heard = std::chrono::steady_clock::now();
   read_node(conn);
   for (const auto& m : models) drain_queue(m);
   nodes_changed();
 }
 
-// Larger messages are read in steps of this much.
+// Larger frames are read in steps of at most this much.
 constexpr size_t kMessageReadBytes = 64 * 1024;
 
 // Callbacks rather than a coroutine: an idle node is then just this pending
-// read into NodeConn::head, without coroutine frames or a buffer (some
-// 1.6 KiB per node).
+// read into NodeConn::head, without coroutine frames or a buffer.
 void GatewayImpl::read_node(std::shared_ptr<NodeConn> conn) {
   auto self = shared_from_this();
   auto done = [self, conn](beast::error_code ec, std::size_t bytes) mutable {
     self->on_node_read(std::move(conn), ec, bytes);
   };
-  if (conn->in_message) {
-    conn->ws.async_read_some(conn->read_buffer, kMessageReadBytes, std::move(done));
+  auto& c = *conn;
+  c.reading_head = c.reader.idle();
+  if (c.reading_head) {
+    c.stream.async_read_some(asio::buffer(c.head), std::move(done));
   } else {
-    conn->ws.async_read_some(asio::buffer(conn->head), std::move(done));
+    c.read_buffer.resize(std::clamp(c.reader.wanted(), c.head.size(), kMessageReadBytes));
+    c.stream.async_read_some(asio::buffer(c.read_buffer), std::move(done));
   }
 }
 
 void GatewayImpl::on_node_read(std::shared_ptr<NodeConn> conn, beast::error_code ec, size_t bytes) {
-  auto& buf = conn->read_buffer;
-  if (!ec && !conn->in_message) {  // the start of a message, in `head`
-    buf.commit(asio::buffer_copy(buf.prepare(bytes), asio::buffer(conn->head, bytes)));
-    conn->in_message = true;
-  }
   std::string why;
   if (ec) {
-    why = ec == websocket::error::closed ? "closed by node" : ec.message();
-  } else if (!conn->ws.is_message_done()) {
-    return read_node(std::move(conn));
-  } else if (!conn->ws.got_text()) {
-    why = "binary frame";
+    if (!conn->close_reason.empty()) why = conn->close_reason;
+    else if (ec == asio::error::eof) why = "closed by node";
+    else why = ec.message();
   } else {
-    conn->in_message = false;
-    auto msg = protocol::decode(std::string_view(static_cast<const char*>(buf.data().data()), buf.size()));
-    buf.consume(buf.size());
-    buf.shrink_to_fit();  // an idle node keeps no buffer
-    if (!msg) {
-      why = msg.error().message;
-    } else {
-      // What a coroutine's co_spawn handler would do: log, end the session.
-      try {
-        on_node_frame(*conn, std::move(*msg));
-      } catch (const std::exception& x) {
-        spdlog::error("node_frame_crashed node={} error={}", conn->node_id, logfmt_value(x.what()));
-        why = "internal error";
+    conn->last_heard = std::chrono::steady_clock::now();
+    conn->ping_sent = false;
+    conn->reader.feed(std::string_view(conn->reading_head ? conn->head.data() : conn->read_buffer.data(), bytes));
+    while (why.empty()) {
+      net::ws::Event e = conn->reader.next();
+      using Kind = net::ws::Event::Kind;
+      if (e.kind == Kind::none) break;
+      if (e.kind == Kind::ping) {
+        conn->queue(net::ws::Opcode::pong, std::move(e.payload));
+      } else if (e.kind == Kind::pong) {
+        // last_heard is enough.
+      } else if (e.kind == Kind::close) {
+        why = "closed by node";
+        conn->close(net::ws::kCloseNormal);
+      } else if (e.kind == Kind::error) {
+        why = "WebSocket protocol error: " + e.payload;
+        conn->close(e.close_code);
+      } else if (e.opcode != net::ws::Opcode::text) {
+        why = "binary frame";
+      } else {
+        auto msg = protocol::decode(e.payload);
+        if (!msg) {
+          why = msg.error().message;
+        } else {
+          // What a coroutine's co_spawn handler would do: log, end the session.
+          try {
+            on_node_frame(*conn, std::move(*msg));
+          } catch (const std::exception& x) {
+            spdlog::error("node_frame_crashed node={} error={}", conn->node_id, logfmt_value(x.what()));
+            why = "internal error";
+          }
+          if (why.empty() && conn->closing) why = "closed by gateway";
+        }
       }
-      if (why.empty() && conn->closing) why = "closed by gateway";
+    }
+    if (conn->reader.idle()) {  // an idle node keeps no buffer
+      conn->reader.release();
+      std::string().swap(conn->read_buffer);
     }
   }
   if (why.empty()) return read_node(std::move(conn));
   --http_connections_;
   node_gone(conn, why);
+}
+
+awaitable<void> GatewayImpl::heartbeat_loop() {
+  auto self = shared_from_this();
+  asio::steady_timer t(io_);
+  const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.node_timeout);
+  const auto every = std::clamp<std::chrono::steady_clock::duration>(timeout / 8, std::chrono::milliseconds(10),
+                                                                     std::chrono::seconds(1));
+  while (!stopping_) {
+    t.expires_after(every);
+    co_await t.async_wait(as_tuple_awaitable);
+    if (stopping_) break;
+    const auto now = std::chrono::steady_clock::now();
+    for (auto& [id, n] : conns_) {
+      if (n->closing) continue;
+      const auto quiet = now - n->last_heard;
+      if (quiet >= timeout) {
+        // The reader fails at once and ends the session with this reason.
+        n->close_reason = "heartbeat timeout";
+        n->closing = true;
+        beast::get_lowest_layer(n->stream).close();
+      } else if (quiet >= timeout / 2 && !n->ping_sent) {
+        n->ping_sent = true;
+        n->queue(net::ws::Opcode::ping, {});
+      }
+    }
+  }
 }
 
 namespace {
@@ -635,12 +717,16 @@ namespace {
 // closing (or a write failed), then closes it: a close frame when possible,
 // then the socket, which ends the reader.
 awaitable<void> node_writer(std::shared_ptr<NodeConn> n) {
+  bool failed = false;
   while (!n->outbox.empty()) {
-    std::string frame = std::move(n->outbox.front());
+    NodeConn::Out out = std::move(n->outbox.front());
     n->outbox.pop_front();
-    auto [ec, bytes] = co_await n->ws.async_write(asio::buffer(frame), as_tuple_awaitable);
+    const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.header.data(), out.header_size),
+                                                 asio::buffer(out.payload)};
+    auto [ec, bytes] = co_await asio::async_write(n->stream, bufs, as_tuple_awaitable);
     if (ec) {
       n->closing = true;
+      failed = true;
       break;
     }
   }
@@ -649,29 +735,41 @@ awaitable<void> node_writer(std::shared_ptr<NodeConn> n) {
     co_return;
   }
   // `writing` stays set: a closed session needs no writer again.
-  if (n->ws.is_open()) {
-    beast::get_lowest_layer(n->ws).expires_after(std::chrono::seconds(2));
-    co_await n->ws.async_close(websocket::close_code::going_away, as_tuple_awaitable);
+  auto& lowest = beast::get_lowest_layer(n->stream);
+  if (!failed && lowest.socket().is_open()) {
+    NodeConn::Out bye;
+    bye.payload = net::ws::close_payload(n->close_code);
+    bye.header_size = static_cast<uint8_t>(net::ws::frame_header(bye.header, net::ws::Opcode::close, bye.payload.size()));
+    const std::array<asio::const_buffer, 2> bufs{asio::buffer(bye.header.data(), bye.header_size),
+                                                 asio::buffer(bye.payload)};
+    lowest.expires_after(std::chrono::seconds(2));
+    co_await asio::async_write(n->stream, bufs, as_tuple_awaitable);
   }
-  beast::get_lowest_layer(n->ws).close();
+  lowest.close();
 }
 
 }  // namespace
 
-void NodeConn::send(std::string frame) {
-  outbox.push_back(std::move(frame));
+void NodeConn::queue(net::ws::Opcode opcode, std::string payload) {
+  if (closing) return;
+  Out out;
+  out.header_size = static_cast<uint8_t>(net::ws::frame_header(out.header, opcode, payload.size()));
+  out.payload = std::move(payload);
+  outbox.push_back(std::move(out));
   start_writer();
 }
 
-void NodeConn::close() {
+void NodeConn::close(uint16_t code) {
+  if (closing) return;
   closing = true;
+  close_code = code;
   start_writer();
 }
 
 void NodeConn::start_writer() {
   if (writing) return;
   writing = true;
-  asio::co_spawn(ws.get_executor(), node_writer(shared_from_this()), log_crash("node_writer"));
+  asio::co_spawn(stream.get_executor(), node_writer(shared_from_this()), log_crash("node_writer"));
 }
 
 void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {

@@ -11,6 +11,7 @@
 #include <boost/beast/websocket.hpp>
 
 #include <array>
+#include <chrono>
 #include <deque>
 #include <list>
 #include <unordered_map>
@@ -22,6 +23,7 @@
 #include "gateway/store_worker.h"
 #include "net/lean_tls_stream.h"
 #include "net/tls.h"
+#include "net/ws_frame.h"
 #include "protocol/messages.h"
 
 namespace agora::gateway {
@@ -80,33 +82,44 @@ struct Job {
   }
 };
 
-// One connected node: a WebSocket, read by GatewayImpl::read_node, plus an
-// outbox. A writer coroutine runs while the outbox has frames (or a close
-// is due) and ends when it is empty, so an idle node holds nothing but its
-// pending read (one read and one write in flight at most).
+// One connected node: a WebSocket (our framing, net/ws_frame.h, on the
+// lean TLS stream), read by GatewayImpl::read_node, plus an outbox. A writer
+// coroutine runs while the outbox has frames (or a close is due) and ends
+// when it is empty, so an idle node holds nothing but its pending read into
+// `head`. Heartbeats come from one gateway-wide sweep (heartbeat_loop), not
+// a timer per node.
 struct NodeConn : std::enable_shared_from_this<NodeConn> {
-  // Nodes are never offered permessage-deflate: no deflate state.
-  using Socket = websocket::stream<TlsStream, false>;
-  explicit NodeConn(Socket s) : ws(std::move(s)) {}
+  NodeConn(TlsStream s, size_t max_message) : stream(std::move(s)), reader(max_message) {}
 
   ConnId id = 0;
-  Socket ws;
-  // An idle node's pending read fills `head` (no buffer of its own); the
-  // message then goes on in `read_buffer`.
+  TlsStream stream;
+  net::ws::Reader reader;
+  // An idle node's pending read fills `head`; a frame still incomplete
+  // continues in `read_buffer` (empty again once the reader is idle).
   std::array<char, 32> head{};
-  bool in_message = false;
-  beast::flat_buffer read_buffer;
-  std::list<std::string> outbox;  // not a deque: an empty one allocates nothing
-  bool writing = false;           // the writer coroutine is running
-  bool closing = false;           // set by close()
+  std::string read_buffer;
+  bool reading_head = true;
+  struct Out {
+    std::array<uint8_t, 10> header{};
+    uint8_t header_size = 0;
+    std::string payload;
+  };
+  std::list<Out> outbox;  // not a deque: an empty one allocates nothing
+  bool writing = false;   // the writer coroutine is running
+  bool closing = false;   // set by close()
+  uint16_t close_code = net::ws::kCloseGoingAway;
+  std::string close_reason;  // set when the gateway ends the session itself
+  std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
+  bool ping_sent = false;  // since last_heard
   std::unordered_map<protocol::JobId, std::shared_ptr<Job>> jobs;
   std::string node_id, provider_id;
 
-  // Queues a frame (the writer sends the queue in order).
-  void send(std::string frame);
-  // Closes the session once what is queued is written: a close frame, then
-  // the socket; the reader then ends.
-  void close();
+  // Queues a text message (the writer sends the queue in order).
+  void send(std::string text) { queue(net::ws::Opcode::text, std::move(text)); }
+  void queue(net::ws::Opcode opcode, std::string payload);
+  // Closes the session once what is queued is written: a close frame with
+  // `code`, then the socket; the reader then ends.
+  void close(uint16_t code = net::ws::kCloseGoingAway);
 
  private:
   void start_writer();
@@ -190,6 +203,9 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void nodes_changed();
   void snapshot_nodes();
   asio::awaitable<void> snapshot_loop();
+  // Pings nodes quiet for node_timeout/2 and drops those quiet for
+  // node_timeout: one timer for all of them.
+  asio::awaitable<void> heartbeat_loop();
 
   asio::io_context& io_;
   GatewayConfig config_;
