@@ -30,8 +30,14 @@ struct Exchange {
   std::string route = "other";
 };
 
+// HSTS on every HTTPS response (the gateway serves nothing over plain
+// HTTP): one year, not includeSubDomains (the operator's other names are not
+// ours to pin).
+constexpr std::string_view kHsts = "max-age=31536000";
+
 void common_headers(Response& res, const Request& req) {
   res.set(http::field::server, "agora-gateway");
+  res.set(http::field::strict_transport_security, kHsts);
   res.keep_alive(req.keep_alive());
 }
 
@@ -223,6 +229,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
   auto send_headers = [&]() -> awaitable<bool> {
     http::response<http::empty_body> res{http::status::ok, x.req.version()};
     res.set(http::field::server, "agora-gateway");
+    res.set(http::field::strict_transport_security, kHsts);
     res.set(http::field::content_type, "text/event-stream; charset=utf-8");
     res.set(http::field::cache_control, "no-cache");
     res.set("x-accel-buffering", "no");
@@ -501,6 +508,7 @@ awaitable<void> reject_unreadable(std::shared_ptr<GatewayImpl> g, std::shared_pt
                                   http::status status, const ApiError& e) {
   Response res{status, 11};
   res.set(http::field::server, "agora-gateway");
+  res.set(http::field::strict_transport_security, kHsts);
   res.set(http::field::content_type, "application/json");
   res.keep_alive(false);
   res.body() = error_body(e);

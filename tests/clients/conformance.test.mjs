@@ -146,6 +146,24 @@ test('streaming body, raw: every event is JSON and the body ends with data: [DON
   assert.ok((await gw.metric('agora_gateway_token_forward_seconds_count')) >= forwardedBefore + 1);
 });
 
+test('HSTS on every HTTPS response: JSON, streamed, errors, metrics', async () => {
+  const hsts = 'max-age=31536000';
+  const plain = await gw.raw('GET', '/v1/models', { key });
+  assert.equal(plain.status, 200, plain.body);
+  assert.equal(plain.headers['strict-transport-security'], hsts);
+  const streamed = await gw.raw('POST', '/v1/chat/completions', { key, body: { model: MODEL, messages, max_tokens: 2, stream: true } });
+  assert.equal(streamed.status, 200, streamed.body);
+  assert.equal(streamed.headers['strict-transport-security'], hsts);
+  const unauthorized = await gw.raw('GET', '/v1/models', { key: 'gk_not-a-key' });
+  assert.equal(unauthorized.status, 401);
+  assert.equal(unauthorized.headers['strict-transport-security'], hsts);
+  const notFound = await gw.raw('GET', '/no/such/path', { key });
+  assert.equal(notFound.status, 404);
+  assert.equal(notFound.headers['strict-transport-security'], hsts);
+  const metrics = await gw.raw('GET', '/metrics');
+  assert.equal(metrics.headers['strict-transport-security'], hsts);
+});
+
 test('x-agora-overhead-us: the gateway reports its own added time on every completion', async () => {
   const r = await gw.raw('POST', '/v1/chat/completions', { key, body: { model: MODEL, messages, max_tokens: 4 } });
   assert.equal(r.status, 200, r.body);
