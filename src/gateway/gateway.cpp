@@ -716,15 +716,19 @@ namespace {
 // Sends the outbox in order and ends when it is empty; when the node is
 // closing (or a write failed), then closes it: a close frame when possible,
 // then the socket, which ends the reader.
+awaitable<boost::system::error_code> write_frame(NodeConn& n, const NodeConn::Out& out) {
+  const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.header.data(), out.header_size),
+                                               asio::buffer(out.payload)};
+  auto [ec, bytes] = co_await asio::async_write(n.stream, bufs, as_tuple_awaitable);
+  co_return ec;
+}
+
 awaitable<void> node_writer(std::shared_ptr<NodeConn> n) {
   bool failed = false;
   while (!n->outbox.empty()) {
     NodeConn::Out out = std::move(n->outbox.front());
     n->outbox.pop_front();
-    const std::array<asio::const_buffer, 2> bufs{asio::buffer(out.header.data(), out.header_size),
-                                                 asio::buffer(out.payload)};
-    auto [ec, bytes] = co_await asio::async_write(n->stream, bufs, as_tuple_awaitable);
-    if (ec) {
+    if (auto ec = co_await write_frame(*n, out)) {
       n->closing = true;
       failed = true;
       break;
@@ -737,13 +741,9 @@ awaitable<void> node_writer(std::shared_ptr<NodeConn> n) {
   // `writing` stays set: a closed session needs no writer again.
   auto& lowest = beast::get_lowest_layer(n->stream);
   if (!failed && lowest.socket().is_open()) {
-    NodeConn::Out bye;
-    bye.payload = net::ws::close_payload(n->close_code);
-    bye.header_size = static_cast<uint8_t>(net::ws::frame_header(bye.header, net::ws::Opcode::close, bye.payload.size()));
-    const std::array<asio::const_buffer, 2> bufs{asio::buffer(bye.header.data(), bye.header_size),
-                                                 asio::buffer(bye.payload)};
+    const NodeConn::Out bye(net::ws::Opcode::close, net::ws::close_payload(n->close_code));
     lowest.expires_after(std::chrono::seconds(2));
-    co_await asio::async_write(n->stream, bufs, as_tuple_awaitable);
+    co_await write_frame(*n, bye);
   }
   lowest.close();
 }
@@ -752,10 +752,7 @@ awaitable<void> node_writer(std::shared_ptr<NodeConn> n) {
 
 void NodeConn::queue(net::ws::Opcode opcode, std::string payload) {
   if (closing) return;
-  Out out;
-  out.header_size = static_cast<uint8_t>(net::ws::frame_header(out.header, opcode, payload.size()));
-  out.payload = std::move(payload);
-  outbox.push_back(std::move(out));
+  outbox.emplace_back(opcode, std::move(payload));
   start_writer();
 }
 

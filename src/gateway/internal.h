@@ -99,7 +99,11 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   std::array<char, 32> head{};
   std::string read_buffer;
   bool reading_head = true;
+  // One frame: its header and payload, written as two buffers.
   struct Out {
+    Out(net::ws::Opcode opcode, std::string p) : payload(std::move(p)) {
+      header_size = static_cast<uint8_t>(net::ws::frame_header(header, opcode, payload.size()));
+    }
     std::array<uint8_t, 10> header{};
     uint8_t header_size = 0;
     std::string payload;

@@ -677,17 +677,17 @@ Status prepare_file(const fs::path& db_path) {
     if (ec)
       return make_error(Errc::io_error, "chmod 0700 " + parent.string() + ": " + ec.message());
   }
-  // Never open() an existing database file: closing that descriptor would
-  // drop every POSIX lock this process holds on the file, including those
-  // of connections already open here (the gateway opens two), and another
-  // process could then take itself for the last user, checkpoint and delete
-  // the WAL under them (they then read a stale snapshot for ever).
+  // Never open() an existing database file (O_EXCL): closing that
+  // descriptor would drop every POSIX lock this process holds on the file,
+  // including those of connections already open here (the gateway opens
+  // two), and another process could then take itself for the last user,
+  // checkpoint and delete the WAL under them (they then read a stale
+  // snapshot for ever).
   // Regression test: SqliteStore.TwoConnectionsInOneProcessSeeAnotherProcessesWrites.
-  if (fs::exists(db_path, ec)) return ok_status();
   const int fd = ::open(db_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
     const int err = errno;
-    if (err == EEXIST) return ok_status();  // another process created it just now
+    if (err == EEXIST) return ok_status();  // it exists: SQLite opens it
     return make_error(Errc::io_error, "create " + db_path.string() + ": " + std::strerror(err));
   }
   ::close(fd);
