@@ -9,6 +9,7 @@
 #include <iterator>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -103,6 +104,13 @@ class Query {
     note(v ? sqlite3_bind_int64(stmt_, index, *v) : sqlite3_bind_null(stmt_, index));
     return *this;
   }
+  Query& bind(int index, const std::string& text) { return bind(index, std::string_view(text)); }
+  Query& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
+  Query& bind(int index, const std::optional<std::string>& v) {
+    if (v) return bind(index, std::string_view(*v));
+    note(sqlite3_bind_null(stmt_, index));
+    return *this;
+  }
 
   // true: a row is ready; false: done. Errors: see sql_error().
   Result<bool> step() {
@@ -131,6 +139,10 @@ class Query {
   std::optional<int64_t> opt_int64(int col) const {
     if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) return std::nullopt;
     return int64(col);
+  }
+  std::optional<std::string> opt_text(int col) const {
+    if (sqlite3_column_type(stmt_, col) == SQLITE_NULL) return std::nullopt;
+    return text(col);
   }
 
  private:
@@ -221,6 +233,21 @@ CREATE TRIGGER providers_insert AFTER INSERT ON providers BEGIN UPDATE credentia
 CREATE TRIGGER providers_update AFTER UPDATE ON providers BEGIN UPDATE credentials_version SET v = v + 1; END;
 CREATE TRIGGER providers_delete AFTER DELETE ON providers BEGIN UPDATE credentials_version SET v = v + 1; END;
 )sql",
+    // 3: keyed hashes (HMAC under the master secret; older rows keep their
+    // plain SHA-256 and are marked so), admin tokens, per-key limits,
+    // expiry, model allow-lists and rotation.
+    R"sql(
+ALTER TABLE api_keys ADD COLUMN hash_scheme TEXT NOT NULL DEFAULT 'sha256';
+ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT 'client';
+ALTER TABLE api_keys ADD COLUMN expires_ms INTEGER;
+ALTER TABLE api_keys ADD COLUMN rpm INTEGER;
+ALTER TABLE api_keys ADD COLUMN tpm INTEGER;
+ALTER TABLE api_keys ADD COLUMN max_concurrent INTEGER;
+ALTER TABLE api_keys ADD COLUMN models TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN lineage_id TEXT;
+ALTER TABLE api_keys ADD COLUMN replaced_by TEXT;
+ALTER TABLE providers ADD COLUMN hash_scheme TEXT NOT NULL DEFAULT 'sha256';
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion, "one migration per schema version");
 
@@ -230,21 +257,29 @@ constexpr const char* kBegin = "BEGIN IMMEDIATE";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kRollback = "ROLLBACK";
 
+#define AGORA_KEY_COLUMNS                                                                          \
+  "id, name, prefix, hash, created_ms, revoked_ms, hash_scheme, role, expires_ms, rpm, tpm, " \
+  "max_concurrent, models, COALESCE(lineage_id, id), replaced_by"
 constexpr const char* kInsertKey =
-    "INSERT INTO api_keys (id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
-constexpr const char* kListKeys =
-    "SELECT id, name, prefix, hash, created_ms, revoked_ms FROM api_keys ORDER BY created_ms, "
-    "rowid";
+    "INSERT INTO api_keys (id, name, prefix, hash, created_ms, hash_scheme, role, expires_ms, rpm, tpm, "
+    "max_concurrent, models, lineage_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+constexpr const char* kListKeys = "SELECT " AGORA_KEY_COLUMNS " FROM api_keys ORDER BY created_ms, rowid";
 // id before hash; ids ("key_…") and hashes (64 hex) cannot collide anyway.
+constexpr const char* kFindKey =
+    "SELECT " AGORA_KEY_COLUMNS " FROM api_keys WHERE id = ?1 OR hash = ?1 ORDER BY id = ?1 DESC LIMIT 1";
 constexpr const char* kRevokeKey =
     "UPDATE api_keys SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ("
     "  SELECT id FROM api_keys WHERE id = ?1 OR hash = ?1 ORDER BY id = ?1 DESC LIMIT 1)"
-    " RETURNING id, name, prefix, hash, created_ms, revoked_ms";
+    " RETURNING " AGORA_KEY_COLUMNS;
+constexpr const char* kRetireKey =
+    "UPDATE api_keys SET expires_ms = MIN(COALESCE(expires_ms, ?2), ?2), replaced_by = ?3 WHERE id = ?1";
+#undef AGORA_KEY_COLUMNS
 
 constexpr const char* kInsertProvider =
-    "INSERT INTO providers (id, name, prefix, hash, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO providers (id, name, prefix, hash, created_ms, hash_scheme) VALUES (?1, ?2, ?3, ?4, ?5, "
+    "'hmac-sha256')";
 constexpr const char* kListProviders =
-    "SELECT id, name, prefix, hash, created_ms, revoked_ms FROM providers ORDER BY created_ms, "
+    "SELECT id, name, prefix, hash, created_ms, revoked_ms, hash_scheme FROM providers ORDER BY created_ms, "
     "rowid";
 // Exactly one provider: the one whose id matches, else whose name, else hash
 // (a provider may be *named* like another's id).
@@ -252,7 +287,7 @@ constexpr const char* kRevokeProvider =
     "UPDATE providers SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ("
     "  SELECT id FROM providers WHERE id = ?1 OR name = ?1 OR hash = ?1"
     "  ORDER BY CASE WHEN id = ?1 THEN 0 WHEN name = ?1 THEN 1 ELSE 2 END LIMIT 1)"
-    " RETURNING id, name, prefix, hash, created_ms, revoked_ms";
+    " RETURNING id, name, prefix, hash, created_ms, revoked_ms, hash_scheme";
 
 constexpr const char* kInsertGeneration =
     "INSERT INTO generations (id, key_id, provider_id, node_id, model, model_sha256, attestation, "
@@ -279,17 +314,67 @@ constexpr const char* kListNodes =
 
 constexpr const char* kCredentialsVersion = "SELECT v FROM credentials_version WHERE id = 1";
 
-// Columns 0..5 of kListKeys / kRevokeKey (and the provider twins).
-template <class Record>
-Record read_credential(const Query& q) {
-  Record r;
+// Model allow-lists are stored one name per line (names hold no control
+// characters).
+std::string join_models(const std::vector<std::string>& models) {
+  std::string out;
+  for (const auto& m : models) {
+    if (!out.empty()) out += '\n';
+    out += m;
+  }
+  return out;
+}
+std::vector<std::string> split_models(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+ApiKeyRecord read_key(const Query& q) {
+  ApiKeyRecord r;
   r.id = q.text(0);
   r.name = q.text(1);
   r.prefix = q.text(2);
   r.hash = q.text(3);
   r.created_ms = q.int64(4);
   r.revoked_ms = q.opt_int64(5);
+  r.hash_scheme = q.text(6);
+  r.role = q.text(7);
+  r.expires_ms = q.opt_int64(8);
+  r.rpm = q.opt_int64(9);
+  r.tpm = q.opt_int64(10);
+  r.max_concurrent = q.opt_int64(11);
+  r.models = split_models(q.text(12));
+  r.lineage_id = q.text(13);
+  r.replaced_by = q.opt_text(14);
   return r;
+}
+
+ProviderRecord read_provider(const Query& q) {
+  ProviderRecord r;
+  r.id = q.text(0);
+  r.name = q.text(1);
+  r.prefix = q.text(2);
+  r.hash = q.text(3);
+  r.created_ms = q.int64(4);
+  r.revoked_ms = q.opt_int64(5);
+  r.hash_scheme = q.text(6);
+  return r;
+}
+
+template <class Record>
+Record read_credential(const Query& q) {
+  if constexpr (std::is_same_v<Record, ApiKeyRecord>) {
+    return read_key(q);
+  } else {
+    return read_provider(q);
+  }
 }
 
 GenerationRecord read_generation(const Query& q) {
@@ -341,10 +426,14 @@ class SqliteStore final : public Store {
   // Pragmas and migrations; called once by open_sqlite_store().
   Status init();
 
-  Result<ApiKeyRecord> create_api_key(const std::string& name, const std::string& prefix,
-                                      const std::string& hash, int64_t now_ms) override;
+  using Store::create_api_key;
+  Result<ApiKeyRecord> create_api_key(const ApiKeyRecord& spec) override;
   Result<std::vector<ApiKeyRecord>> list_api_keys() override;
+  Result<ApiKeyRecord> find_api_key(const std::string& id_or_hash) override;
   Result<ApiKeyRecord> revoke_api_key(const std::string& id_or_hash, int64_t now_ms) override;
+  Result<std::pair<ApiKeyRecord, ApiKeyRecord>> rotate_api_key(const std::string& old_id,
+                                                               const ApiKeyRecord& successor,
+                                                               int64_t grace_until_ms) override;
 
   Result<ProviderRecord> create_provider(const std::string& name, const std::string& prefix,
                                          const std::string& hash, int64_t now_ms) override;
@@ -401,6 +490,7 @@ class SqliteStore final : public Store {
                                    std::string_view what, const std::string& name,
                                    const std::string& prefix, const std::string& hash,
                                    int64_t now_ms);
+  Result<ApiKeyRecord> insert_key(const ApiKeyRecord& spec, std::string_view op);
   template <class Record>
   Result<std::vector<Record>> list_credentials(const char* sql, std::string_view op);
   template <class Record>
@@ -543,10 +633,80 @@ Result<Record> SqliteStore::revoke_credential(const char* sql, std::string_view 
   return r;
 }
 
-Result<ApiKeyRecord> SqliteStore::create_api_key(const std::string& name, const std::string& prefix,
-                                                 const std::string& hash, int64_t now_ms) {
-  return create_credential<ApiKeyRecord>(kInsertKey, "create_api_key", "key_", "key", name, prefix,
-                                         hash, now_ms);
+Result<ApiKeyRecord> SqliteStore::insert_key(const ApiKeyRecord& spec, std::string_view op) {
+  if (spec.name.empty()) return make_error(Errc::invalid_argument, std::string(op) + ": the name is empty");
+  if (spec.hash.empty()) return make_error(Errc::invalid_argument, std::string(op) + ": the hash is empty");
+  ApiKeyRecord r = spec;
+  r.id = "key_" + crypto::random_base62(16);
+  if (r.lineage_id.empty()) r.lineage_id = r.id;
+  r.revoked_ms.reset();
+  r.replaced_by.reset();
+  auto q = query(kInsertKey, op);
+  if (!q) return q.error();
+  q->bind(1, r.id)
+      .bind(2, r.name)
+      .bind(3, r.prefix)
+      .bind(4, r.hash)
+      .bind(5, r.created_ms)
+      .bind(6, r.hash_scheme)
+      .bind(7, r.role)
+      .bind(8, r.expires_ms)
+      .bind(9, r.rpm)
+      .bind(10, r.tpm)
+      .bind(11, r.max_concurrent)
+      .bind(12, join_models(r.models))
+      .bind(13, r.lineage_id);
+  if (auto st = q->run(); !st) {
+    if (!is_unique_violation(db_.get())) return st.error();
+    return make_error(Errc::invalid_argument, std::string(op) + ": a key with that hash already exists");
+  }
+  return r;
+}
+
+Result<ApiKeyRecord> SqliteStore::create_api_key(const ApiKeyRecord& spec) {
+  return insert_key(spec, "create_api_key");
+}
+
+Result<ApiKeyRecord> SqliteStore::find_api_key(const std::string& id_or_hash) {
+  auto q = query(kFindKey, "find_api_key");
+  if (!q) return q.error();
+  q->bind(1, id_or_hash);
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return make_error(Errc::not_found, "find_api_key: no API key '" + id_or_hash + "'");
+  return read_key(*q);
+}
+
+Result<std::pair<ApiKeyRecord, ApiKeyRecord>> SqliteStore::rotate_api_key(const std::string& old_id,
+                                                                          const ApiKeyRecord& successor,
+                                                                          int64_t grace_until_ms) {
+  constexpr std::string_view kOp = "rotate_api_key";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st.error();
+  auto old = find_api_key(old_id);
+  if (!old) return old.error();
+  if (old->revoked_ms) return make_error(Errc::invalid_argument, "rotate_api_key: " + old->id + " is revoked");
+  if (old->expires_ms && *old->expires_ms <= successor.created_ms) {
+    return make_error(Errc::invalid_argument, "rotate_api_key: " + old->id + " has expired");
+  }
+  if (old->replaced_by) {
+    return make_error(Errc::invalid_argument,
+                      "rotate_api_key: " + old->id + " was already rotated to " + *old->replaced_by);
+  }
+  ApiKeyRecord spec = successor;
+  spec.lineage_id = old->lineage_id;
+  auto fresh = insert_key(spec, kOp);
+  if (!fresh) return fresh.error();
+  {
+    auto q = query(kRetireKey, kOp);
+    if (!q) return q.error();
+    q->bind(1, old->id).bind(2, grace_until_ms).bind(3, fresh->id);
+    if (auto st = q->run(); !st) return st.error();
+  }
+  auto updated = find_api_key(old->id);
+  if (!updated) return updated.error();
+  if (auto st = tx.commit(kOp); !st) return st.error();
+  return std::make_pair(std::move(*updated), std::move(*fresh));
 }
 
 Result<std::vector<ApiKeyRecord>> SqliteStore::list_api_keys() {

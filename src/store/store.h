@@ -5,8 +5,10 @@
 //
 // Threading: one Store object is used by one thread at a time (the gateway
 // keeps its Store on a background writer thread, never on the event loop).
-// Secrets never reach the Store: only their SHA-256 (hex) and a short display
-// prefix such as "gk_3fA9".
+// Secrets never reach the Store: only their keyed hash (HMAC-SHA-256 under
+// a key derived from the gateway's master secret, which lives outside the
+// database: crypto/master_secret.h) and a short display prefix such as
+// "gk_3fA9".
 #pragma once
 
 #include <cstdint>
@@ -14,26 +16,47 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/result.h"
 
 namespace agora::store {
 
+// How a credential's hash was made: "hmac-sha256" (keyed, since schema 3)
+// or "sha256" (plain, records created before schema 3; still accepted).
+inline constexpr const char* kHashHmac = "hmac-sha256";
+inline constexpr const char* kHashLegacy = "sha256";
+
+// A per-key limit: unset → the gateway's default; 0 → no limit.
+using Limit = std::optional<int64_t>;
+
 struct ApiKeyRecord {
   std::string id;      // "key_" + 16 base62 characters; safe to show and log
   std::string name;    // operator's label
   std::string prefix;  // first 7 characters of the key, e.g. "gk_3fA9"
-  std::string hash;    // lower-case hex SHA-256 of the whole key
+  std::string hash;    // lower-case hex keyed hash of the whole key (see hash_scheme)
+  std::string hash_scheme = kHashHmac;
+  std::string role = "client";           // "client" (gk_…) or "admin" (at_…, the admin API)
   int64_t created_ms = 0;                // Unix epoch milliseconds
   std::optional<int64_t> revoked_ms;     // set once revoked; never cleared
+  std::optional<int64_t> expires_ms;     // stops working at this time (rotation grace too)
+  Limit rpm, tpm, max_concurrent;        // requests/min, tokens/min, requests in flight
+  std::vector<std::string> models;       // models it may use; empty: all
+  std::string lineage_id;  // the first key of its rotation chain (its own id if never rotated):
+                           // rate limits and conversations belong to the lineage
+  std::optional<std::string> replaced_by;  // id of the key it was rotated to
+
+  // Active at `now_ms`: not revoked, not expired.
+  bool active(int64_t now_ms) const { return !revoked_ms && (!expires_ms || now_ms < *expires_ms); }
 };
 
 struct ProviderRecord {
   std::string id;      // "prov_" + 16 base62 characters
   std::string name;    // unique among providers
   std::string prefix;  // first 7 characters of the token, e.g. "pt_Xy12"
-  std::string hash;    // lower-case hex SHA-256 of the whole token
+  std::string hash;    // lower-case hex keyed hash of the whole token
+  std::string hash_scheme = kHashHmac;
   int64_t created_ms = 0;
   std::optional<int64_t> revoked_ms;
 };
@@ -77,18 +100,39 @@ class Store {
   virtual ~Store() = default;
 
   // ---- API keys
-  // Creates a key record with a fresh id. Errors: invalid_argument (empty
-  // name or hash), io_error.
-  virtual Result<ApiKeyRecord> create_api_key(const std::string& name, const std::string& prefix,
-                                              const std::string& hash, int64_t now_ms) = 0;
+  // Creates a key record from `spec` (everything but id; an empty
+  // lineage_id becomes the new id). Errors: invalid_argument (empty name or
+  // hash, a hash that exists), io_error.
+  virtual Result<ApiKeyRecord> create_api_key(const ApiKeyRecord& spec) = 0;
+  // Shorthand: a client key with default limits, hashed with HMAC.
+  Result<ApiKeyRecord> create_api_key(const std::string& name, const std::string& prefix, const std::string& hash,
+                                      int64_t now_ms) {
+    ApiKeyRecord spec;
+    spec.name = name;
+    spec.prefix = prefix;
+    spec.hash = hash;
+    spec.created_ms = now_ms;
+    return create_api_key(spec);
+  }
   // All keys, oldest first, revoked ones included.
   virtual Result<std::vector<ApiKeyRecord>> list_api_keys() = 0;
+  // By id ("key_…") or hash. Errors: not_found.
+  virtual Result<ApiKeyRecord> find_api_key(const std::string& id_or_hash) = 0;
   // Revokes by id ("key_…") or by hash. Errors: not_found. Revoking an
   // already revoked key succeeds and keeps the first revocation time.
   virtual Result<ApiKeyRecord> revoke_api_key(const std::string& id_or_hash, int64_t now_ms) = 0;
+  // In one transaction: creates `successor` (in the old key's lineage) and
+  // makes the key `old_id` expire at `grace_until_ms` (or earlier, if it
+  // already expires earlier), marking it replaced. Returns {old, new}.
+  // Errors: not_found; invalid_argument when the old key is revoked,
+  // expired or already rotated.
+  virtual Result<std::pair<ApiKeyRecord, ApiKeyRecord>> rotate_api_key(const std::string& old_id,
+                                                                       const ApiKeyRecord& successor,
+                                                                       int64_t grace_until_ms) = 0;
 
   // ---- providers
   // Errors: invalid_argument (empty name, or a provider with that name exists).
+  // The hash is an HMAC (kHashHmac).
   virtual Result<ProviderRecord> create_provider(const std::string& name, const std::string& prefix,
                                                  const std::string& hash, int64_t now_ms) = 0;
   virtual Result<std::vector<ProviderRecord>> list_providers() = 0;

@@ -37,9 +37,17 @@ class GatedStore : public store::Store {
     }
     return inner_->insert_generations(r);
   }
-  Result<store::ApiKeyRecord> create_api_key(const std::string& n, const std::string& p, const std::string& h,
-                                             int64_t t) override { return inner_->create_api_key(n, p, h, t); }
+  using store::Store::create_api_key;
+  Result<store::ApiKeyRecord> create_api_key(const store::ApiKeyRecord& spec) override {
+    return inner_->create_api_key(spec);
+  }
   Result<std::vector<store::ApiKeyRecord>> list_api_keys() override { return inner_->list_api_keys(); }
+  Result<store::ApiKeyRecord> find_api_key(const std::string& k) override { return inner_->find_api_key(k); }
+  Result<std::pair<store::ApiKeyRecord, store::ApiKeyRecord>> rotate_api_key(const std::string& id,
+                                                                             const store::ApiKeyRecord& s,
+                                                                             int64_t until) override {
+    return inner_->rotate_api_key(id, s, until);
+  }
   Result<store::ApiKeyRecord> revoke_api_key(const std::string& k, int64_t t) override { return inner_->revoke_api_key(k, t); }
   Result<store::ProviderRecord> create_provider(const std::string& n, const std::string& p, const std::string& h,
                                                 int64_t t) override { return inner_->create_provider(n, p, h, t); }

@@ -177,6 +177,83 @@ TEST_F(SqliteStoreTest, ApiKeyErrors) {
   EXPECT_EQ(store_->list_api_keys()->size(), 1u);
 }
 
+TEST_F(SqliteStoreTest, ApiKeySpecRoundTrips) {
+  const auto s = make_secret("at_");
+  ApiKeyRecord spec;
+  spec.name = "ops";
+  spec.prefix = s.prefix;
+  spec.hash = s.hash;
+  spec.role = "admin";
+  spec.created_ms = 10;
+  spec.expires_ms = 99'000;
+  spec.rpm = 60;
+  spec.tpm = 0;  // no limit
+  spec.models = {"llama-3-8b", "tiny"};
+  auto k = store_->create_api_key(spec);
+  ASSERT_TRUE(k.ok()) << k.error().to_string();
+  EXPECT_EQ(k->lineage_id, k->id);
+  auto found = store_->find_api_key(k->id);
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->role, "admin");
+  EXPECT_EQ(found->hash_scheme, kHashHmac);
+  EXPECT_EQ(found->expires_ms, 99'000);
+  EXPECT_EQ(found->rpm, 60);
+  EXPECT_EQ(found->tpm, 0);
+  EXPECT_FALSE(found->max_concurrent);
+  EXPECT_EQ(found->models, (std::vector<std::string>{"llama-3-8b", "tiny"}));
+  EXPECT_EQ(store_->find_api_key(s.hash)->id, k->id);
+  EXPECT_EQ(store_->find_api_key("key_nope").error().code, Errc::not_found);
+  EXPECT_TRUE(found->active(98'999));
+  EXPECT_FALSE(found->active(99'000));
+}
+
+TEST_F(SqliteStoreTest, RotationKeepsTheLineageAndBoundsTheOldKey) {
+  const auto s1 = make_secret("gk_"), s2 = make_secret("gk_"), s3 = make_secret("gk_");
+  ApiKeyRecord spec;
+  spec.name = "app";
+  spec.prefix = s1.prefix;
+  spec.hash = s1.hash;
+  spec.created_ms = 1000;
+  spec.rpm = 5;
+  auto k1 = store_->create_api_key(spec);
+  ASSERT_TRUE(k1.ok());
+  const uint64_t v0 = *store_->credentials_version();
+
+  ApiKeyRecord next = *k1;
+  next.prefix = s2.prefix;
+  next.hash = s2.hash;
+  next.created_ms = 2000;
+  auto rotated = store_->rotate_api_key(k1->id, next, 2000 + 60'000);
+  ASSERT_TRUE(rotated.ok()) << rotated.error().to_string();
+  const auto& [old_key, new_key] = *rotated;
+  EXPECT_NE(new_key.id, k1->id);
+  EXPECT_EQ(new_key.lineage_id, k1->id);
+  EXPECT_EQ(new_key.rpm, 5);
+  EXPECT_FALSE(new_key.expires_ms);
+  EXPECT_EQ(old_key.expires_ms, 62'000);
+  EXPECT_EQ(old_key.replaced_by, new_key.id);
+  EXPECT_NE(*store_->credentials_version(), v0);
+
+  // Rotating the old key again is refused; the new one can be rotated.
+  next.hash = s3.hash;
+  auto twice = store_->rotate_api_key(k1->id, next, 70'000);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().code, Errc::invalid_argument);
+  EXPECT_NE(twice.error().message.find(new_key.id), std::string::npos) << twice.error().message;
+  EXPECT_EQ(store_->list_api_keys()->size(), 2u);  // nothing half-written
+  // A grace beyond an existing earlier expiry does not extend it.
+  auto r2 = store_->rotate_api_key(new_key.id, next, 3000);
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->second.lineage_id, k1->id);
+  auto again = store_->rotate_api_key(r2->first.id, next, 1);
+  EXPECT_FALSE(again.ok());
+  // Revoked keys cannot be rotated.
+  ASSERT_TRUE(store_->revoke_api_key(r2->second.id, 4000).ok());
+  const auto s4 = make_secret("gk_");
+  next.hash = s4.hash;
+  EXPECT_EQ(store_->rotate_api_key(r2->second.id, next, 9000).error().code, Errc::invalid_argument);
+}
+
 TEST_F(SqliteStoreTest, ProvidersCreateListRevoke) {
   const auto t1 = make_secret("pt_"), t2 = make_secret("pt_"), t3 = make_secret("pt_");
   auto p1 = store_->create_provider("acme", t1.prefix, t1.hash, 10);
@@ -414,7 +491,45 @@ TEST_F(SqliteStoreTest, ReopeningKeepsData) {
   EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(kSqliteSchemaVersion));
 }
 
-// A database from a version-1 build (keys, no credentials counter) is
+// Takes a current database back to schema 2's columns.
+void drop_schema3_columns(RawDb& raw) {
+  for (const char* c : {"hash_scheme", "role", "expires_ms", "rpm", "tpm", "max_concurrent", "models",
+                        "lineage_id", "replaced_by"}) {
+    raw.exec(("ALTER TABLE api_keys DROP COLUMN " + std::string(c)).c_str());
+  }
+  raw.exec("ALTER TABLE providers DROP COLUMN hash_scheme");
+}
+
+// A version-2 database's keys and providers were hashed with plain SHA-256:
+// after the migration they are marked so (the gateway still accepts them),
+// with default limits, no expiry, and their own lineage.
+TEST_F(SqliteStoreTest, MigratesAVersionTwoDatabaseMarkingLegacyHashes) {
+  const auto s = make_secret("gk_");
+  const auto t = make_secret("pt_");
+  ASSERT_TRUE(store_->create_api_key("old", s.prefix, s.hash, 1).ok());
+  ASSERT_TRUE(store_->create_provider("oldp", t.prefix, t.hash, 1).ok());
+  store_.reset();
+  {
+    RawDb raw(path_);
+    drop_schema3_columns(raw);
+    raw.exec("PRAGMA user_version = 2");
+  }
+  auto again = open_or_die(path_);
+  ASSERT_NE(again, nullptr);
+  auto k = (*again->list_api_keys())[0];
+  EXPECT_EQ(k.hash, s.hash);
+  EXPECT_EQ(k.hash_scheme, kHashLegacy);
+  EXPECT_EQ(k.role, "client");
+  EXPECT_EQ(k.lineage_id, k.id);
+  EXPECT_FALSE(k.expires_ms || k.rpm || k.tpm || k.max_concurrent || k.replaced_by);
+  EXPECT_TRUE(k.models.empty());
+  EXPECT_EQ((*again->list_providers())[0].hash_scheme, kHashLegacy);
+  // New rows are keyed hashes.
+  const auto s2 = make_secret("gk_");
+  EXPECT_EQ(again->create_api_key("new", s2.prefix, s2.hash, 2)->hash_scheme, kHashHmac);
+}
+
+// A version-1 database from a version-1 build (keys, no credentials counter) is
 // migrated in place: its rows stay, and the counter works from then on.
 TEST_F(SqliteStoreTest, MigratesAVersionOneDatabase) {
   const auto s = make_secret("gk_");
@@ -429,6 +544,7 @@ TEST_F(SqliteStoreTest, MigratesAVersionOneDatabase) {
       }
     }
     raw.exec("DROP TABLE credentials_version");
+    drop_schema3_columns(raw);
     raw.exec("PRAGMA user_version = 1");
   }
   auto again = open_or_die(path_);
