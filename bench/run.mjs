@@ -105,13 +105,17 @@ function expect(cond, what) {
   if (smoke && !cond) throw new Error(`smoke check failed: ${what}`);
 }
 
+// Benchmark keys: limits far above any load here, so the rate limiter runs
+// its full admission and settlement path on every request without refusing.
+const UNLIMITED_KEY = ['--rpm', '1000000000000', '--tpm', '1000000000000', '--max-concurrent', '1000000000'];
+
 // ---------------------------------------------------------------- set-ups
 
 // A real gateway (TLS) and one fake-engine node (WSS) in a temp data dir.
 async function marketplace({ fake, gatewaySet = [] }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agora-bench-'));
   const token = execFileSync(bin.agora, ['providers', 'register', '--data-dir', dir, '--name', 'bench']).toString().trim();
-  const key = execFileSync(bin.agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench']).toString().trim();
+  const key = execFileSync(bin.agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench', ...UNLIMITED_KEY]).toString().trim();
   const sets = gatewaySet.flatMap((s) => ['--set', s]);
   const gateway = start(...pinned(GATEWAY_CPUS, bin.agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets]), 'agora gateway');
   const info = await until('gateway.json', () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));

@@ -32,7 +32,7 @@ fail() {
 data="$work/data"
 mkdir -p "$data"
 token=$("$agora" providers register --data-dir "$data" --name p 2>/dev/null)
-key=$("$agora" keys create --data-dir "$data" --name k 2>/dev/null)
+key=$("$agora" keys create --data-dir "$data" --name k --rpm none --tpm none --max-concurrent none 2>/dev/null)
 [[ $token == pt_* ]] || fail "providers register printed '$token'"
 [[ $key == gk_* ]] || fail "keys create printed '$key'"
 

@@ -1,16 +1,18 @@
-// `agora keys create | list | revoke` and `agora providers register | list |
-// revoke`: the operator's commands on the gateway's database
+// `agora keys create | list | revoke | rotate` and `agora providers register
+// | list | revoke`: the operator's commands on the gateway's database
 // (DATA_DIR/agora.db). They work while a gateway runs on the same file: it
-// notices the changes through Store::credentials_version().
+// notices the changes through Store::credentials_version() within a second.
 //
 // Secrets are printed once, alone on stdout, and never stored: the database
-// keeps their SHA-256 and a 7-character display prefix.
+// keeps their HMAC-SHA-256 under the master secret (DATA_DIR/master.key or
+// --master-key, never in the database) and a 7-character display prefix.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
+#include <charconv>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -23,8 +25,9 @@
 
 #include "cli/commands.h"
 #include "common/clock.h"
+#include "crypto/master_secret.h"
 #include "crypto/random.h"
-#include "crypto/sha256.h"
+#include "store/credentials.h"
 #include "store/sqlite_store.h"
 
 namespace agora::cli {
@@ -32,16 +35,20 @@ namespace {
 
 namespace json = boost::json;
 
-constexpr const char* kKeyPrefix = "gk_";
-constexpr const char* kTokenPrefix = "pt_";
-constexpr size_t kMaxNameBytes = 100;
 // A node snapshot the gateway has not refreshed for this long is stale (the
 // gateway is gone, or the node stopped reporting).
 constexpr int64_t kStaleAfterMs = 10'000;
 
 struct CreateArgs {
   std::string data_dir;
+  std::string master_key;
   std::string name;
+};
+struct KeyCreateArgs : CreateArgs {
+  std::string rpm, tpm, max_concurrent;  // "" (gateway default), "none", or N
+  std::string expires;                   // "" or a duration
+  std::string models;                    // "" or a,b,c
+  bool admin = false;
 };
 struct ListArgs {
   std::string data_dir;
@@ -49,7 +56,11 @@ struct ListArgs {
 };
 struct RevokeArgs {
   std::string data_dir;
+  std::string master_key;
   std::string target;
+};
+struct RotateArgs : RevokeArgs {
+  std::string grace = "24h";
 };
 
 // ---- helpers
@@ -58,14 +69,52 @@ int64_t now_ms() {
   return SystemClock::instance().unix_millis();
 }
 
-// Operator-chosen labels: 1..100 bytes, no control characters.
-void check_name(const std::string& name) {
-  if (name.empty()) fail("--name must not be empty");
-  if (name.size() > kMaxNameBytes)
-    fail(fmt::format("--name is longer than {} bytes", kMaxNameBytes));
-  for (unsigned char c : name) {
-    if (c < 0x20 || c == 0x7f) fail("--name must not contain control characters");
+// The master secret: --master-key, else $AGORA_MASTER_KEY, else
+// DATA_DIR/master.key. `create` when the command may be the first to need
+// it (creating a key or a provider).
+std::shared_ptr<const crypto::MasterSecret> load_master(const std::string& data_dir, const std::string& flag,
+                                                        bool create) {
+  std::filesystem::path path = flag;
+  if (path.empty()) {
+    const char* env = std::getenv("AGORA_MASTER_KEY");
+    path = env && *env ? std::filesystem::path(env) : crypto::default_master_secret_path(data_dir);
   }
+  auto m = crypto::MasterSecret::load(path, create);
+  if (!m) {
+    if (m.error().code == Errc::not_found) {
+      fail("not_found: no master secret at " + path.string() +
+           " (the file next to the database that keys are hashed with; pass --master-key if it lives elsewhere)");
+    }
+    fail(m.error().to_string());
+  }
+  return *m;
+}
+
+// "" → gateway default, "none" → no limit (0), else a positive integer.
+store::Limit parse_limit(const std::string& flag, const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  if (text == "none") return 0;
+  int64_t v = 0;
+  const auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size() || v < 1) {
+    fail("invalid_argument: " + flag + " must be a positive integer or \"none\" (got '" + text + "')");
+  }
+  return v;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    if (!item.empty()) out.push_back(std::move(item));
+    start = end + 1;
+  }
+  return out;
 }
 
 // Opens DIR/agora.db. `create`: make it when missing (create/register);
@@ -104,6 +153,22 @@ std::string age(int64_t ms) {
 
 std::string status_text(const std::optional<int64_t>& revoked_ms) {
   return revoked_ms ? "revoked at " + iso_utc(*revoked_ms) : "active";
+}
+
+std::string key_status(const store::ApiKeyRecord& k, int64_t now) {
+  if (k.revoked_ms) return "revoked at " + iso_utc(*k.revoked_ms);
+  if (k.expires_ms && now >= *k.expires_ms) {
+    return (k.replaced_by ? "rotated to " + *k.replaced_by + ", stopped " : "expired ") + iso_utc(*k.expires_ms);
+  }
+  if (k.replaced_by) return "rotated to " + *k.replaced_by + ", works until " + iso_utc(k.expires_ms.value_or(0));
+  if (k.expires_ms) return "active until " + iso_utc(*k.expires_ms);
+  return "active";
+}
+
+std::string limit_text(const store::Limit& l) {
+  if (!l) return "default";
+  if (*l == 0) return "none";
+  return std::to_string(*l);
 }
 
 // Columns as the terminal shows them: UTF-8 code points ("…" is one).
@@ -163,41 +228,69 @@ std::vector<std::string> credential_row(const Record& r) {
   return {r.id, r.name, r.prefix + "…", iso_utc(r.created_ms), status_text(r.revoked_ms)};
 }
 
-// A full secret of the given kind ("gk_" + 43 base62)? Then it is hashed
-// before any lookup, and never echoed.
-bool looks_like_secret(const std::string& s, std::string_view prefix) {
-  if (s.size() != prefix.size() + crypto::kSecretRandomChars ||
-      s.compare(0, prefix.size(), prefix) != 0) {
-    return false;
-  }
-  for (size_t i = prefix.size(); i < s.size(); ++i) {
-    if (!std::isalnum(static_cast<unsigned char>(s[i]))) return false;
-  }
-  return true;
+json::value limit_json(const store::Limit& l) {
+  if (!l) return "default";
+  if (*l == 0) return nullptr;
+  return *l;
 }
+
+json::object key_json(const store::ApiKeyRecord& k, int64_t now) {
+  json::object o = credential_json(k);
+  o["role"] = k.role;
+  o["status"] = k.revoked_ms ? "revoked" : k.active(now) ? "active" : "expired";
+  o["expires"] = k.expires_ms ? json::value(iso_utc(*k.expires_ms)) : json::value(nullptr);
+  o["expires_ms"] = k.expires_ms ? json::value(*k.expires_ms) : json::value(nullptr);
+  o["limits"] = json::object{{"rpm", limit_json(k.rpm)},
+                             {"tpm", limit_json(k.tpm)},
+                             {"max_concurrent", limit_json(k.max_concurrent)}};
+  json::array models;
+  for (const auto& m : k.models) models.push_back(json::value(m));
+  o["models"] = std::move(models);
+  o["lineage_id"] = k.lineage_id;
+  o["replaced_by"] = k.replaced_by ? json::value(*k.replaced_by) : json::value(nullptr);
+  o["hash_scheme"] = k.hash_scheme;
+  return o;
+}
+
+// A key is named in messages by id, never by its secret.
+[[noreturn]] void fail_lookup(const Error& e) { fail(e.to_string()); }
 
 // ---- keys
 
-void run_keys_create(const CreateArgs& a) {
-  check_name(a.name);
+void run_keys_create(const KeyCreateArgs& a) {
+  store::KeySpec spec;
+  spec.name = a.name;
+  spec.role = a.admin ? "admin" : "client";
+  spec.rpm = parse_limit("--rpm", a.rpm);
+  spec.tpm = parse_limit("--tpm", a.tpm);
+  spec.max_concurrent = parse_limit("--max-concurrent", a.max_concurrent);
+  const int64_t now = now_ms();
+  if (!a.expires.empty()) {
+    auto d = store::parse_duration_ms(a.expires);
+    if (!d) fail("invalid_argument: --expires: " + d.error().message);
+    if (*d <= 0) fail("invalid_argument: --expires must be a positive duration");
+    spec.expires_ms = now + *d;
+  }
+  spec.models = split_commas(a.models);
+  if (Status st = store::validate_key_spec(spec, now); !st) fail("invalid_argument: --" + st.error().message);
   auto db = open_store(a.data_dir, /*create=*/true);
-  const std::string secret = crypto::new_secret(kKeyPrefix);
-  auto key = db->create_api_key(a.name, crypto::secret_display_prefix(secret),
-                                crypto::sha256_hex(secret), now_ms());
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/true);
+  auto key = store::issue_api_key(*db, *master, spec, now);
   if (!key) fail(key.error().to_string());
-  std::printf("%s\n", secret.c_str());
+  std::printf("%s\n", key->secret.c_str());
   std::fflush(stdout);
-  std::fprintf(stderr, "created API key %s (%s); it is shown only once\n", key->id.c_str(),
-               key->name.c_str());
+  std::fprintf(stderr, "created %s %s (%s); it is shown only once\n", a.admin ? "admin token" : "API key",
+               key->record.id.c_str(), key->record.name.c_str());
 }
 
 void run_keys_list(const ListArgs& a) {
   auto db = open_store(a.data_dir, /*create=*/false);
   auto keys = db->list_api_keys();
   if (!keys) fail(keys.error().to_string());
+  const int64_t now = now_ms();
   if (a.json) {
     json::array out;
-    for (const auto& k : *keys) out.push_back(credential_json(k));
+    for (const auto& k : *keys) out.push_back(key_json(k, now));
     std::printf("%s\n", json::serialize(out).c_str());
     return;
   }
@@ -205,32 +298,47 @@ void run_keys_list(const ListArgs& a) {
     std::fprintf(stderr, "no API keys yet (create one with `agora keys create --name NAME`)\n");
     return;
   }
-  std::vector<std::vector<std::string>> rows{{"ID", "NAME", "KEY", "CREATED", "STATUS"}};
-  for (const auto& k : *keys) rows.push_back(credential_row(k));
+  std::vector<std::vector<std::string>> rows{
+      {"ID", "NAME", "KEY", "ROLE", "RPM", "TPM", "CONCURRENT", "MODELS", "CREATED", "STATUS"}};
+  for (const auto& k : *keys) {
+    std::string models;
+    for (const auto& m : k.models) models += (models.empty() ? "" : ",") + m;
+    rows.push_back({k.id, k.name, k.prefix + "…", k.role, limit_text(k.rpm), limit_text(k.tpm),
+                    limit_text(k.max_concurrent), models.empty() ? "all" : models, iso_utc(k.created_ms),
+                    key_status(k, now)});
+  }
   print_table(rows);
 }
 
 void run_keys_revoke(const RevokeArgs& a) {
-  const bool by_secret = looks_like_secret(a.target, kKeyPrefix);
-  if (!by_secret && a.target.rfind("key_", 0) != 0) {
-    fail("invalid_argument: '" + a.target +
-         "' is neither a key id (key_…) nor an API key (gk_ and 43 letters and digits)");
-  }
-  const std::string shown =
-      by_secret ? "the API key " + crypto::secret_display_prefix(a.target) + "…" : a.target;
   auto db = open_store(a.data_dir, /*create=*/false);
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/false);
   const int64_t now = now_ms();
-  auto key = db->revoke_api_key(by_secret ? crypto::sha256_hex(a.target) : a.target, now);
-  if (!key) {
-    if (key.error().code == Errc::not_found) fail("not_found: no API key matches " + shown);
-    fail(key.error().to_string());
-  }
+  auto key = store::revoke_api_key(*db, *master, a.target, now);
+  if (!key) fail_lookup(key.error());
   if (key->revoked_ms && *key->revoked_ms < now) {
     std::printf("API key %s (%s) was already revoked at %s\n", key->id.c_str(), key->name.c_str(),
                 iso_utc(*key->revoked_ms).c_str());
   } else {
     std::printf("revoked API key %s (%s)\n", key->id.c_str(), key->name.c_str());
   }
+}
+
+void run_keys_rotate(const RotateArgs& a) {
+  auto grace = store::parse_duration_ms(a.grace);
+  if (!grace) fail("invalid_argument: --grace: " + grace.error().message);
+  auto db = open_store(a.data_dir, /*create=*/false);
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/false);
+  const int64_t now = now_ms();
+  auto r = store::rotate_api_key(*db, *master, a.target, *grace, now);
+  if (!r) fail_lookup(r.error());
+  const auto& [old_key, fresh] = *r;
+  std::printf("%s\n", fresh.secret.c_str());
+  std::fflush(stdout);
+  const std::string old_until =
+      *grace == 0 ? std::string("stopped working now") : "works until " + iso_utc(old_key.expires_ms.value_or(now));
+  std::fprintf(stderr, "rotated %s to %s (%s); the new key is shown only once; the old key %s\n",
+               old_key.id.c_str(), fresh.record.id.c_str(), fresh.record.name.c_str(), old_until.c_str());
 }
 
 // ---- providers
@@ -298,17 +406,15 @@ json::object node_json(const store::NodeRecord& n, int64_t now) {
 }
 
 void run_providers_register(const CreateArgs& a) {
-  check_name(a.name);
   auto db = open_store(a.data_dir, /*create=*/true);
-  const std::string token = crypto::new_secret(kTokenPrefix);
-  auto p = db->create_provider(a.name, crypto::secret_display_prefix(token),
-                               crypto::sha256_hex(token), now_ms());
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/true);
+  auto p = store::issue_provider_token(*db, *master, a.name, now_ms());
   if (!p) fail(p.error().to_string());
-  std::printf("%s\n", token.c_str());
+  std::printf("%s\n", p->secret.c_str());
   std::fflush(stdout);
   std::fprintf(stderr,
                "registered provider %s (%s); its token is shown only once: give it to its nodes\n",
-               p->id.c_str(), p->name.c_str());
+               p->record.id.c_str(), p->record.name.c_str());
 }
 
 void run_providers_list(const ListArgs& a) {
@@ -350,16 +456,11 @@ void run_providers_list(const ListArgs& a) {
 }
 
 void run_providers_revoke(const RevokeArgs& a) {
-  const bool by_secret = looks_like_secret(a.target, kTokenPrefix);
-  const std::string shown = by_secret ? "the token " + crypto::secret_display_prefix(a.target) + "…"
-                                      : "'" + a.target + "'";
   auto db = open_store(a.data_dir, /*create=*/false);
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/false);
   const int64_t now = now_ms();
-  auto p = db->revoke_provider(by_secret ? crypto::sha256_hex(a.target) : a.target, now);
-  if (!p) {
-    if (p.error().code == Errc::not_found) fail("not_found: no provider matches " + shown);
-    fail(p.error().to_string());
-  }
+  auto p = store::revoke_provider(*db, *master, a.target, now);
+  if (!p) fail_lookup(p.error());
   if (p->revoked_ms && *p->revoked_ms < now) {
     std::printf("provider %s (%s) was already revoked at %s\n", p->id.c_str(), p->name.c_str(),
                 iso_utc(*p->revoked_ms).c_str());
@@ -383,26 +484,45 @@ void add_data_dir(CLI::App* cmd, std::string& dir) {
       ->capture_default_str();
 }
 
+void add_master_key(CLI::App* cmd, std::string& path) {
+  cmd->add_option("--master-key", path,
+                  "The gateway's master secret, which key hashes are keyed with (default: $AGORA_MASTER_KEY, "
+                  "else DATA_DIR/master.key; created with mode 0600 when a first credential is made)");
+}
+
 }  // namespace
 
 void add_admin_commands(CLI::App& app) {
   // ---- keys
-  auto* keys = app.add_subcommand("keys", "Create, list and revoke client API keys (gk_…)");
+  auto* keys = app.add_subcommand(
+      "keys", "Create, list, revoke and rotate client API keys (gk_…) and admin tokens (at_…)");
   keys->require_subcommand(1);
 
-  auto kc = std::make_shared<CreateArgs>();
+  auto kc = std::make_shared<KeyCreateArgs>();
   auto* kcreate = keys->add_subcommand("create",
-                                       "Create an API key. Prints the key alone on stdout, once: "
-                                       "only its SHA-256 and first 7 characters are "
-                                       "stored.");
+                                       "Create an API key (gk_…) or, with --admin, an admin token (at_…). "
+                                       "Prints it alone on stdout, once: only its keyed hash (HMAC-SHA-256) "
+                                       "and first 7 characters are stored.");
   add_data_dir(kcreate, kc->data_dir);
-  kcreate->add_option("--name", kc->name, "A label for the key (who or what uses it), 1-100 bytes")
-      ->required();
+  add_master_key(kcreate, kc->master_key);
+  kcreate->add_option("--name", kc->name, "A label for the key (who or what uses it), 1-100 bytes")->required();
+  kcreate->add_option("--rpm", kc->rpm,
+                      "Requests per minute (a positive integer, or \"none\"; default: the gateway's default_rpm)");
+  kcreate->add_option("--tpm", kc->tpm,
+                      "Tokens per minute, prompt + completion (positive integer or \"none\"; default: the "
+                      "gateway's default_tpm)");
+  kcreate->add_option("--max-concurrent", kc->max_concurrent,
+                      "Requests in flight at once (positive integer or \"none\"; default: the gateway's "
+                      "default_max_concurrent)");
+  kcreate->add_option("--expires", kc->expires, "Stop working after this long: 30d, 12h, 90m, 45s (default: never)");
+  kcreate->add_option("--models", kc->models, "Comma-separated models the key may use (default: all)");
+  kcreate->add_flag("--admin", kc->admin,
+                    "Make an admin token (at_…) for the admin API (/admin/v1/…) instead of a client key");
   kcreate->callback([kc] { run_keys_create(*kc); });
 
   auto kl = std::make_shared<ListArgs>();
-  auto* klist =
-      keys->add_subcommand("list", "List API keys: id, name, prefix, creation time (UTC), status");
+  auto* klist = keys->add_subcommand(
+      "list", "List keys and admin tokens: id, name, prefix, role, limits, models, creation time (UTC), status");
   add_data_dir(klist, kl->data_dir);
   klist->add_flag("--json", kl->json, "Print a JSON array instead of a table");
   klist->callback([kl] { run_keys_list(*kl); });
@@ -410,13 +530,27 @@ void add_admin_commands(CLI::App& app) {
   auto kr = std::make_shared<RevokeArgs>();
   auto* krevoke = keys->add_subcommand(
       "revoke",
-      "Revoke an API key (it stays listed, as revoked). Revoking twice keeps the first time.");
+      "Revoke a key at once (it stays listed, as revoked; a running gateway refuses it within a second). "
+      "Revoking twice keeps the first time.");
   add_data_dir(krevoke, kr->data_dir);
+  add_master_key(krevoke, kr->master_key);
   krevoke
       ->add_option("key", kr->target,
-                   "The key's id (key_…) or the full key (gk_…; hashed before the lookup)")
+                   "The key's id (key_…) or the full key (gk_…/at_…; hashed before the lookup)")
       ->required();
   krevoke->callback([kr] { run_keys_revoke(*kr); });
+
+  auto kt = std::make_shared<RotateArgs>();
+  auto* krotate = keys->add_subcommand(
+      "rotate",
+      "Replace a key with a new one (same name, role, limits, models; printed alone on stdout, once). The old "
+      "key keeps working for the grace period, then stops. Limits are shared by the old and new key.");
+  add_data_dir(krotate, kt->data_dir);
+  add_master_key(krotate, kt->master_key);
+  krotate->add_option("key", kt->target, "The key's id (key_…) or the full key")->required();
+  krotate->add_option("--grace", kt->grace, "How long the old key keeps working: 0s, 90m, 24h, 7d")
+      ->capture_default_str();
+  krotate->callback([kt] { run_keys_rotate(*kt); });
 
   // ---- providers
   auto* providers = app.add_subcommand(
@@ -427,8 +561,9 @@ void add_admin_commands(CLI::App& app) {
   auto* preg = providers->add_subcommand("register",
                                          "Register a provider. Prints its token (pt_…) alone on "
                                          "stdout, once; its nodes connect with it. Only its "
-                                         "SHA-256 and first 7 characters are stored.");
+                                         "keyed hash and first 7 characters are stored.");
   add_data_dir(preg, pc->data_dir);
+  add_master_key(preg, pc->master_key);
   preg->add_option("--name", pc->name, "The provider's name, unique, 1-100 bytes")->required();
   preg->callback([pc] { run_providers_register(*pc); });
 
@@ -447,6 +582,7 @@ void add_admin_commands(CLI::App& app) {
                                             "Revoke a provider and its token (it stays listed, as "
                                             "revoked). Revoking twice keeps the first time.");
   add_data_dir(prevoke, pr->data_dir);
+  add_master_key(prevoke, pr->master_key);
   prevoke->add_option("provider", pr->target, "The provider's id (prov_…), name, or token (pt_…)")
       ->required();
   prevoke->callback([pr] { run_providers_revoke(*pr); });

@@ -15,8 +15,9 @@
 #include "cli/progress.h"
 #include "cli/signals.h"
 #include "common/file.h"
+#include "crypto/master_secret.h"
 #include "crypto/random.h"
-#include "crypto/sha256.h"
+#include "store/credentials.h"
 #include "engine/llama_engine.h"
 #include "engine/synth.h"
 #include "gateway/gateway.h"
@@ -63,6 +64,9 @@ Credentials ensure_credentials(const fs::path& data_dir) {
   auto db = store::open_sqlite_store(store::database_path(data_dir));
   if (!db) fail(db.error().to_string());
   auto& s = **db;
+  auto master = crypto::MasterSecret::load(crypto::default_master_secret_path(data_dir), /*create=*/true);
+  if (!master) fail(master.error().to_string());
+  const auto& m = **master;
   const int64_t now = SystemClock::instance().unix_millis();
   Credentials c;
 
@@ -72,16 +76,14 @@ Credentials ensure_credentials(const fs::path& data_dir) {
   if (fs::exists(token_file)) {
     std::string t = read_file(token_file);
     while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
-    const std::string h = crypto::sha256_hex(t);
     for (const auto& p : *providers) {
-      if (p.hash == h && !p.revoked_ms) c.provider_token = t;
+      if (p.hash == store::credential_hash(m, t, p.hash_scheme) && !p.revoked_ms) c.provider_token = t;
     }
   }
   if (c.provider_token.empty()) {
-    c.provider_token = crypto::new_secret("pt_");
-    auto p = s.create_provider("local-" + crypto::random_base62(6), crypto::secret_display_prefix(c.provider_token),
-                               crypto::sha256_hex(c.provider_token), now);
+    auto p = store::issue_provider_token(s, m, "local-" + crypto::random_base62(6), now);
     if (!p) fail(p.error().to_string());
+    c.provider_token = p->secret;
     write_private(token_file, c.provider_token + "\n");
   }
 
@@ -93,16 +95,17 @@ Credentials ensure_credentials(const fs::path& data_dir) {
     auto v = boost::json::parse(read_file(up_json), ec);
     if (!ec && v.is_object() && v.as_object().contains("api_key") && v.as_object().at("api_key").is_string()) {
       std::string k(v.as_object().at("api_key").as_string());
-      const std::string h = crypto::sha256_hex(k);
       for (const auto& r : *keys) {
-        if (r.hash == h && !r.revoked_ms) c.api_key = k;
+        if (r.hash == store::credential_hash(m, k, r.hash_scheme) && r.active(now)) c.api_key = k;
       }
     }
   }
   if (c.api_key.empty()) {
-    c.api_key = crypto::new_secret("gk_");
-    auto k = s.create_api_key("agora up", crypto::secret_display_prefix(c.api_key), crypto::sha256_hex(c.api_key), now);
+    store::KeySpec spec;
+    spec.name = "agora up";
+    auto k = store::issue_api_key(s, m, spec, now);
     if (!k) fail(k.error().to_string());
+    c.api_key = k->secret;
   }
   return c;
 }

@@ -107,6 +107,22 @@ const std::vector<Setting>& table() {
          for (const auto& n : c.tls_names) s += (s.empty() ? "" : ",") + n;
          return quote(s);
        }},
+      {"master_key", "Master secret file (key hashing, conversation keys, audit signing); default DATA_DIR/master.key",
+       [](GatewayConfig& c, std::string_view v) {
+         if (v.empty()) c.master_key.reset();
+         else c.master_key = std::string(v);
+         return ok_status();
+       },
+       [](const GatewayConfig& c) { return quote(c.master_key ? c.master_key->string() : ""); }},
+      INT_SETTING(default_rpm, default_rpm, "Requests per minute for keys without their own (0 = no limit)", 0,
+                  1'000'000'000'000),
+      INT_SETTING(default_tpm, default_tpm, "Tokens per minute for keys without their own (0 = no limit)", 0,
+                  1'000'000'000'000),
+      INT_SETTING(default_max_concurrent, default_max_concurrent,
+                  "Requests in flight per key for keys without their own (0 = no limit)", 0, 1'000'000'000),
+      INT_SETTING(default_completion_reservation, default_completion_reservation,
+                  "Completion tokens reserved against tokens-per-minute when a request sets no max_tokens", 1,
+                  1'000'000),
       INT_SETTING(max_body_bytes, max_body_bytes, "Largest request body accepted (413 above)", 1024, 1LL << 30),
       INT_SETTING(max_header_bytes, max_header_bytes, "Largest request header block (431 above)", 1024, 1 << 20),
       INT_SETTING(max_messages, limits.max_messages, "Most messages in one chat request", 1, 1 << 20),

@@ -57,6 +57,11 @@ Status GatewayImpl::start() {
   if (!ctx) return ctx.error();
   ssl_ = *ctx;
 
+  auto master = crypto::MasterSecret::load(
+      config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);
+  if (!master) return master.error();
+  master_ = *master;
+
   auto writer_db = store::open_sqlite_store(store::database_path(config_.data_dir));
   if (!writer_db) return writer_db.error();
   auto control_db = store::open_sqlite_store(store::database_path(config_.data_dir));
@@ -185,38 +190,62 @@ std::string_view bearer(std::string_view authorization) {
 }
 }  // namespace
 
-const KeyEntry* GatewayImpl::authenticate(std::string_view authorization) const {
+const KeyEntry* GatewayImpl::authenticate(std::string_view authorization, bool admin) const {
   auto key = bearer(authorization);
-  if (key.size() < 8 || key.size() > 256 || !key.starts_with("gk_")) return nullptr;
-  // Looked up by hash: the table never holds a key, and a hash lookup does
-  // not leak a key's bytes through timing.
-  auto it = keys_.find(crypto::sha256_hex(key));
-  return it == keys_.end() ? nullptr : &it->second;
+  if (key.size() < 8 || key.size() > 256 || !key.starts_with(admin ? "at_" : "gk_")) return nullptr;
+  // Looked up by keyed hash: the table never holds a key, and a hash lookup
+  // does not leak a key's bytes through timing.
+  const KeyEntry* entry = nullptr;
+  if (auto it = keys_.find(master_->hash_api_key(key)); it != keys_.end()) {
+    entry = &it->second;
+  } else if (!legacy_keys_.empty()) {
+    if (auto lit = legacy_keys_.find(crypto::sha256_hex(key)); lit != legacy_keys_.end()) entry = &lit->second;
+  }
+  if (!entry || entry->admin != admin) return nullptr;
+  if (entry->expires_ms && clock_.unix_millis() >= *entry->expires_ms) return nullptr;
+  return entry;
 }
 
 const ProviderEntry* GatewayImpl::authenticate_provider(std::string_view authorization) const {
   auto token = bearer(authorization);
   if (token.size() < 8 || token.size() > 256 || !token.starts_with("pt_")) return nullptr;
-  auto it = providers_.find(crypto::sha256_hex(token));
-  return it == providers_.end() ? nullptr : &it->second;
+  if (auto it = providers_.find(master_->hash_provider_token(token)); it != providers_.end()) return &it->second;
+  if (legacy_providers_.empty()) return nullptr;
+  auto it = legacy_providers_.find(crypto::sha256_hex(token));
+  return it == legacy_providers_.end() ? nullptr : &it->second;
 }
 
 void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vector<store::ProviderRecord> providers) {
-  std::unordered_map<std::string, KeyEntry> k;
+  const int64_t now = clock_.unix_millis();
+  auto resolve = [](const store::Limit& own, int64_t fallback) { return own ? *own : fallback; };
+  std::unordered_map<std::string, KeyEntry> k, legacy_k;
   for (auto& r : keys) {
-    if (!r.revoked_ms) k.emplace(r.hash, KeyEntry{r.id, r.name});
+    if (!r.active(now)) continue;
+    KeyEntry e;
+    e.id = r.id;
+    e.name = r.name;
+    e.lineage = r.lineage_id.empty() ? r.id : r.lineage_id;
+    e.admin = r.role == "admin";
+    e.expires_ms = r.expires_ms;
+    e.limits = KeyLimits{resolve(r.rpm, config_.default_rpm), resolve(r.tpm, config_.default_tpm),
+                         resolve(r.max_concurrent, config_.default_max_concurrent)};
+    e.models = std::move(r.models);
+    (r.hash_scheme == store::kHashLegacy ? legacy_k : k).emplace(r.hash, std::move(e));
   }
-  std::unordered_map<std::string, ProviderEntry> p;
+  std::unordered_map<std::string, ProviderEntry> p, legacy_p;
   std::unordered_set<std::string> active;
   for (auto& r : providers) {
     if (!r.revoked_ms) {
       active.insert(r.id);
-      p.emplace(r.hash, ProviderEntry{r.id, r.name});
+      (r.hash_scheme == store::kHashLegacy ? legacy_p : p).emplace(r.hash, ProviderEntry{r.id, r.name});
     }
   }
   keys_ = std::move(k);
+  legacy_keys_ = std::move(legacy_k);
   providers_ = std::move(p);
-  spdlog::debug("credentials_loaded keys={} providers={}", keys_.size(), providers_.size());
+  legacy_providers_ = std::move(legacy_p);
+  spdlog::debug("credentials_loaded keys={} legacy_keys={} providers={}", keys_.size(), legacy_keys_.size(),
+                providers_.size() + legacy_providers_.size());
   // A revoked provider's nodes are disconnected at once.
   for (auto& [id, n] : conns_) {
     if (!n->provider_id.empty() && !active.contains(n->provider_id) && !n->closing) {
@@ -224,6 +253,42 @@ void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vec
       n->close();
     }
   }
+}
+
+namespace {
+// Tokens a prompt may take, for the rate limiter's reservation: about 3
+// bytes per token (real text averages ~4 for Llama-3's tokenizer), plus the
+// chat template's few tokens per message. The real count settles it.
+int64_t estimate_prompt_tokens(const engine::GenerationRequest& g) {
+  int64_t bytes = 0, tokens = 8;
+  for (const auto& m : g.messages) {
+    bytes += static_cast<int64_t>(m.content.size());
+    tokens += 6;
+  }
+  if (g.prompt) bytes += static_cast<int64_t>(g.prompt->size());
+  return tokens + (bytes + 2) / 3;
+}
+}  // namespace
+
+RateLimiter::Decision GatewayImpl::admit(const KeyEntry& key, Job& job) {
+  const auto& r = job.request;
+  int64_t reserve = estimate_prompt_tokens(r.generation);
+  if (r.max_tokens_given) {
+    reserve += r.generation.max_tokens;
+  } else {
+    reserve += config_.default_completion_reservation;
+    // Without an explicit max_tokens, never refuse as "too large": the
+    // reservation is capped at the limit and the real usage settles it.
+    if (key.limits.tpm > 0) reserve = std::min(reserve, key.limits.tpm);
+  }
+  auto d = limiter_->admit(key.lineage, key.limits, reserve, clock_.now());
+  if (d.refusal == RateLimiter::Refusal::none) {
+    job.admission.limiter = limiter_;
+    job.admission.lineage = key.lineage;
+    job.admission.reserved = reserve;
+    job.admission.clock = &clock_;
+  }
+  return d;
 }
 
 // -------------------------------------------------------------------- jobs
@@ -377,8 +442,9 @@ void GatewayImpl::finish_job_on_node(NodeConn& n, protocol::JobId id) {
   drain_queue(job->request.model);
 }
 
-void GatewayImpl::record(const Job& job, const engine::Usage& usage, const engine::Timings& t,
+void GatewayImpl::record(Job& job, const engine::Usage& usage, const engine::Timings& t,
                          engine::FinishReason finish) {
+  job.admission.used = std::max<int64_t>(job.admission.used, int64_t{usage.prompt_tokens} + usage.completion_tokens);
   store::GenerationRecord r;
   r.id = job.generation_id;
   r.key_id = job.key_id;
@@ -897,11 +963,13 @@ void GatewayImpl::snapshot_nodes() {
 awaitable<void> GatewayImpl::snapshot_loop() {
   auto self = shared_from_this();
   asio::steady_timer t(io_);
-  while (!stopping_) {
+  for (uint64_t tick = 1; !stopping_; ++tick) {
     t.expires_after(std::chrono::seconds(1));
     co_await t.async_wait(as_tuple_awaitable);
     if (stopping_) break;
     snapshot_nodes();
+    // Rate-limit state of keys that went quiet (full buckets) is dropped.
+    if (tick % 10 == 0) limiter_->prune(clock_.now());
   }
 }
 

@@ -29,6 +29,18 @@ struct GatewayConfig {
   std::optional<std::filesystem::path> tls_cert;
   std::optional<std::filesystem::path> tls_key;
   std::vector<std::string> tls_names;  // extra names/IPs for the generated certificate
+  // The master secret (key hashing, conversation keys, audit signing); when
+  // unset, DATA_DIR/master.key (created on first start, mode 0600). Keep it
+  // out of the database's backups.
+  std::optional<std::filesystem::path> master_key;
+
+  // Per-key limits for keys that set none (0 = no limit).
+  int64_t default_rpm = 600;
+  int64_t default_tpm = 1'000'000;
+  int64_t default_max_concurrent = 256;
+  // Tokens reserved for the completion of a request without max_tokens
+  // (capped at the key's tokens-per-minute); the real usage settles it.
+  int64_t default_completion_reservation = 1024;
 
   // Bounds on every client input.
   size_t max_body_bytes = 4u << 20;

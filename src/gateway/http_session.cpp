@@ -4,6 +4,8 @@
 // (jobs); this file only moves bytes and enforces limits and timeouts.
 #include <poll.h>
 
+#include <cmath>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -28,7 +30,26 @@ struct Exchange {
   const Request& req;
   Clock::TimePoint start;
   std::string route = "other";
+  // The key's rate-limit state, sent as x-ratelimit-* on the response.
+  std::optional<RateLimiter::Snapshot> rate;
 };
+
+// x-ratelimit-{limit,remaining,reset}-{requests,tokens}, for the limits the
+// key has (a dimension without a limit has no headers).
+template <class Fields>
+void rate_headers(Fields& f, const std::optional<RateLimiter::Snapshot>& rate) {
+  if (!rate) return;
+  if (rate->limits.rpm > 0) {
+    f.set("x-ratelimit-limit-requests", std::to_string(rate->limits.rpm));
+    f.set("x-ratelimit-remaining-requests", std::to_string(rate->remaining_requests));
+    f.set("x-ratelimit-reset-requests", format_reset(rate->reset_requests_s));
+  }
+  if (rate->limits.tpm > 0) {
+    f.set("x-ratelimit-limit-tokens", std::to_string(rate->limits.tpm));
+    f.set("x-ratelimit-remaining-tokens", std::to_string(rate->remaining_tokens));
+    f.set("x-ratelimit-reset-tokens", format_reset(rate->reset_tokens_s));
+  }
+}
 
 // HSTS on every HTTPS response (the gateway serves nothing over plain
 // HTTP): one year, not includeSubDomains (the operator's other names are not
@@ -43,6 +64,7 @@ void common_headers(Response& res, const Request& req) {
 
 awaitable<bool> send(Exchange& x, Response res) {
   common_headers(res, x.req);
+  rate_headers(res, x.rate);
   res.prepare_payload();
   beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
   auto [ec, n] = co_await http::async_write(*x.stream, res, as_tuple_awaitable);
@@ -230,6 +252,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
     http::response<http::empty_body> res{http::status::ok, x.req.version()};
     res.set(http::field::server, "agora-gateway");
     res.set(http::field::strict_transport_security, kHsts);
+    rate_headers(res, x.rate);
     res.set(http::field::content_type, "text/event-stream; charset=utf-8");
     res.set(http::field::cache_control, "no-cache");
     res.set("x-accel-buffering", "no");
@@ -346,10 +369,76 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
   }
 }
 
+// The 429 for a refused admission, in OpenAI's shape and wording.
+ApiError rate_limited(const RateLimiter::Decision& d, const KeyEntry& key) {
+  using R = RateLimiter::Refusal;
+  ApiError e;
+  e.status = 429;
+  e.code = "rate_limit_exceeded";
+  const int64_t retry_ms = static_cast<int64_t>(std::ceil(d.retry_after_s * 1000));
+  e.retry_after_s = static_cast<int>(std::max<int64_t>(1, (retry_ms + 999) / 1000));
+  const std::string again = " Please try again in " + format_reset(d.retry_after_s) + ".";
+  switch (d.refusal) {
+    case R::requests:
+      e.type = "requests";
+      e.message = fmt::format("Rate limit reached for requests per minute (RPM) on key {}: limit {}.{}", key.id,
+                              key.limits.rpm, again);
+      break;
+    case R::tokens:
+      e.type = "tokens";
+      e.message = fmt::format(
+          "Rate limit reached for tokens per minute (TPM) on key {}: limit {}, remaining {}; this request reserves "
+          "its prompt and max_tokens.{}",
+          key.id, key.limits.tpm, d.snapshot.remaining_tokens, again);
+      break;
+    case R::concurrency:
+      e.type = "requests";
+      e.code = "concurrency_limit_exceeded";
+      e.message = fmt::format("Too many requests in flight on key {}: limit {}.{}", key.id,
+                              key.limits.max_concurrent, again);
+      break;
+    case R::too_large:
+      e.type = "tokens";
+      e.code = "request_too_large";
+      e.retry_after_s = 0;  // waiting never helps
+      e.message = fmt::format(
+          "Request too large for key {}: its prompt and max_tokens exceed the limit of {} tokens per minute. "
+          "Lower max_tokens or shorten the messages.",
+          key.id, key.limits.tpm);
+      break;
+    case R::none:
+      break;
+  }
+  return e;
+}
+
 awaitable<bool> chat_completions(Exchange& x, const KeyEntry& key) {
   auto parsed = parse_chat_request(x.req.body(), x.g->config().limits);
-  if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(x, *err);
-  auto job = x.g->new_job(std::move(std::get<ChatRequest>(parsed)), key);
+  if (auto* err = std::get_if<ApiError>(&parsed)) {
+    x.rate = x.g->rate_snapshot(key);
+    co_return co_await send_error(x, *err);
+  }
+  auto& request = std::get<ChatRequest>(parsed);
+  if (!key.allows(request.model)) {
+    x.rate = x.g->rate_snapshot(key);
+    const ApiError api_err{403, "permission_error", "model_not_allowed", "model",
+                           "This API key may not use the model '" + request.model + "'", 0};
+    co_return co_await send_error(x, api_err);
+  }
+  auto job = x.g->new_job(std::move(request), key);
+  const auto decision = x.g->admit(key, *job);
+  x.rate = decision.snapshot;
+  if (decision.refusal != RateLimiter::Refusal::none) {
+    const ApiError api_err = rate_limited(decision, key);
+    Response res = json_response(x.req, http::status::too_many_requests, error_body(api_err));
+    if (api_err.retry_after_s > 0) {
+      res.set(http::field::retry_after, std::to_string(api_err.retry_after_s));
+      res.set("retry-after-ms", std::to_string(static_cast<int64_t>(std::ceil(decision.retry_after_s * 1000))));
+    } else {
+      res.set("x-should-retry", "false");  // the OpenAI SDKs honour it
+    }
+    co_return co_await send(x, std::move(res));
+  }
   if (auto err = x.g->submit(job)) co_return co_await send_error(x, *err);
 
   asio::co_spawn(x.stream->get_executor(), watch_client(x.stream, job), asio::detached);
@@ -497,6 +586,7 @@ awaitable<bool> handle(Exchange& x) {
   const KeyEntry key_copy = *key;  // the table may be replaced while we wait
 
   if (chat) co_return co_await chat_completions(x, key_copy);
+  x.rate = x.g->rate_snapshot(key_copy);
   if (models) co_return co_await list_models(x);
   co_return co_await get_generation(x, key_copy, std::string(target.substr(std::string_view("/v1/generations/").size())));
 }

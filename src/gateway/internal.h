@@ -19,11 +19,13 @@
 
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
+#include "gateway/rate_limiter.h"
 #include "gateway/router.h"
 #include "gateway/store_worker.h"
 #include "net/lean_tls_stream.h"
 #include "net/tls.h"
 #include "net/ws_frame.h"
+#include "crypto/master_secret.h"
 #include "protocol/messages.h"
 
 namespace agora::gateway {
@@ -36,6 +38,42 @@ using tcp = asio::ip::tcp;
 // Every accepted connection's TLS stream (HTTP clients and nodes): one
 // that holds no buffers while idle (net/lean_tls_stream.h).
 using TlsStream = net::LeanTlsStream;
+
+struct KeyEntry {
+  std::string id;
+  std::string name;
+  std::string lineage;   // rate limits are per lineage (rotation keeps it)
+  bool admin = false;    // an admin token (at_…): the admin API only
+  std::optional<int64_t> expires_ms;
+  KeyLimits limits;      // the key's own, else the gateway's defaults
+  std::vector<std::string> models;  // allowed models; empty: all
+
+  bool allows(std::string_view model) const {
+    if (models.empty()) return true;
+    for (const auto& m : models) {
+      if (m == model) return true;
+    }
+    return false;
+  }
+};
+
+// A request admitted by the rate limiter: settles its reservation (with the
+// usage recorded for it) when the job is destroyed, i.e. after the client's
+// response ended and the node let go of it.
+struct Admission {
+  std::shared_ptr<RateLimiter> limiter;
+  std::string lineage;
+  int64_t reserved = 0;
+  int64_t used = 0;
+  Clock* clock = nullptr;
+
+  Admission() = default;
+  Admission(const Admission&) = delete;
+  Admission& operator=(const Admission&) = delete;
+  ~Admission() {
+    if (limiter) limiter->settle(lineage, reserved, used, clock->now());
+  }
+};
 
 // What a job's HTTP coroutine hears about it, in order.
 struct JobEvent {
@@ -71,6 +109,8 @@ struct Job {
   std::vector<ConnId> tried;       // nodes that failed it
   int attempts = 0;
   bool saw_output = false;         // a delta arrived from the current node
+
+  Admission admission;             // the key's rate-limit reservation
 
   std::deque<JobEvent> events;
   asio::steady_timer wake;         // cancelled to wake the waiting coroutine
@@ -129,11 +169,6 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   void start_writer();
 };
 
-struct KeyEntry {
-  std::string id;
-  std::string name;
-};
-
 struct ProviderEntry {
   std::string id;
   std::string name;
@@ -160,7 +195,13 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   const Router& router() const { return router_; }
   bool ready() const { return !router_.nodes().empty(); }
 
-  const KeyEntry* authenticate(std::string_view authorization) const;
+  // A client key (gk_…) or, with `admin`, an admin token (at_…) that is
+  // active now; nullptr otherwise.
+  const KeyEntry* authenticate(std::string_view authorization, bool admin = false) const;
+  RateLimiter& limiter() { return *limiter_; }
+  // Admits a chat request for `key` (reserving tokens) or says why not.
+  RateLimiter::Decision admit(const KeyEntry& key, Job& job);
+  RateLimiter::Snapshot rate_snapshot(const KeyEntry& key) { return limiter_->peek(key.lineage, key.limits, clock_.now()); }
   const ProviderEntry* authenticate_provider(std::string_view authorization) const;
 
   std::shared_ptr<Job> new_job(ChatRequest request, const KeyEntry& key);
@@ -170,7 +211,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // The client is gone or the response is complete: forget the job; a
   // running one is cancelled on its node.
   void abandon(const std::shared_ptr<Job>& job);
-  void record(const Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
+  void record(Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
               engine::FinishReason finish);
   // GET /v1/generations/{id}: from memory when recent, else the store.
   void lookup_generation(const std::string& id,
@@ -222,8 +263,12 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   bool stopping_ = false;
 
   std::unique_ptr<StoreWorker> store_;
-  std::unordered_map<std::string, KeyEntry> keys_;           // by SHA-256 of the key
-  std::unordered_map<std::string, ProviderEntry> providers_; // by SHA-256 of the token
+  std::shared_ptr<const crypto::MasterSecret> master_;
+  std::unordered_map<std::string, KeyEntry> keys_;           // by keyed hash (HMAC) of the key
+  std::unordered_map<std::string, KeyEntry> legacy_keys_;    // by SHA-256 (keys from before schema 3)
+  std::unordered_map<std::string, ProviderEntry> providers_; // by keyed hash of the token
+  std::unordered_map<std::string, ProviderEntry> legacy_providers_;  // by SHA-256
+  std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
 
   Router router_;
   std::unordered_map<ConnId, std::shared_ptr<NodeConn>> conns_;

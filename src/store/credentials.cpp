@@ -42,11 +42,12 @@ std::string_view prefix_for_role(std::string_view role) {
   return role == "admin" ? kAdminTokenPrefix : kClientKeyPrefix;
 }
 
+// How a lookup target is named in an error: never a whole secret.
 std::string shown(const std::string& id_or_secret) {
-  if (looks_like_secret(id_or_secret, kClientKeyPrefix) || looks_like_secret(id_or_secret, kAdminTokenPrefix) ||
-      looks_like_secret(id_or_secret, kProviderTokenPrefix)) {
-    return "the key " + crypto::secret_display_prefix(id_or_secret) + "…";
-  }
+  const std::string prefix = crypto::secret_display_prefix(id_or_secret) + "…";
+  if (looks_like_secret(id_or_secret, kClientKeyPrefix)) return "the API key " + prefix;
+  if (looks_like_secret(id_or_secret, kAdminTokenPrefix)) return "the admin token " + prefix;
+  if (looks_like_secret(id_or_secret, kProviderTokenPrefix)) return "the token " + prefix;
   return "'" + id_or_secret + "'";
 }
 

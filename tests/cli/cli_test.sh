@@ -62,7 +62,7 @@ help=$("$agora" --help)
 for sub in keys providers; do
   check "--help lists $sub" grep -q "^  $sub" <<<"$help"
 done
-for sub in "keys create" "keys list" "keys revoke" "providers register" "providers list" "providers revoke"; do
+for sub in "keys create" "keys list" "keys revoke" "keys rotate" "providers register" "providers list" "providers revoke"; do
   # shellcheck disable=SC2086
   check "$sub --help documents --data-dir" grep -q -- "--data-dir" <<<"$("$agora" $sub --help)"
 done
@@ -81,9 +81,12 @@ check "two keys differ" test "$key1" != "$key2"
 check "the key is not stored in the clear" bash -c '! cat "$1"/agora.db* | grep -aqF "$2"' _ "$data" "$key1"
 
 list=$("$agora" keys list --data-dir "$data")
-check "keys list: header" grep -Eq '^ID +NAME +KEY +CREATED +STATUS$' <<<"$list"
-check "keys list: alice with prefix, UTC time, active" \
-  grep -Eq "^$id1 +alice +${key1:0:7}… +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z +active$" <<<"$list"
+check "keys list: header" grep -Eq '^ID +NAME +KEY +ROLE +RPM +TPM +CONCURRENT +MODELS +CREATED +STATUS$' <<<"$list"
+check "keys list: alice with prefix, defaults, UTC time, active" \
+  grep -Eq "^$id1 +alice +${key1:0:7}… +client +default +default +default +all +[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z +active$" <<<"$list"
+check "the master secret exists, owner-only" test "$(stat -c %a "$data/master.key")" = 600
+check "the database holds a keyed hash, not the SHA-256" \
+  bash -c '! cat "$1"/agora.db* | grep -aqF "$(printf %s "$2" | sha256sum | cut -d" " -f1)"' _ "$data" "$key1"
 check "keys list: bob" grep -q "bob the builder" <<<"$list"
 check "keys list never shows a whole key" bash -c '! grep -qF -e "$1" -e "$2" <<<"$3"' _ "$key1" "$key2" "$list"
 json=$("$agora" keys list --data-dir "$data" --json)
@@ -127,6 +130,48 @@ set +e
 "$agora" keys create --data-dir "$data" >/dev/null 2>&1; rc=$?
 set -e
 check "keys create without --name is a usage error" test "$rc" -ne 0
+
+# limits, expiry, models, admin tokens, rotation
+key3=$("$agora" keys create --data-dir "$data" --name carol --rpm 60 --tpm none --max-concurrent 2 --expires 30d \
+  --models tiny,other 2>/dev/null)
+id3=$("$agora" keys list --data-dir "$data" --json | grep -o '"id":"key_[0-9A-Za-z]*","name":"carol"' | cut -d'"' -f4)
+list=$("$agora" keys list --data-dir "$data")
+check "keys list: limits and models" grep -Eq "^$id3 +carol +${key3:0:7}… +client +60 +none +2 +tiny,other +[0-9T:Z-]+ +active until [0-9T:Z-]+$" <<<"$list"
+json=$("$agora" keys list --data-dir "$data" --json)
+check "keys list --json: limits" grep -q '"limits":{"rpm":60,"tpm":null,"max_concurrent":2},"models":\["tiny","other"\]' <<<"$json"
+admin=$("$agora" keys create --data-dir "$data" --name ops --admin 2>"$work/admin.err")
+check "an admin token is at_…" grep -Eqx 'at_[0-9A-Za-z]{43}' <<<"$admin"
+check "... and says so" grep -q "^created admin token key_" "$work/admin.err"
+new3=$("$agora" keys rotate --data-dir "$data" "$key3" --grace 2h 2>"$work/rotate.err")
+check "keys rotate prints only the new key" grep -Eqx 'gk_[0-9A-Za-z]{43}' <<<"$new3"
+check "... a different one" test "$new3" != "$key3"
+check "... and when the old one stops" grep -Eq "^rotated $id3 to key_[0-9A-Za-z]{16} \(carol\); .*the old key works until [0-9T:Z-]+$" "$work/rotate.err"
+list=$("$agora" keys list --data-dir "$data")
+check "keys list: the rotated key" grep -Eq "^$id3 .* rotated to key_[0-9A-Za-z]{16}, works until [0-9T:Z-]+$" <<<"$list"
+check "keys list: the successor keeps limits and models" grep -Eq "^key_[0-9A-Za-z]{16} +carol +${new3:0:7}… +client +60 +none +2 +tiny,other " <<<"$list"
+set +e
+err=$("$agora" keys rotate --data-dir "$data" "$id3" 2>&1); rc=$?
+set -e
+check "rotating a rotated key exits 1 naming its successor" bash -c '[ "$1" -eq 1 ] && grep -q "already rotated to key_" <<<"$2"' _ "$rc" "$err"
+for bad in "--rpm 0" "--rpm ten" "--expires 3y" "--models a,,"; do
+  set +e
+  # shellcheck disable=SC2086
+  err=$("$agora" keys create --data-dir "$data" --name bad $bad 2>&1); rc=$?
+  set -e
+  if [ "$bad" = "--models a,," ]; then
+    check "keys create $bad ignores empty items" test "$rc" -eq 0
+  else
+    check "keys create $bad exits 1 with invalid_argument" bash -c '[ "$1" -eq 1 ] && grep -q "error: invalid_argument" <<<"$2"' _ "$rc" "$err"
+  fi
+done
+mv "$data/master.key" "$work/master.key"
+set +e
+err=$("$agora" keys revoke --data-dir "$data" "$key3" 2>&1); rc=$?
+set -e
+check "without the master secret a key cannot be looked up" bash -c '[ "$1" -eq 1 ] && grep -q "no master secret at" <<<"$2"' _ "$rc" "$err"
+out=$("$agora" keys revoke --data-dir "$data" --master-key "$work/master.key" "$key3")
+check "--master-key points elsewhere" grep -q "^revoked API key $id3 (carol)$" <<<"$out"
+mv "$work/master.key" "$data/master.key"
 
 # providers
 "$agora" providers register --data-dir "$data" --name acme >"$work/tok.out" 2>"$work/tok.err"
