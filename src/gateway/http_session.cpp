@@ -11,45 +11,16 @@
 
 #include "common/json_text.h"
 #include "common/log.h"
+#include "gateway/http_exchange.h"
 #include "gateway/internal.h"
 
 namespace agora::gateway {
-namespace {
 
 using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
 
 double seconds_since(Clock& clock, Clock::TimePoint t) { return to_millis(clock.now() - t) / 1000.0; }
-
-struct Exchange {
-  std::shared_ptr<GatewayImpl> g;
-  std::shared_ptr<TlsStream> stream;
-  const Request& req;
-  Clock::TimePoint start;
-  std::string route = "other";
-  // The key's rate-limit state, sent as x-ratelimit-* on the response.
-  std::optional<RateLimiter::Snapshot> rate;
-};
-
-// x-ratelimit-{limit,remaining,reset}-{requests,tokens}, for the limits the
-// key has (a dimension without a limit has no headers).
-template <class Fields>
-void rate_headers(Fields& f, const std::optional<RateLimiter::Snapshot>& rate) {
-  if (!rate) return;
-  if (rate->limits.rpm > 0) {
-    f.set("x-ratelimit-limit-requests", std::to_string(rate->limits.rpm));
-    f.set("x-ratelimit-remaining-requests", std::to_string(rate->remaining_requests));
-    f.set("x-ratelimit-reset-requests", format_reset(rate->reset_requests_s));
-  }
-  if (rate->limits.tpm > 0) {
-    f.set("x-ratelimit-limit-tokens", std::to_string(rate->limits.tpm));
-    f.set("x-ratelimit-remaining-tokens", std::to_string(rate->remaining_tokens));
-    f.set("x-ratelimit-reset-tokens", format_reset(rate->reset_tokens_s));
-  }
-}
 
 // HSTS on every HTTPS response (the gateway serves nothing over plain
 // HTTP): one year, not includeSubDomains (the operator's other names are not
@@ -86,6 +57,9 @@ awaitable<bool> send_error(Exchange& x, const ApiError& e) {
   if (e.status == 401) res.set(http::field::www_authenticate, "Bearer");
   co_return co_await send(x, std::move(res));
 }
+
+namespace {
+
 
 ApiError unauthorized(std::string_view authorization) {
   ApiError e;
@@ -568,6 +542,8 @@ awaitable<bool> handle(Exchange& x) {
     res.body() = x.g->metrics().render(x.g->gauges());
     co_return co_await send(x, std::move(res));
   }
+
+  if (target.starts_with("/admin/")) co_return co_await handle_admin(x, target);
 
   const bool chat = target == "/v1/chat/completions";
   const bool models = target == "/v1/models";

@@ -199,6 +199,9 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // active now; nullptr otherwise.
   const KeyEntry* authenticate(std::string_view authorization, bool admin = false) const;
   RateLimiter& limiter() { return *limiter_; }
+  std::shared_ptr<const crypto::MasterSecret> master_secret() const { return master_; }
+  // Runs an operator's change on the store's control thread (admin API).
+  void admin_task(StoreWorker::AdminTask task) { store_->admin(std::move(task)); }
   // Admits a chat request for `key` (reserving tokens) or says why not.
   RateLimiter::Decision admit(const KeyEntry& key, Job& job);
   RateLimiter::Snapshot rate_snapshot(const KeyEntry& key) { return limiter_->peek(key.lineage, key.limits, clock_.now()); }

@@ -125,6 +125,14 @@ void StoreWorker::run_writer() {
   }
 }
 
+void StoreWorker::admin(AdminTask task) {
+  {
+    std::lock_guard lock(control_mu_);
+    admin_tasks_.push_back(std::move(task));
+  }
+  control_cv_.notify_one();
+}
+
 void StoreWorker::reload_credentials() {
   auto v = control_store_->credentials_version();
   if (!v) {
@@ -149,13 +157,24 @@ void StoreWorker::run_control() {
   for (;;) {
     std::optional<std::vector<store::NodeRecord>> nodes;
     std::deque<std::function<void(store::Store&)>> tasks;
+    std::deque<AdminTask> admin_tasks;
     bool stopping;
     {
       std::unique_lock lock(control_mu_);
-      control_cv_.wait_for(lock, options_.poll_interval, [&] { return control_stopping_ || !tasks_.empty(); });
+      control_cv_.wait_for(lock, options_.poll_interval,
+                           [&] { return control_stopping_ || !tasks_.empty() || !admin_tasks_.empty(); });
       nodes.swap(nodes_);
       tasks.swap(tasks_);
+      admin_tasks.swap(admin_tasks_);
       stopping = control_stopping_;
+    }
+    if (!admin_tasks.empty()) {
+      std::vector<std::function<void()>> replies;
+      for (auto& t : admin_tasks) replies.push_back(t(*control_store_));
+      reload_credentials();  // posted before the replies: in force when they are sent
+      for (auto& r : replies) {
+        if (r) boost::asio::post(loop_, std::move(r));
+      }
     }
     if (nodes) {
       if (Status st = control_store_->replace_nodes(*nodes); !st) {

@@ -73,6 +73,12 @@ class StoreWorker {
   void set_nodes(std::vector<store::NodeRecord> nodes);
   // `done` runs on the loop.
   void lookup_generation(std::string id, std::function<void(Result<store::GenerationRecord>)> done);
+  // An operator's change (the admin API): `task` runs on the control thread
+  // with its store; the credentials are then reloaded and handed to the
+  // loop, and only after them the closure `task` returned runs on the loop,
+  // so the response is sent once the change is in force.
+  using AdminTask = std::function<std::function<void()>(store::Store&)>;
+  void admin(AdminTask task);
 
  private:
   void run_writer();
@@ -99,6 +105,7 @@ class StoreWorker {
   bool control_stopping_ = false;
   std::optional<std::vector<store::NodeRecord>> nodes_;
   std::deque<std::function<void(store::Store&)>> tasks_;
+  std::deque<AdminTask> admin_tasks_;
   uint64_t credentials_version_ = 0;
 
   std::thread writer_;

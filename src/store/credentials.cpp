@@ -1,8 +1,10 @@
 #include "store/credentials.h"
 
 #include <charconv>
+#include <ctime>
 #include <cctype>
 
+#include "common/json_text.h"
 #include "crypto/random.h"
 #include "crypto/sha256.h"
 
@@ -194,6 +196,71 @@ Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret&
     }
   }
   return make_error(Errc::not_found, "no provider matches " + shown(id_name_or_token));
+}
+
+std::string iso_utc(int64_t ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  if (!gmtime_r(&secs, &tm)) return std::to_string(ms);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string key_json(const ApiKeyRecord& k, int64_t now_ms) {
+  std::string o;
+  auto field = [&](std::string_view name) {
+    o += o.empty() ? "{" : ",";
+    append_json_string(o, name);
+    o += ':';
+  };
+  auto str = [&](std::string_view name, std::string_view v) {
+    field(name);
+    append_json_string(o, v);
+  };
+  auto time = [&](std::string_view name, const std::optional<int64_t>& ms) {
+    field(name);
+    if (ms) append_json_string(o, iso_utc(*ms));
+    else o += "null";
+    field(std::string(name) + "_ms");
+    if (ms) append_json_number(o, *ms);
+    else o += "null";
+  };
+  auto limit = [&](const Limit& l) {
+    if (!l) o += "\"default\"";
+    else if (*l == 0) o += "null";
+    else append_json_number(o, *l);
+  };
+  str("id", k.id);
+  str("name", k.name);
+  str("prefix", k.prefix);
+  str("role", k.role);
+  time("created", k.created_ms);
+  str("status", k.revoked_ms ? "revoked" : k.active(now_ms) ? "active" : "expired");
+  time("revoked", k.revoked_ms);
+  time("expires", k.expires_ms);
+  field("limits");
+  o += "{\"rpm\":";
+  limit(k.rpm);
+  o += ",\"tpm\":";
+  limit(k.tpm);
+  o += ",\"max_concurrent\":";
+  limit(k.max_concurrent);
+  o += '}';
+  field("models");
+  o += '[';
+  for (size_t i = 0; i < k.models.size(); ++i) {
+    if (i) o += ',';
+    append_json_string(o, k.models[i]);
+  }
+  o += ']';
+  str("lineage_id", k.lineage_id);
+  field("replaced_by");
+  if (k.replaced_by) append_json_string(o, *k.replaced_by);
+  else o += "null";
+  str("hash_scheme", k.hash_scheme);
+  o += '}';
+  return o;
 }
 
 Result<int64_t> parse_duration_ms(std::string_view text) {

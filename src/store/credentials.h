@@ -76,6 +76,15 @@ Result<IssuedToken> issue_provider_token(Store& store, const crypto::MasterSecre
 Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret& secret,
                                        const std::string& id_name_or_token, int64_t now_ms);
 
+// A key as JSON (the CLI's --json and the admin API): id, name, prefix,
+// role, created/created_ms, status ("active" | "expired" | "revoked"),
+// revoked/revoked_ms, expires/expires_ms, limits {rpm, tpm, max_concurrent}
+// (a number, null for no limit, "default"), models, lineage_id,
+// replaced_by, hash_scheme. Never the hash.
+std::string key_json(const ApiKeyRecord& k, int64_t now_ms);
+// "2025-01-31T12:00:00Z"
+std::string iso_utc(int64_t ms);
+
 // The stored hash of `secret` under `scheme` (kHashHmac or kHashLegacy),
 // with the right purpose for its prefix.
 std::string credential_hash(const crypto::MasterSecret& master, std::string_view secret, std::string_view scheme);

@@ -574,9 +574,19 @@ export class Gateway {
 
   // Creates an API key and, as the gateway picks up new keys
   // asynchronously (within about a second), waits until it is accepted.
-  async createKey(name) {
-    const { stdout } = await agora(['keys', 'create', '--data-dir', this.dataDir, '--name', name]);
+  // `args`: more `agora keys create` flags (--rpm 3, --admin, ...).
+  async createKey(name, args = []) {
+    const { stdout } = await agora(['keys', 'create', '--data-dir', this.dataDir, '--name', name, ...args]);
     const key = stdout.trim();
+    if (args.includes('--admin')) {
+      if (!key.startsWith('at_')) throw new Error(`unexpected output of keys create --admin: ${stdout}`);
+      await waitFor(`the gateway to accept the admin token ${name}`, async () => {
+        const r = await this.raw('GET', '/admin/v1/keys', { key });
+        if (r.status !== 200 && r.status !== 401) throw new Error(`/admin/v1/keys answered ${r.status}: ${r.body}`);
+        return r.status === 200;
+      }, { timeoutMs: 10000, intervalMs: 50 });
+      return key;
+    }
     if (!key.startsWith('gk_')) throw new Error(`unexpected output of keys create: ${stdout}`);
     await waitFor(`the gateway to accept the new key ${name}`, async () => {
       this.assertRunning();

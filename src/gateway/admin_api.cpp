@@ -1,0 +1,284 @@
+// The admin API: the operator's key management over HTTPS, guarded by an
+// admin token (at_…, made with `agora keys create --admin`).
+//
+//   GET    /admin/v1/keys              list client keys
+//   POST   /admin/v1/keys              create: {"name", "rpm", "tpm", "max_concurrent",
+//                                      "expires_in": "30d", "models": [...]} → 201 with "key"
+//   GET    /admin/v1/keys/{id}         one key
+//   DELETE /admin/v1/keys/{id}         revoke (in force before the response is sent)
+//   POST   /admin/v1/keys/{id}/rotate  {"grace": "24h"} → 201 with the new "key"
+//
+// Limits: a positive integer, null (no limit) or absent (gateway default).
+// Admin tokens themselves are managed only with the CLI (on the machine
+// that holds the database), so a leaked admin token cannot mint another.
+// Store work runs on the StoreWorker's control thread; the coroutine waits
+// on a timer for the reply (bounded).
+#include <boost/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/json_text.h"
+#include "common/log.h"
+#include "gateway/http_exchange.h"
+#include "store/credentials.h"
+
+namespace agora::gateway {
+namespace {
+
+namespace json = boost::json;
+using asio::awaitable;
+constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+constexpr std::string_view kKeysPath = "/admin/v1/keys";
+constexpr std::chrono::seconds kStoreWait{10};
+
+// What a store task answers: a status and a JSON body.
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::optional<ApiError> error;
+};
+
+ApiError admin_error(int status, std::string code, std::string message, std::string param = "") {
+  ApiError e;
+  e.status = status;
+  e.type = status >= 500 ? "server_error" : "invalid_request_error";
+  e.code = std::move(code);
+  e.param = std::move(param);
+  e.message = std::move(message);
+  return e;
+}
+
+Reply from_error(const Error& e) {
+  switch (e.code) {
+    case Errc::not_found:
+      return {404, "", admin_error(404, "key_not_found", e.message)};
+    case Errc::invalid_argument: {
+      // validate_key_spec's messages start with the field's name.
+      std::string param = e.message.substr(0, e.message.find(':'));
+      if (param.find(' ') != std::string::npos) param.clear();
+      return {400, "", admin_error(400, "invalid_key_request", e.message, param)};
+    }
+    case Errc::unavailable:
+      return {503, "", admin_error(503, "store_busy", "The database is busy; retry: " + e.message)};
+    default:
+      return {500, "", admin_error(500, "store_error", "The key store failed: " + e.message)};
+  }
+}
+
+// Runs `task` on the store's control thread and waits for its reply.
+awaitable<Reply> on_store(Exchange& x, std::function<Reply(store::Store&)> task) {
+  struct Pending {
+    explicit Pending(asio::any_io_executor ex) : wake(ex) {}
+    asio::steady_timer wake;
+    std::optional<Reply> reply;
+  };
+  auto pending = std::make_shared<Pending>(x.stream->get_executor());
+  pending->wake.expires_after(kStoreWait);
+  StoreWorker::AdminTask admin_task = [pending, task = std::move(task)](store::Store& s) -> std::function<void()> {
+    auto reply = std::make_shared<Reply>(task(s));
+    return [pending, reply] {
+      pending->reply = std::move(*reply);
+      pending->wake.cancel();
+    };
+  };
+  x.g->admin_task(std::move(admin_task));
+  while (!pending->reply) {
+    auto [ec] = co_await pending->wake.async_wait(as_tuple_awaitable);
+    if (!ec && !pending->reply) {
+      Reply timeout{503, "", admin_error(503, "store_timeout", "The key store did not answer in time")};
+      co_return timeout;
+    }
+  }
+  co_return std::move(*pending->reply);
+}
+
+// A limit from JSON: absent → default, null → none (0), positive integer.
+std::optional<std::string> read_limit(const json::object& o, const char* name, store::Limit& out) {
+  const auto* v = o.if_contains(name);
+  if (!v) return std::nullopt;
+  if (v->is_null()) {
+    out = 0;
+    return std::nullopt;
+  }
+  if (v->is_int64() && v->as_int64() >= 1) {
+    out = v->as_int64();
+    return std::nullopt;
+  }
+  return std::string(name) + ": must be a positive integer or null (no limit)";
+}
+
+// POST /admin/v1/keys body → a spec. Errors name the field.
+std::variant<store::KeySpec, ApiError> parse_spec(std::string_view body, int64_t now_ms) {
+  boost::system::error_code ec;
+  json::parse_options opts;
+  opts.max_depth = 8;
+  json::value v = json::parse(body, ec, {}, opts);
+  if (ec || !v.is_object()) {
+    return admin_error(400, "invalid_json", "The body must be a JSON object");
+  }
+  const auto& o = v.as_object();
+  store::KeySpec spec;
+  const auto* name = o.if_contains("name");
+  if (!name || !name->is_string()) return admin_error(400, "invalid_key_request", "name: required string", "name");
+  spec.name = std::string(name->as_string());
+  for (const char* f : {"rpm", "tpm", "max_concurrent"}) {
+    store::Limit& l = f == std::string_view("rpm") ? spec.rpm : f == std::string_view("tpm") ? spec.tpm : spec.max_concurrent;
+    if (auto err = read_limit(o, f, l)) return admin_error(400, "invalid_key_request", *err, f);
+  }
+  if (const auto* e = o.if_contains("expires_in"); e && !e->is_null()) {
+    if (!e->is_string()) return admin_error(400, "invalid_key_request", "expires_in: a duration such as \"30d\"", "expires_in");
+    auto d = store::parse_duration_ms(std::string(e->as_string()));
+    if (!d || *d <= 0) {
+      return admin_error(400, "invalid_key_request", "expires_in: a positive duration such as \"30d\"", "expires_in");
+    }
+    spec.expires_ms = now_ms + *d;
+  }
+  if (const auto* m = o.if_contains("models"); m && !m->is_null()) {
+    if (!m->is_array()) return admin_error(400, "invalid_key_request", "models: an array of model names", "models");
+    for (const auto& item : m->as_array()) {
+      if (!item.is_string()) return admin_error(400, "invalid_key_request", "models: an array of model names", "models");
+      spec.models.emplace_back(item.as_string());
+    }
+  }
+  if (Status st = store::validate_key_spec(spec, now_ms); !st) return from_error(st.error()).error.value();
+  return spec;
+}
+
+std::string with_secret(const std::string& secret, const std::string& key_json) {
+  // {"key":"gk_…", <the key's fields>}
+  std::string out = "{\"key\":";
+  append_json_string(out, secret);
+  out += ',';
+  out.append(key_json, 1, std::string::npos);
+  return out;
+}
+
+awaitable<bool> respond(Exchange& x, const Reply& r) {
+  if (r.error) co_return co_await send_error(x, *r.error);
+  co_return co_await send(x, json_response(x.req, static_cast<http::status>(r.status), r.body));
+}
+
+}  // namespace
+
+awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
+  x.route = "admin";
+  const KeyEntry* admin = x.g->authenticate(x.req[http::field::authorization], /*admin=*/true);
+  if (!admin) {
+    const ApiError api_err = admin_error(401, "invalid_admin_token",
+                                         "The admin API needs 'Authorization: Bearer at_…' with an active admin "
+                                         "token (agora keys create --admin)");
+    co_return co_await send_error(x, api_err);
+  }
+  if (!target.starts_with(kKeysPath) || (target.size() > kKeysPath.size() && target[kKeysPath.size()] != '/')) {
+    const ApiError api_err = admin_error(404, "not_found", "Unknown admin path " + std::string(target));
+    co_return co_await send_error(x, api_err);
+  }
+  std::string_view rest = target.substr(kKeysPath.size());
+  if (!rest.empty()) rest.remove_prefix(1);  // the '/'
+  std::string id(rest.substr(0, rest.find('/')));
+  const std::string_view action = rest.size() > id.size() ? rest.substr(id.size() + 1) : std::string_view{};
+  const auto method = x.req.method();
+  auto master = x.g->master_secret();
+  const std::string admin_id = admin->id;
+  const int64_t now = x.g->clock().unix_millis();
+
+  // A client key by id; admin tokens are out of the API's reach.
+  auto client_key = [](store::Store& s, const std::string& key_id) -> Result<store::ApiKeyRecord> {
+    auto k = s.find_api_key(key_id);
+    if (k && k->role != "client") return make_error(Errc::not_found, "no API key '" + key_id + "'");
+    return k;
+  };
+
+  if (id.empty() && action.empty()) {
+    if (method == http::verb::get) {
+      auto task = [now](store::Store& s) -> Reply {
+        auto keys = s.list_api_keys();
+        if (!keys) return from_error(keys.error());
+        std::string body = "{\"object\":\"list\",\"data\":[";
+        bool first = true;
+        for (const auto& k : *keys) {
+          if (k.role != "client") continue;
+          body += first ? "" : ",";
+          first = false;
+          body += store::key_json(k, now);
+        }
+        body += "]}";
+        return {200, std::move(body), std::nullopt};
+      };
+      co_return co_await respond(x, co_await on_store(x, std::move(task)));
+    }
+    if (method == http::verb::post) {
+      auto parsed = parse_spec(x.req.body(), now);
+      if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(x, *err);
+      auto task = [master, now, admin_id, spec = std::get<store::KeySpec>(parsed)](store::Store& s) -> Reply {
+        auto k = store::issue_api_key(s, *master, spec, now);
+        if (!k) return from_error(k.error());
+        spdlog::info("admin_key_created key={} by={}", k->record.id, admin_id);
+        return {201, with_secret(k->secret, store::key_json(k->record, now)), std::nullopt};
+      };
+      co_return co_await respond(x, co_await on_store(x, std::move(task)));
+    }
+  } else if (!id.empty() && action.empty()) {
+    if (method == http::verb::get) {
+      auto task = [client_key, id, now](store::Store& s) -> Reply {
+        auto k = client_key(s, id);
+        if (!k) return from_error(k.error());
+        return {200, store::key_json(*k, now), std::nullopt};
+      };
+      co_return co_await respond(x, co_await on_store(x, std::move(task)));
+    }
+    if (method == http::verb::delete_) {
+      auto task = [client_key, id, now, admin_id](store::Store& s) -> Reply {
+        auto k = client_key(s, id);
+        if (!k) return from_error(k.error());
+        auto r = s.revoke_api_key(k->id, now);
+        if (!r) return from_error(r.error());
+        spdlog::info("admin_key_revoked key={} by={}", r->id, admin_id);
+        return {200, store::key_json(*r, now), std::nullopt};
+      };
+      co_return co_await respond(x, co_await on_store(x, std::move(task)));
+    }
+  } else if (!id.empty() && action == "rotate") {
+    if (method == http::verb::post) {
+      int64_t grace_ms = 24LL * 3600 * 1000;
+      if (!x.req.body().empty()) {
+        boost::system::error_code ec;
+        json::value v = json::parse(x.req.body(), ec);
+        const json::value* g = !ec && v.is_object() ? v.as_object().if_contains("grace") : nullptr;
+        if (ec || !v.is_object() || (g && !g->is_string())) {
+          const ApiError api_err = admin_error(400, "invalid_key_request",
+                                               "The body must be a JSON object such as {\"grace\": \"24h\"}", "grace");
+          co_return co_await send_error(x, api_err);
+        }
+        if (g) {
+          auto d = store::parse_duration_ms(std::string(g->as_string()));
+          if (!d) {
+            const ApiError api_err = admin_error(400, "invalid_key_request", "grace: " + d.error().message, "grace");
+            co_return co_await send_error(x, api_err);
+          }
+          grace_ms = *d;
+        }
+      }
+      auto task = [client_key, master, id, now, grace_ms, admin_id](store::Store& s) -> Reply {
+        auto k = client_key(s, id);
+        if (!k) return from_error(k.error());
+        auto r = store::rotate_api_key(s, *master, k->id, grace_ms, now);
+        if (!r) return from_error(r.error());
+        spdlog::info("admin_key_rotated key={} successor={} grace_ms={} by={}", r->first.id, r->second.record.id,
+                     grace_ms, admin_id);
+        std::string body = with_secret(r->second.secret, store::key_json(r->second.record, now));
+        body.pop_back();
+        body += ",\"replaces\":" + store::key_json(r->first, now) + "}";
+        return {201, std::move(body), std::nullopt};
+      };
+      co_return co_await respond(x, co_await on_store(x, std::move(task)));
+    }
+  } else {
+    const ApiError api_err = admin_error(404, "not_found", "Unknown admin path " + std::string(target));
+    co_return co_await send_error(x, api_err);
+  }
+  const ApiError api_err{405, "invalid_request_error", "method_not_allowed", "",
+                         "Method not allowed on " + std::string(target), 0};
+  co_return co_await send_error(x, api_err);
+}
+
+}  // namespace agora::gateway
