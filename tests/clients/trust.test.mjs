@@ -287,3 +287,32 @@ test('a revocation through the CLI takes effect on the running gateway within a 
   // The CLI process itself takes part of this; the gateway polls every 200 ms.
   assert.ok(ms < 1500, `took ${ms} ms`);
 });
+
+test('no prompt or response is stored: a canary in prompts and answers is nowhere in the data dir or the logs', async () => {
+  const canary = `CANARY${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
+  const node = gw.startNode({ token: gw.providers.trust.token, fake: `name=echo,tokens=4,token-text=${canary}`,
+                              nodeId: 'node-echo' });
+  await gw.waitForModel('echo');
+  const key = await gw.createKey('canary');
+  const client = gw.client(key);
+  const msgs = [{ role: 'system', content: `system ${canary}` }, { role: 'user', content: `say ${canary} back` }];
+  const unary = await client.chat.completions.create({ model: 'echo', messages: msgs, max_tokens: 4 });
+  assert.ok(unary.choices[0].message.content.includes(canary), 'the answer carries the canary (the scan has something to find)');
+  let streamed = '';
+  for await (const c of await client.chat.completions.create({ model: 'echo', messages: msgs, stream: true })) {
+    streamed += c.choices[0]?.delta?.content ?? '';
+  }
+  assert.ok(streamed.includes(canary));
+  // The generation records are written (metadata only) before we scan.
+  await waitFor('the generation record', async () => (await gw.raw('GET', `/v1/generations/${unary.id}`, { key })).status === 200);
+  const files = fs.readdirSync(gw.dataDir, { recursive: true })
+    .map((f) => path.join(gw.dataDir, String(f)))
+    .filter((f) => fs.statSync(f).isFile());
+  assert.ok(files.some((f) => f.endsWith('agora.db')) && files.some((f) => f.endsWith('agora.db-wal')));
+  for (const f of files) {
+    assert.ok(!fs.readFileSync(f).toString('latin1').includes(canary), `${f} holds the canary`);
+  }
+  for (const p of [gw.proc, node]) {
+    assert.ok(!`${p.out}${p.err}`.includes(canary), `${p.name}'s logs hold the canary`);
+  }
+});
