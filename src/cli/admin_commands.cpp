@@ -15,7 +15,6 @@
 #include <charconv>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -132,15 +131,7 @@ std::unique_ptr<store::Store> open_store(const std::string& data_dir, bool creat
   return std::move(s).value();
 }
 
-// "2025-01-31T12:00:00Z"
-std::string iso_utc(int64_t ms) {
-  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  if (!gmtime_r(&secs, &tm)) return std::to_string(ms);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+using store::iso_utc;  // "2025-01-31T12:00:00Z"
 
 // "4 s ago", "3 min ago", "2 h ago", "5 d ago"
 std::string age(int64_t ms) {

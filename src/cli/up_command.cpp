@@ -76,8 +76,10 @@ Credentials ensure_credentials(const fs::path& data_dir) {
   if (fs::exists(token_file)) {
     std::string t = read_file(token_file);
     while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
+    const std::string hmac = store::credential_hash(m, t, store::kHashHmac);
+    const std::string legacy = store::credential_hash(m, t, store::kHashLegacy);
     for (const auto& p : *providers) {
-      if (p.hash == store::credential_hash(m, t, p.hash_scheme) && !p.revoked_ms) c.provider_token = t;
+      if (p.hash == (p.hash_scheme == store::kHashLegacy ? legacy : hmac) && !p.revoked_ms) c.provider_token = t;
     }
   }
   if (c.provider_token.empty()) {
@@ -88,16 +90,13 @@ Credentials ensure_credentials(const fs::path& data_dir) {
   }
 
   const fs::path up_json = data_dir / "up.json";
-  auto keys = s.list_api_keys();
-  if (!keys) fail(keys.error().to_string());
   if (fs::exists(up_json)) {
     boost::system::error_code ec;
     auto v = boost::json::parse(read_file(up_json), ec);
     if (!ec && v.is_object() && v.as_object().contains("api_key") && v.as_object().at("api_key").is_string()) {
       std::string k(v.as_object().at("api_key").as_string());
-      for (const auto& r : *keys) {
-        if (r.hash == store::credential_hash(m, k, r.hash_scheme) && r.active(now)) c.api_key = k;
-      }
+      auto found = store::find_api_key(s, m, k);  // by its HMAC (or a pre-schema-3 SHA-256)
+      if (found && found->role == "client" && found->active(now)) c.api_key = k;
     }
   }
   if (c.api_key.empty()) {

@@ -20,6 +20,8 @@ using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
+namespace {
+
 double seconds_since(Clock& clock, Clock::TimePoint t) { return to_millis(clock.now() - t) / 1000.0; }
 
 // HSTS on every HTTPS response (the gateway serves nothing over plain
@@ -32,6 +34,8 @@ void common_headers(Response& res, const Request& req) {
   res.set(http::field::strict_transport_security, kHsts);
   res.keep_alive(req.keep_alive());
 }
+
+}  // namespace
 
 awaitable<bool> send(Exchange& x, Response res) {
   common_headers(res, x.req);
@@ -678,7 +682,7 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
       co_return;
     }
 
-    Exchange x{g, stream, req, g->clock().now()};
+    Exchange x{g, stream, req, g->clock().now(), "other", std::nullopt};
     const bool keep = co_await handle(x);
     if (!keep) break;
   }
