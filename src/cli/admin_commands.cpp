@@ -23,9 +23,13 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/store_access.h"
 #include "common/clock.h"
 #include "crypto/master_secret.h"
 #include "crypto/random.h"
+#include "common/file.h"
+#include "protocol/agreement.h"
+#include "store/audit.h"
 #include "store/credentials.h"
 #include "store/sqlite_store.h"
 
@@ -64,30 +68,7 @@ struct RotateArgs : RevokeArgs {
 
 // ---- helpers
 
-int64_t now_ms() {
-  return SystemClock::instance().unix_millis();
-}
 
-// The master secret: --master-key, else $AGORA_MASTER_KEY, else
-// DATA_DIR/master.key. `create` when the command may be the first to need
-// it (creating a key or a provider).
-std::shared_ptr<const crypto::MasterSecret> load_master(const std::string& data_dir, const std::string& flag,
-                                                        bool create) {
-  std::filesystem::path path = flag;
-  if (path.empty()) {
-    const char* env = std::getenv("AGORA_MASTER_KEY");
-    path = env && *env ? std::filesystem::path(env) : crypto::default_master_secret_path(data_dir);
-  }
-  auto m = crypto::MasterSecret::load(path, create);
-  if (!m) {
-    if (m.error().code == Errc::not_found) {
-      fail("not_found: no master secret at " + path.string() +
-           " (the file next to the database that keys are hashed with; pass --master-key if it lives elsewhere)");
-    }
-    fail(m.error().to_string());
-  }
-  return *m;
-}
 
 // "" → gateway default, "none" → no limit (0), else a positive integer.
 store::Limit parse_limit(const std::string& flag, const std::string& text) {
@@ -116,20 +97,6 @@ std::vector<std::string> split_commas(const std::string& text) {
   return out;
 }
 
-// Opens DIR/agora.db. `create`: make it when missing (create/register);
-// otherwise a missing database is an error, so that a mistyped --data-dir
-// does not silently show an empty list or leave a stray directory behind.
-std::unique_ptr<store::Store> open_store(const std::string& data_dir, bool create) {
-  const auto path = store::database_path(data_dir);
-  std::error_code ec;
-  if (!create && !std::filesystem::exists(path, ec)) {
-    fail(fmt::format("not_found: no Agora database at {} (check --data-dir or $AGORA_DATA_DIR)",
-                     path.string()));
-  }
-  auto s = store::open_sqlite_store(path);
-  if (!s) fail(s.error().to_string());
-  return std::move(s).value();
-}
 
 using store::iso_utc;  // "2025-01-31T12:00:00Z"
 
@@ -214,9 +181,15 @@ json::object credential_json(const Record& r) {
   return o;
 }
 
-template <class Record>
-std::vector<std::string> credential_row(const Record& r) {
-  return {r.id, r.name, r.prefix + "…", iso_utc(r.created_ms), status_text(r.revoked_ms)};
+std::string provider_status_text(const store::ProviderRecord& p) {
+  if (p.status == store::kProviderTerminated) return "terminated " + iso_utc(p.status_ms.value_or(0));
+  if (p.revoked_ms) return status_text(p.revoked_ms);
+  if (p.status == store::kProviderSuspended) return "suspended since " + iso_utc(p.status_ms.value_or(0));
+  return "active";
+}
+
+std::vector<std::string> provider_row(const store::ProviderRecord& r) {
+  return {r.id, r.name, r.prefix + "…", iso_utc(r.created_ms), provider_status_text(r)};
 }
 
 // A key is named in messages by id, never by its secret.
@@ -244,6 +217,7 @@ void run_keys_create(const KeyCreateArgs& a) {
   auto master = load_master(a.data_dir, a.master_key, /*create=*/true);
   auto key = store::issue_api_key(*db, *master, spec, now);
   if (!key) fail(key.error().to_string());
+  sign_audit(*db, *master);
   std::printf("%s\n", key->secret.c_str());
   std::fflush(stdout);
   std::fprintf(stderr, "created %s %s (%s); it is shown only once\n", a.admin ? "admin token" : "API key",
@@ -283,6 +257,7 @@ void run_keys_revoke(const RevokeArgs& a) {
   const int64_t now = now_ms();
   auto key = store::revoke_api_key(*db, *master, a.target, now);
   if (!key) fail_lookup(key.error());
+  sign_audit(*db, *master);
   if (key->revoked_ms && *key->revoked_ms < now) {
     std::printf("API key %s (%s) was already revoked at %s\n", key->id.c_str(), key->name.c_str(),
                 iso_utc(*key->revoked_ms).c_str());
@@ -299,6 +274,7 @@ void run_keys_rotate(const RotateArgs& a) {
   const int64_t now = now_ms();
   auto r = store::rotate_api_key(*db, *master, a.target, *grace, now);
   if (!r) fail_lookup(r.error());
+  sign_audit(*db, *master);
   const auto& [old_key, fresh] = *r;
   std::printf("%s\n", fresh.secret.c_str());
   std::fflush(stdout);
@@ -340,18 +316,21 @@ std::string models_text(const json::array& models) {
   return out;
 }
 
-void print_provider_nodes(const std::vector<store::NodeRecord>& nodes, int64_t now) {
+void print_provider_nodes(const std::vector<store::NodeRecord>& nodes,
+                          const std::map<std::string, store::AcceptanceRecord>& accepted, int64_t now) {
   if (nodes.empty()) {
     std::printf("    no connected nodes\n");
     return;
   }
   std::vector<std::vector<std::string>> rows{
-      {"NODE", "REGION", "AGENT", "MODELS", "CONNECTED", "UPDATED"}};
+      {"NODE", "REGION", "AGENT", "MODELS", "AGREEMENT", "CONNECTED", "UPDATED"}};
   for (const auto& n : nodes) {
     const bool stale = now - n.updated_ms > kStaleAfterMs;
+    auto a = accepted.find(n.node_id);
     rows.push_back({n.node_id, n.region.empty() ? "-" : n.region, n.agent,
-                    models_text(parse_models(n.models_json)), iso_utc(n.connected_ms),
-                    age(now - n.updated_ms) + (stale ? " (stale)" : "")});
+                    models_text(parse_models(n.models_json)),
+                    a == accepted.end() ? "none" : fmt::format("v{} {}", a->second.version, iso_utc(a->second.accepted_ms)),
+                    iso_utc(n.connected_ms), age(now - n.updated_ms) + (stale ? " (stale)" : "")});
   }
   print_table(rows, "    ");
 }
@@ -377,6 +356,7 @@ void run_providers_register(const CreateArgs& a) {
   auto master = load_master(a.data_dir, a.master_key, /*create=*/true);
   auto p = store::issue_provider_token(*db, *master, a.name, now_ms());
   if (!p) fail(p.error().to_string());
+  sign_audit(*db, *master);
   std::printf("%s\n", p->secret.c_str());
   std::fflush(stdout);
   std::fprintf(stderr,
@@ -390,6 +370,14 @@ void run_providers_list(const ListArgs& a) {
   if (!providers) fail(providers.error().to_string());
   auto nodes = db->list_nodes();
   if (!nodes) fail(nodes.error().to_string());
+  auto acceptances = db->list_acceptances();
+  if (!acceptances) fail(acceptances.error().to_string());
+  // provider id -> node id -> the newest version it accepted, and when.
+  std::map<std::string, std::map<std::string, store::AcceptanceRecord>> accepted;
+  for (auto& x : *acceptances) {
+    auto& slot = accepted[x.provider_id][x.node_id];
+    if (x.version >= slot.version) slot = x;
+  }
   std::map<std::string, std::vector<store::NodeRecord>> by_provider;
   for (auto& n : *nodes) by_provider[n.provider_id].push_back(std::move(n));
   const int64_t now = now_ms();
@@ -398,9 +386,20 @@ void run_providers_list(const ListArgs& a) {
     json::array out;
     for (const auto& p : *providers) {
       json::object o = credential_json(p);
+      if (p.status != store::kProviderActive) o["status"] = p.status;
+      o["status_ms"] = p.status_ms ? json::value(*p.status_ms) : json::value(nullptr);
       json::array ns;
       for (const auto& n : by_provider[p.id]) ns.push_back(node_json(n, now));
       o["nodes"] = std::move(ns);
+      json::array agreements;
+      for (const auto& [node, x] : accepted[p.id]) {
+        agreements.push_back(json::object{{"node_id", node},
+                                          {"version", x.version},
+                                          {"sha256", x.sha256},
+                                          {"accepted", iso_utc(x.accepted_ms)},
+                                          {"accepted_ms", x.accepted_ms}});
+      }
+      o["agreements"] = std::move(agreements);
       out.push_back(std::move(o));
     }
     std::printf("%s\n", json::serialize(out).c_str());
@@ -413,12 +412,12 @@ void run_providers_list(const ListArgs& a) {
   }
   // One table of providers; under each, its nodes as a table of their own.
   std::vector<std::vector<std::string>> rows{{"ID", "NAME", "TOKEN", "CREATED", "STATUS"}};
-  for (const auto& p : *providers) rows.push_back(credential_row(p));
+  for (const auto& p : *providers) rows.push_back(provider_row(p));
   const auto lines = format_table(rows);
   std::printf("%s\n", lines[0].c_str());
   for (size_t i = 0; i < providers->size(); ++i) {
     std::printf("%s\n", lines[i + 1].c_str());
-    print_provider_nodes(by_provider[(*providers)[i].id], now);
+    print_provider_nodes(by_provider[(*providers)[i].id], accepted[(*providers)[i].id], now);
   }
 }
 
@@ -428,6 +427,7 @@ void run_providers_revoke(const RevokeArgs& a) {
   const int64_t now = now_ms();
   auto p = store::revoke_provider(*db, *master, a.target, now);
   if (!p) fail_lookup(p.error());
+  sign_audit(*db, *master);
   if (p->revoked_ms && *p->revoked_ms < now) {
     std::printf("provider %s (%s) was already revoked at %s\n", p->id.c_str(), p->name.c_str(),
                 iso_utc(*p->revoked_ms).c_str());
@@ -436,26 +436,113 @@ void run_providers_revoke(const RevokeArgs& a) {
   }
 }
 
+struct StatusArgs : RevokeArgs {
+  std::string status;  // the store::kProvider* it sets
+};
+
+void run_providers_status(const StatusArgs& a) {
+  auto db = open_store(a.data_dir, /*create=*/false);
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/false);
+  const int64_t now = now_ms();
+  auto before = store::find_provider(*db, *master, a.target);
+  if (!before) fail_lookup(before.error());
+  auto p = store::set_provider_status(*db, *master, a.target, a.status, now);
+  if (!p) fail(p.error().to_string());
+  sign_audit(*db, *master);
+  if (before->status == p->status) {
+    std::printf("provider %s (%s) is already %s\n", p->id.c_str(), p->name.c_str(), p->status.c_str());
+    return;
+  }
+  if (a.status == store::kProviderSuspended) {
+    std::printf("suspended provider %s (%s): its nodes stay connected but get no new jobs (running ones finish); "
+                "`agora providers resume %s` undoes it\n",
+                p->id.c_str(), p->name.c_str(), p->id.c_str());
+  } else if (a.status == store::kProviderActive) {
+    std::printf("resumed provider %s (%s): its nodes take jobs again\n", p->id.c_str(), p->name.c_str());
+  } else {
+    auto totals = db->provider_totals(p->id);
+    std::printf("terminated provider %s (%s): token revoked, nodes disconnected; forfeited earnings recorded in "
+                "the audit trail (%lld jobs, %lld completion tokens)\n",
+                p->id.c_str(), p->name.c_str(), totals ? static_cast<long long>(totals->jobs) : 0LL,
+                totals ? static_cast<long long>(totals->completion_tokens) : 0LL);
+  }
+}
+
+struct AgreementArgs {
+  std::string data_dir;
+  std::string master_key;
+  std::string file;
+  int32_t version = 0;
+  bool json = false;
+};
+
+void run_agreement_show(const AgreementArgs& a) {
+  auto db = open_store(a.data_dir, /*create=*/false);
+  Result<store::AgreementRecord> r = make_error(Errc::not_found, "");
+  if (a.version > 0) {
+    r = db->get_agreement(a.version);
+  } else {
+    auto c = db->current_agreement();
+    if (!c) fail(c.error().to_string());
+    if (!*c) fail("not_found: no agreement is published yet (a gateway publishes its built-in one when it starts)");
+    r = std::move(**c);
+  }
+  if (!r) fail(r.error().to_string());
+  std::fprintf(stderr, "agreement version %d, sha256 %s, published %s\n", r->version, r->sha256.c_str(),
+               iso_utc(r->published_ms).c_str());
+  std::fwrite(r->text.data(), 1, r->text.size(), stdout);
+}
+
+void run_agreement_publish(const AgreementArgs& a) {
+  auto text = read_file(a.file, 1u << 20);
+  if (!text) fail(text.error().to_string());
+  auto parsed = protocol::parse_agreement(std::move(*text));
+  if (!parsed) fail("invalid_argument: " + a.file + ": " + parsed.error().message);
+  auto db = open_store(a.data_dir, /*create=*/false);
+  auto master = load_master(a.data_dir, a.master_key, /*create=*/false);
+  const int64_t now = now_ms();
+  store::AgreementRecord r{parsed->version, parsed->sha256, parsed->text, now};
+  if (Status st = db->publish_agreement(r); !st) fail(st.error().to_string());
+  store::AuditEvent e{now, "agreement.published", "", "",
+                      json::serialize(json::object{{"version", r.version}, {"sha256", r.sha256}, {"by", "cli"}})};
+  if (Status st = db->append_audit(std::span<const store::AuditEvent>(&e, 1)); !st) fail(st.error().to_string());
+  sign_audit(*db, *master);
+  std::printf("published agreement version %d (sha256 %s): connected nodes get no further jobs until they accept "
+              "it (a running gateway asks them within a second)\n",
+              r.version, r.sha256.c_str());
+}
+
+void run_agreement_acceptances(const AgreementArgs& a) {
+  auto db = open_store(a.data_dir, /*create=*/false);
+  auto list = db->list_acceptances();
+  if (!list) fail(list.error().to_string());
+  if (a.json) {
+    json::array out;
+    for (const auto& x : *list) {
+      out.push_back(json::object{{"provider_id", x.provider_id},
+                                 {"node_id", x.node_id},
+                                 {"version", x.version},
+                                 {"sha256", x.sha256},
+                                 {"accepted", iso_utc(x.accepted_ms)},
+                                 {"accepted_ms", x.accepted_ms}});
+    }
+    std::printf("%s\n", json::serialize(out).c_str());
+    return;
+  }
+  if (list->empty()) {
+    std::fprintf(stderr, "no node has accepted an agreement yet\n");
+    return;
+  }
+  std::vector<std::vector<std::string>> rows{{"PROVIDER", "NODE", "VERSION", "SHA256", "ACCEPTED"}};
+  for (const auto& x : *list) {
+    rows.push_back({x.provider_id, x.node_id, std::to_string(x.version), x.sha256.substr(0, 16) + "…",
+                    iso_utc(x.accepted_ms)});
+  }
+  print_table(rows, "");
+}
+
 // ---- registration
 
-std::string default_data_dir() {
-  const char* env = std::getenv("AGORA_DATA_DIR");
-  return env && *env ? env : "./agora-data";
-}
-
-void add_data_dir(CLI::App* cmd, std::string& dir) {
-  dir = default_data_dir();
-  cmd->add_option("--data-dir", dir,
-                  "Data directory holding the database (agora.db); default: $AGORA_DATA_DIR, else "
-                  "./agora-data")
-      ->capture_default_str();
-}
-
-void add_master_key(CLI::App* cmd, std::string& path) {
-  cmd->add_option("--master-key", path,
-                  "The gateway's master secret, which key hashes are keyed with (default: $AGORA_MASTER_KEY, "
-                  "else DATA_DIR/master.key; created with mode 0600 when a first credential is made)");
-}
 
 }  // namespace
 
@@ -521,7 +608,9 @@ void add_admin_commands(CLI::App& app) {
 
   // ---- providers
   auto* providers = app.add_subcommand(
-      "providers", "Register, list and revoke providers (who run nodes), and see their nodes");
+      "providers",
+      "Register, list, suspend, resume, terminate and revoke providers (who run nodes), see their nodes, and "
+      "manage the agreement they accept");
   providers->require_subcommand(1);
 
   auto pc = std::make_shared<CreateArgs>();
@@ -553,6 +642,56 @@ void add_admin_commands(CLI::App& app) {
   prevoke->add_option("provider", pr->target, "The provider's id (prov_…), name, or token (pt_…)")
       ->required();
   prevoke->callback([pr] { run_providers_revoke(*pr); });
+
+  struct StatusCommand {
+    const char* name;
+    const char* status;
+    const char* help;
+  };
+  for (const auto& c : {
+           StatusCommand{"suspend", store::kProviderSuspended,
+                         "Suspend a provider while you investigate: its nodes stay connected but get no new jobs "
+                         "(running ones finish); reversible with `resume`. Recorded in the audit trail."},
+           StatusCommand{"resume", store::kProviderActive,
+                         "Lift a suspension: the provider's nodes take jobs again. Recorded in the audit trail."},
+           StatusCommand{"terminate", store::kProviderTerminated,
+                         "Terminate a provider for a breach of the agreement: its token is revoked, its nodes are "
+                         "disconnected at once, and its unpaid earnings are recorded as forfeited in the audit "
+                         "trail. Final."},
+       }) {
+    auto sa = std::make_shared<StatusArgs>();
+    sa->status = c.status;
+    auto* cmd = providers->add_subcommand(c.name, c.help);
+    add_data_dir(cmd, sa->data_dir);
+    add_master_key(cmd, sa->master_key);
+    cmd->add_option("provider", sa->target, "The provider's id (prov_…), name, or token (pt_…)")->required();
+    cmd->callback([sa] { run_providers_status(*sa); });
+  }
+
+  auto* agreement = providers->add_subcommand(
+      "agreement",
+      "The provider data-handling agreement (docs/PROVIDER_AGREEMENT.md) nodes must accept before they get jobs: "
+      "show it, publish a new version, list who accepted which version when");
+  agreement->require_subcommand(1);
+  auto ga = std::make_shared<AgreementArgs>();
+  auto* ashow = agreement->add_subcommand("show", "Print the current agreement (or --version N) on stdout");
+  add_data_dir(ashow, ga->data_dir);
+  ashow->add_option("--version", ga->version, "A published version instead of the current one");
+  ashow->callback([ga] { run_agreement_show(*ga); });
+  auto pa = std::make_shared<AgreementArgs>();
+  auto* apub = agreement->add_subcommand(
+      "publish",
+      "Publish a new version (a Markdown file whose \"Version: N\" line is above the current version). Connected "
+      "nodes get no further jobs until they accept it; nodes started with it (--agreement FILE) accept at once.");
+  add_data_dir(apub, pa->data_dir);
+  add_master_key(apub, pa->master_key);
+  apub->add_option("--file", pa->file, "The agreement document")->required();
+  apub->callback([pa] { run_agreement_publish(*pa); });
+  auto la = std::make_shared<AgreementArgs>();
+  auto* alist = agreement->add_subcommand("acceptances", "Which node of which provider accepted which version, when");
+  add_data_dir(alist, la->data_dir);
+  alist->add_flag("--json", la->json, "Print a JSON array instead of a table");
+  alist->callback([la] { run_agreement_acceptances(*la); });
 }
 
 }  // namespace agora::cli

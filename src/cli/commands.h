@@ -17,6 +17,7 @@ void add_model_commands(CLI::App& app);
 void add_bench_commands(CLI::App& app);
 void add_up_command(CLI::App& app);
 void add_admin_commands(CLI::App& app);  // keys, providers
+void add_audit_commands(CLI::App& app);  // audit verify, query, export, checkpoint
 void add_gateway_command(CLI::App& app);
 void add_node_command(CLI::App& app);
 

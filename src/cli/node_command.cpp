@@ -11,7 +11,9 @@
 #include "cli/signals.h"
 #include "engine/fake_engine.h"
 #include "engine/llama_engine.h"
+#include "common/file.h"
 #include "node/node.h"
+#include "protocol/agreement.h"
 
 namespace agora::cli {
 namespace {
@@ -32,6 +34,7 @@ struct NodeArgs {
   int64_t backoff_max_ms = 30'000;
   int64_t heartbeat_timeout_ms = 15'000;
   int64_t auth_grace_ms = 10'000;
+  std::vector<std::string> agreements;  // files
 };
 
 std::vector<node::ServedModel> load_models(const NodeArgs& a) {
@@ -95,6 +98,23 @@ void run_node(NodeArgs a) {
   cfg.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
   cfg.auth_grace = std::chrono::milliseconds(a.auth_grace_ms);
   if (auto ctx = net::make_client_tls_context(cfg.tls); !ctx) fail(ctx.error().message);
+  if (a.agreements.empty()) {
+    const auto& builtin = protocol::builtin_agreement();
+    cfg.agreements.push_back(builtin.sha256);
+    std::fprintf(stderr,
+                 "agora node: accepting the provider data-handling agreement version %d (sha256 %.16s…, "
+                 "docs/PROVIDER_AGREEMENT.md): no storing, logging or sharing of prompts or responses\n",
+                 builtin.version, builtin.sha256.c_str());
+  }
+  for (const auto& file : a.agreements) {
+    auto text = read_file(file);
+    if (!text) fail("--agreement " + file + ": " + text.error().message);
+    auto parsed = protocol::parse_agreement(std::move(*text));
+    if (!parsed) fail("--agreement " + file + ": " + parsed.error().message);
+    cfg.agreements.push_back(parsed->sha256);
+    std::fprintf(stderr, "agora node: accepting the provider agreement version %d from %s (sha256 %.16s…)\n",
+                 parsed->version, file.c_str(), parsed->sha256.c_str());
+  }
 
   auto models = load_models(a);
   boost::asio::io_context io(1);
@@ -106,6 +126,13 @@ void run_node(NodeArgs a) {
   ev.on_disconnected = [](const std::string& why, std::chrono::milliseconds retry) {
     std::fprintf(stderr, "agora node: disconnected (%s); reconnecting in %.1f s\n", why.c_str(),
                  static_cast<double>(retry.count()) / 1000.0);
+  };
+  ev.on_agreement_required = [](int32_t version, const std::string& sha256) {
+    std::fprintf(stderr,
+                 "agora node: the gateway requires version %d of the provider agreement (sha256 %.16s…), which "
+                 "this node has not accepted: it gets no jobs until then. Get the document from the gateway's "
+                 "operator, read it, and restart with --agreement FILE\n",
+                 version, sha256.c_str());
   };
   ev.on_stopped = [&io] { io.stop(); };
   auto n = node::make_node(io, cfg, models, ev);
@@ -153,6 +180,10 @@ void add_node_command(CLI::App& app) {
   cmd->add_option("--auth-grace-ms", a->auth_grace_ms,
                   "Keep retrying a refused token this long before giving up (a just-registered provider)")
       ->capture_default_str();
+  cmd->add_option("--agreement", a->agreements,
+                  "A version of the provider data-handling agreement you accept (a Markdown file with a "
+                  "\"Version: N\" line; repeatable). Default: the one built into agora, docs/PROVIDER_AGREEMENT.md. "
+                  "A node gets no jobs until it has accepted the version its gateway requires.");
   cmd->callback([a] { run_node(*a); });
 }
 

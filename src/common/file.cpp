@@ -97,4 +97,32 @@ Status write_file_atomic(const fs::path& path, std::string_view data, mode_t mod
   return fsync_directory(dir);
 }
 
+Result<std::string> read_file(const std::filesystem::path& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    return make_error(err == ENOENT ? Errc::not_found : Errc::io_error,
+                      "cannot read " + path.string() + ": " + std::strerror(err));
+  }
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      return make_error(Errc::io_error, "cannot read " + path.string() + ": " + std::strerror(err));
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      ::close(fd);
+      return make_error(Errc::too_large, path.string() + " is larger than " + std::to_string(max_bytes) + " bytes");
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
 }  // namespace agora

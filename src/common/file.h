@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 #include "common/result.h"
@@ -16,5 +17,9 @@ namespace agora {
 // then the directory fsync'ed. A reader sees the old file or the new one,
 // never a part. Errors: io_error naming the path and errno text.
 Status write_file_atomic(const std::filesystem::path& path, std::string_view data, mode_t mode);
+
+// The whole file, refused when larger than `max_bytes`. Errors: not_found,
+// too_large, io_error.
+Result<std::string> read_file(const std::filesystem::path& path, size_t max_bytes = 16u << 20);
 
 }  // namespace agora

@@ -210,7 +210,7 @@ awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
       auto parsed = parse_spec(x.req.body(), now);
       if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(x, *err);
       auto task = [master, now, admin_id, spec = std::get<store::KeySpec>(parsed)](store::Store& s) -> Reply {
-        auto k = store::issue_api_key(s, *master, spec, now);
+        auto k = store::issue_api_key(s, *master, spec, now, "admin:" + admin_id);
         if (!k) return from_error(k.error());
         spdlog::info("admin_key_created key={} by={}", k->record.id, admin_id);
         return {201, with_secret(k->secret, store::key_json(k->record, now)), std::nullopt};
@@ -227,10 +227,10 @@ awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
       co_return co_await respond(x, co_await on_store(x, std::move(task)));
     }
     if (method == http::verb::delete_) {
-      auto task = [client_key, id, now, admin_id](store::Store& s) -> Reply {
+      auto task = [client_key, master, id, now, admin_id](store::Store& s) -> Reply {
         auto k = client_key(s, id);
         if (!k) return from_error(k.error());
-        auto r = s.revoke_api_key(k->id, now);
+        auto r = store::revoke_api_key(s, *master, k->id, now, "admin:" + admin_id);
         if (!r) return from_error(r.error());
         spdlog::info("admin_key_revoked key={} by={}", r->id, admin_id);
         return {200, store::key_json(*r, now), std::nullopt};
@@ -261,7 +261,7 @@ awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
       auto task = [client_key, master, id, now, grace_ms, admin_id](store::Store& s) -> Reply {
         auto k = client_key(s, id);
         if (!k) return from_error(k.error());
-        auto r = store::rotate_api_key(s, *master, k->id, grace_ms, now);
+        auto r = store::rotate_api_key(s, *master, k->id, grace_ms, now, "admin:" + admin_id);
         if (!r) return from_error(r.error());
         spdlog::info("admin_key_rotated key={} successor={} grace_ms={} by={}", r->first.id, r->second.record.id,
                      grace_ms, admin_id);

@@ -9,6 +9,8 @@
 #include "crypto/sha256.h"
 #include "gateway/internal.h"
 #include "net/url.h"
+#include "protocol/agreement.h"
+#include "store/audit.h"
 #include "store/sqlite_store.h"
 
 namespace agora::gateway {
@@ -16,6 +18,33 @@ namespace agora::gateway {
 using asio::awaitable;
 using asio::use_awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+// The agreement built into this binary becomes the current one when the
+// database has none or an older version (a gateway upgraded to a build with
+// a new agreement publishes it; `agora providers agreement publish` does the
+// same for a document of the operator's own).
+Status publish_builtin_agreement(store::Store& db, int64_t now_ms) {
+  const auto& builtin = protocol::builtin_agreement();
+  if (builtin.version < 1) return make_error(Errc::internal, "the built-in provider agreement does not parse");
+  auto current = db.current_agreement();
+  if (!current) return current.error();
+  if (*current && (*current)->version >= builtin.version) return ok_status();
+  store::AgreementRecord a{builtin.version, builtin.sha256, builtin.text, now_ms};
+  if (Status st = db.publish_agreement(a); !st) {
+    // Another gateway on the same database just did it, or the operator
+    // published this very text under another version: keep theirs.
+    if (st.error().code == Errc::invalid_argument) return ok_status();
+    return st;
+  }
+  store::AuditEvent e{now_ms, "agreement.published", "", "",
+                      boost::json::serialize(boost::json::object{
+                          {"version", a.version}, {"sha256", a.sha256}, {"by", "gateway (built-in)"}})};
+  return db.append_audit(std::span<const store::AuditEvent>(&e, 1));
+}
+
+}  // namespace
 
 GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& clock)
     : io_(io), config_(std::move(config)), clock_(clock), snapshot_timer_(io) {}
@@ -66,12 +95,18 @@ Status GatewayImpl::start() {
   if (!writer_db) return writer_db.error();
   auto control_db = store::open_sqlite_store(store::database_path(config_.data_dir));
   if (!control_db) return control_db.error();
+  if (Status st = publish_builtin_agreement(**control_db, clock_.unix_millis()); !st) return st;
+  auto signer = store::audit_signer(*master_);
+  if (!signer) return signer.error();
+  StoreWorker::Options store_options;
+  store_options.audit_signer = std::move(*signer);
+  store_options.checkpoint_interval = config_.audit_checkpoint_interval;
   std::weak_ptr<GatewayImpl> weak = shared_from_this();
-  store_ = std::make_unique<StoreWorker>(
-      std::move(*writer_db), std::move(*control_db), io_.get_executor(),
-      StoreWorker::Callbacks{[weak](std::vector<store::ApiKeyRecord> k, std::vector<store::ProviderRecord> p) {
-        if (auto self = weak.lock()) self->on_credentials(std::move(k), std::move(p));
-      }});
+  store_ = std::make_unique<StoreWorker>(std::move(*writer_db), std::move(*control_db), io_.get_executor(),
+                                         StoreWorker::Callbacks{[weak](StoreWorker::Credentials c) {
+                                           if (auto self = weak.lock()) self->on_credentials(std::move(c));
+                                         }},
+                                         store_options);
   if (Status st = store_->start(); !st) return st;
 
   auto hp = net::parse_host_port(config_.listen, 8443);
@@ -175,6 +210,8 @@ awaitable<void> GatewayImpl::accept_loop() {
 // ------------------------------------------------------------- credentials
 
 namespace {
+
+
 std::string_view bearer(std::string_view authorization) {
   constexpr std::string_view kPrefix = "Bearer ";
   if (authorization.size() <= kPrefix.size()) return {};
@@ -215,7 +252,9 @@ const ProviderEntry* GatewayImpl::authenticate_provider(std::string_view authori
   return it == legacy_providers_.end() ? nullptr : &it->second;
 }
 
-void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vector<store::ProviderRecord> providers) {
+void GatewayImpl::on_credentials(StoreWorker::Credentials c) {
+  auto& keys = c.keys;
+  auto& providers = c.providers;
   const int64_t now = clock_.unix_millis();
   auto resolve = [](const store::Limit& own, int64_t fallback) { return own ? *own : fallback; };
   std::unordered_map<std::string, KeyEntry> k, legacy_k;
@@ -233,10 +272,11 @@ void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vec
     (r.hash_scheme == store::kHashLegacy ? legacy_k : k).emplace(r.hash, std::move(e));
   }
   std::unordered_map<std::string, ProviderEntry> p, legacy_p;
-  std::unordered_set<std::string> active;
+  std::unordered_set<std::string> active, suspended;
   for (auto& r : providers) {
-    if (!r.revoked_ms) {
+    if (!r.revoked_ms && r.status != store::kProviderTerminated) {
       active.insert(r.id);
+      if (r.status == store::kProviderSuspended) suspended.insert(r.id);
       (r.hash_scheme == store::kHashLegacy ? legacy_p : p).emplace(r.hash, ProviderEntry{r.id, r.name});
     }
   }
@@ -244,15 +284,69 @@ void GatewayImpl::on_credentials(std::vector<store::ApiKeyRecord> keys, std::vec
   legacy_keys_ = std::move(legacy_k);
   providers_ = std::move(p);
   legacy_providers_ = std::move(legacy_p);
+  suspended_providers_ = std::move(suspended);
+  const bool new_agreement = c.agreement && (!agreement_ || agreement_->sha256 != c.agreement->sha256);
+  if (new_agreement) {
+    agreement_ = std::move(c.agreement);
+    spdlog::info("agreement_current version={} sha256={}", agreement_->version, agreement_->sha256);
+  }
   spdlog::debug("credentials_loaded keys={} legacy_keys={} providers={}", keys_.size(), legacy_keys_.size(),
                 providers_.size() + legacy_providers_.size());
-  // A revoked provider's nodes are disconnected at once.
+  // A revoked or terminated provider's nodes are disconnected at once; a
+  // suspended one's are held; a new agreement holds every node that has not
+  // accepted it (its hello may already have).
   for (auto& [id, n] : conns_) {
-    if (!n->provider_id.empty() && !active.contains(n->provider_id) && !n->closing) {
+    if (n->closing) continue;
+    if (!n->provider_id.empty() && !active.contains(n->provider_id)) {
       spdlog::info("node_disconnected_revoked node={} provider={}", n->node_id, n->provider_id);
       n->close();
+      continue;
     }
+    n->suspended = suspended_providers_.contains(n->provider_id);
+    if (new_agreement) {
+      n->agreed = false;
+      if (std::find(n->agreements.begin(), n->agreements.end(), agreement_->sha256) != n->agreements.end()) {
+        agreement_accepted(*n, "hello");
+      } else {
+        n->send(protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text}));
+        spdlog::info("node_agreement_required node={} provider={} version={}", n->node_id, n->provider_id,
+                     agreement_->version);
+      }
+    }
+    update_hold(*n);
   }
+}
+
+void GatewayImpl::update_hold(NodeConn& n) {
+  NodeInfo* info = router_.find(n.id);
+  if (!info) return;
+  const bool hold = !n.agreed || n.suspended;
+  if (info->held == hold) return;
+  router_.set_held(n.id, hold);
+  spdlog::info("node_{} node={} provider={} agreed={} suspended={}", hold ? "held" : "released", n.node_id,
+               n.provider_id, n.agreed, n.suspended);
+  if (!hold) {
+    for (const auto& m : info->models) drain_queue(m.advert.name);
+  }
+}
+
+void GatewayImpl::agreement_accepted(NodeConn& n, const char* how) {
+  n.agreed = true;
+  if (!store_ || !agreement_) return;
+  const int64_t now = clock_.unix_millis();
+  store::AcceptanceRecord a{n.provider_id, n.node_id, agreement_->version, agreement_->sha256, now};
+  store::AuditEvent e{now, "provider.agreement_accepted", "", n.provider_id,
+                      boost::json::serialize(boost::json::object{{"node_id", n.node_id},
+                                                                 {"version", agreement_->version},
+                                                                 {"sha256", agreement_->sha256},
+                                                                 {"via", how}})};
+  store_->accept_agreement(std::move(a), std::move(e));
+}
+
+void GatewayImpl::audit(std::string kind, std::string provider_id, boost::json::object data) {
+  if (!store_) return;
+  store_->audit(store::AuditEvent{clock_.unix_millis(), std::move(kind), "", std::move(provider_id),
+                                  boost::json::serialize(data)});
 }
 
 namespace {
@@ -644,6 +738,10 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
     other->close();
   }
   conn->node_id = hello.node_id;
+  conn->agreements = hello.agreements;
+  conn->suspended = suspended_providers_.contains(provider.id);
+  conn->agreed = !agreement_ || std::find(hello.agreements.begin(), hello.agreements.end(), agreement_->sha256) !=
+                                    hello.agreements.end();
 
   NodeInfo info;
   info.conn = conn->id;
@@ -653,6 +751,9 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   info.agent = hello.agent;
   info.hardware = hello.hardware;
   info.connected_ms = clock_.unix_millis();
+  info.held = !conn->agreed || conn->suspended;
+  boost::json::array audit_models;
+  for (const auto& m : hello.models) audit_models.push_back(boost::json::object{{"name", m.name}, {"sha256", m.sha256}});
   for (auto& m : hello.models) info.models.push_back(NodeModel{std::move(m), 0});
   std::vector<std::string> models;
   for (const auto& m : info.models) models.push_back(m.advert.name);
@@ -665,7 +766,26 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   protocol::Welcome welcome;
   welcome.provider_id = provider.id;
   welcome.heartbeat_ms = static_cast<int32_t>(config_.node_timeout.count() / 2);
+  if (agreement_) {
+    welcome.agreement_version = agreement_->version;
+    welcome.agreement_sha256 = agreement_->sha256;
+  }
+  welcome.agreement_accepted = conn->agreed;
   conn->send(protocol::encode(welcome));
+  audit("provider.connected", provider.id,
+        boost::json::object{{"node_id", conn->node_id},
+                            {"region", hello.region},
+                            {"agent", hello.agent},
+                            {"models", std::move(audit_models)},
+                            {"agreement_accepted", conn->agreed},
+                            {"suspended", conn->suspended}});
+  if (agreement_ && conn->agreed) {
+    agreement_accepted(*conn, "hello");
+  } else if (agreement_) {
+    conn->send(protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text}));
+    spdlog::info("node_agreement_required node={} provider={} version={}", conn->node_id, provider.id,
+                 agreement_->version);
+  }
   // The session goes on in read_node()'s callbacks, so that this frame (the
   // upgrade request, the hello) and the HTTP session's (its 16 KiB read
   // buffer) are released: an idle node costs only what it keeps using
@@ -889,6 +1009,19 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
     router_.set_draining(n.id);
     return;
   }
+  if (auto* a = std::get_if<protocol::Accept>(&m)) {
+    if (!agreement_ || a->sha256 != agreement_->sha256) {
+      // An older version, or one this gateway never offered: not enough.
+      spdlog::warn("node_accepted_other_agreement node={} sha256={}", n.node_id, a->sha256);
+      return;
+    }
+    if (n.agreed) return;
+    agreement_accepted(n, "accept");
+    spdlog::info("node_agreement_accepted node={} provider={} version={}", n.node_id, n.provider_id,
+                 agreement_->version);
+    update_hold(n);
+    return;
+  }
   // Anything else from a node is a protocol error.
   spdlog::warn("node_protocol_error node={} frame={}", n.node_id, protocol::message_type(m));
   n.close();
@@ -914,6 +1047,8 @@ void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::strin
   n->jobs.clear();
   spdlog::info("node_disconnected node={} provider={} jobs_lost={} reason={}", n->node_id, n->provider_id, lost,
                logfmt_value(why));
+  audit("provider.disconnected", n->provider_id,
+        boost::json::object{{"node_id", n->node_id}, {"reason", why}, {"jobs_lost", lost}});
   // Queued jobs may now have nowhere to go.
   for (const auto& m : models) drain_queue(m);
   nodes_changed();

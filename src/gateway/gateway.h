@@ -60,6 +60,9 @@ struct GatewayConfig {
 
   // Nodes: pinged at half this interval; one silent this long is evicted.
   std::chrono::milliseconds node_timeout{15'000};
+
+  // Audit trail: new entries are signed this often (and at shutdown).
+  std::chrono::milliseconds audit_checkpoint_interval{60'000};
 };
 
 class Gateway {

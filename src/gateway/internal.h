@@ -9,6 +9,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/json.hpp>
 
 #include <array>
 #include <chrono>
@@ -157,6 +158,12 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   bool ping_sent = false;  // since last_heard
   std::unordered_map<protocol::JobId, std::shared_ptr<Job>> jobs;
   std::string node_id, provider_id;
+  // The agreement digests the hello listed, and whether the node has
+  // accepted the current version (hello or Accept frame); whether its
+  // provider is suspended. Either one holds it in the router.
+  std::vector<std::string> agreements;
+  bool agreed = false;
+  bool suspended = false;
 
   // Queues a text message (the writer sends the queue in order).
   void send(std::string text) { queue(net::ws::Opcode::text, std::move(text)); }
@@ -243,7 +250,13 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void dispatch(const std::shared_ptr<Job>& job, const Pick& pick);
   void drain_queue(const std::string& model);
   void finish_job_on_node(NodeConn& n, protocol::JobId id);
-  void on_credentials(std::vector<store::ApiKeyRecord> keys, std::vector<store::ProviderRecord> providers);
+  void on_credentials(StoreWorker::Credentials c);
+  // Holds or releases the node in the router after `agreed` or `suspended`
+  // changed; released nodes take queued jobs at once.
+  void update_hold(NodeConn& n);
+  // The node accepted the current agreement: recorded, and it may serve.
+  void agreement_accepted(NodeConn& n, const char* how);
+  void audit(std::string kind, std::string provider_id, boost::json::object data);
   // The connected nodes changed: snapshot_nodes() runs kSnapshotDelay later,
   // once for a whole burst of changes (it walks every node, so once per
   // change would cost O(nodes^2) while thousands connect); `agora providers
@@ -271,6 +284,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   std::unordered_map<std::string, KeyEntry> legacy_keys_;    // by SHA-256 (keys from before schema 3)
   std::unordered_map<std::string, ProviderEntry> providers_; // by keyed hash of the token
   std::unordered_map<std::string, ProviderEntry> legacy_providers_;  // by SHA-256
+  std::unordered_set<std::string> suspended_providers_;               // by id
+  std::optional<store::AgreementRecord> agreement_;                   // the version nodes must accept
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
 
   Router router_;

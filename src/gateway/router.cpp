@@ -8,7 +8,7 @@ namespace agora::gateway {
 namespace {
 
 bool is_ready(const NodeInfo& n, const NodeModel& m) {
-  return !n.draining && m.in_flight < m.advert.slots;
+  return !n.draining && !n.held && m.in_flight < m.advert.slots;
 }
 
 bool contains(std::span<const ConnId> list, ConnId c) {
@@ -202,6 +202,14 @@ void Router::set_draining(ConnId conn) {
   if (!n) return;
   unindex(*n);
   n->draining = true;
+}
+
+void Router::set_held(ConnId conn, bool held) {
+  auto* n = find(conn);
+  if (!n || n->held == held) return;
+  unindex(*n);
+  n->held = held;
+  index(*n);
 }
 
 void Router::record_ttft(ConnId conn, double ms) {

@@ -8,7 +8,7 @@
 //
 // Cost: every (node, model) pair that could take a job now sits in an ordered
 // index per model (and per model and region), kept up to date by add, remove,
-// acquire, release, set_draining and record_ttft (O(log n) each), so pick()
+// acquire, release, set_draining, set_held and record_ttft (O(log n) each), so pick()
 // takes the first entry that is not excluded: O(regions asked x excluded
 // nodes), independent of how many nodes serve the model.
 #pragma once
@@ -44,6 +44,9 @@ struct NodeInfo {
   std::vector<NodeModel> models;
   int64_t connected_ms = 0;
   bool draining = false;
+  // No jobs for now, reversibly: the node has not accepted the current
+  // agreement, or its provider is suspended. Requests wait in the queue.
+  bool held = false;
   double ttft_ms = 0;  // exponentially weighted; 0 until measured
 };
 
@@ -86,6 +89,8 @@ class Router {
   void acquire(const Pick& p);
   void release(ConnId conn, const std::string& model);
   void set_draining(ConnId conn);
+  // Holds a node (no jobs) or lets it serve again.
+  void set_held(ConnId conn, bool held);
   void record_ttft(ConnId conn, double ms);
 
   bool serves(const std::string& model) const { return by_model_.contains(model); }
@@ -96,7 +101,7 @@ class Router {
   int32_t slots_busy() const { return slots_busy_; }
 
  private:
-  // A (node, model) pair that can take a job now: not draining, a free slot.
+  // A (node, model) pair that can take a job now: not draining or held, a free slot.
   // Ordered best first: load, then TTFT, then the lower conn id.
   struct Ready {
     double load = 0;

@@ -10,6 +10,7 @@
 #include <sched.h>
 
 #include "common/log.h"
+#include "store/audit.h"
 
 namespace agora::gateway {
 
@@ -27,15 +28,27 @@ StoreWorker::StoreWorker(std::unique_ptr<store::Store> writer, std::unique_ptr<s
 
 StoreWorker::~StoreWorker() { stop(); }
 
-Status StoreWorker::start() {
-  auto v = control_store_->credentials_version();
-  if (!v) return v.error();
-  credentials_version_ = *v;
+Result<StoreWorker::Credentials> StoreWorker::load_credentials() {
+  Credentials c;
   auto keys = control_store_->list_api_keys();
   if (!keys) return keys.error();
   auto providers = control_store_->list_providers();
   if (!providers) return providers.error();
-  if (callbacks_.on_credentials) callbacks_.on_credentials(std::move(*keys), std::move(*providers));
+  auto agreement = control_store_->current_agreement();
+  if (!agreement) return agreement.error();
+  c.keys = std::move(*keys);
+  c.providers = std::move(*providers);
+  c.agreement = std::move(*agreement);
+  return c;
+}
+
+Status StoreWorker::start() {
+  auto v = control_store_->credentials_version();
+  if (!v) return v.error();
+  credentials_version_ = *v;
+  auto c = load_credentials();
+  if (!c) return c.error();
+  if (callbacks_.on_credentials) callbacks_.on_credentials(std::move(*c));
   writer_ = std::thread([this] { run_writer(); });
   control_ = std::thread([this] { run_control(); });
   return ok_status();
@@ -72,6 +85,16 @@ void StoreWorker::record(store::GenerationRecord r) {
   if (pending_.size() == options_.batch) write_cv_.notify_one();
 }
 
+void StoreWorker::audit(store::AuditEvent e) {
+  std::lock_guard lock(write_mu_);
+  pending_audit_.push_back(PendingEvent{std::move(e), std::nullopt});
+}
+
+void StoreWorker::accept_agreement(store::AcceptanceRecord a, store::AuditEvent e) {
+  std::lock_guard lock(write_mu_);
+  pending_audit_.push_back(PendingEvent{std::move(e), std::move(a)});
+}
+
 uint64_t StoreWorker::backpressure_waits() const {
   std::lock_guard lock(write_mu_);
   return backpressure_waits_;
@@ -100,8 +123,11 @@ void StoreWorker::run_writer() {
       spdlog::debug("store_writer_priority error={}", logfmt_value(std::strerror(rc)));
     }
   }
+  auto last_checkpoint = std::chrono::steady_clock::now();
+  std::vector<store::AuditEvent> job_audit;
   for (;;) {
     std::vector<store::GenerationRecord> batch;
+    std::vector<PendingEvent> pending_events;
     bool stopping;
     {
       std::unique_lock lock(write_mu_);
@@ -109,19 +135,63 @@ void StoreWorker::run_writer() {
                          [&] { return write_stopping_ || pending_.size() >= options_.batch; });
       batch.swap(pending_);
       pending_.reserve(std::min(batch.size(), options_.max_backlog));  // no regrowth on the loop
+      pending_events.swap(pending_audit_);
       stopping = write_stopping_;
     }
     drained_.notify_all();
+    // Events in the order the loop saw them, before the jobs of the same
+    // round (a node connects and accepts before it serves).
+    std::vector<store::AuditEvent> events;
+    for (auto& p : pending_events) {
+      if (p.acceptance) {
+        auto fresh = writer_store_->record_acceptance(*p.acceptance);
+        if (!fresh) {
+          spdlog::error("agreement_acceptance_write_failed node={} error={}", p.acceptance->node_id,
+                        logfmt_value(fresh.error().to_string()));
+          continue;
+        }
+        if (!*fresh) continue;  // accepted before: nothing new to record
+      }
+      events.push_back(std::move(p.event));
+    }
+    if (!events.empty()) {
+      if (Status st = writer_store_->append_audit(events); !st) {
+        spdlog::error("audit_write_failed entries={} error={}", events.size(), logfmt_value(st.error().to_string()));
+      }
+    }
     for (size_t i = 0; i < batch.size(); i += options_.txn_records) {
       std::span<const store::GenerationRecord> part(batch.data() + i, std::min(options_.txn_records, batch.size() - i));
-      if (Status st = writer_store_->insert_generations(part); !st) {
+      job_audit.clear();
+      for (const auto& g : part) job_audit.push_back(store::audit_event_for(g));
+      if (Status st = writer_store_->insert_generations(part, job_audit); !st) {
         spdlog::error("generation_write_failed records={} error={}", part.size(), logfmt_value(st.error().to_string()));
       }
     }
+    const auto now = std::chrono::steady_clock::now();
+    if (stopping || now - last_checkpoint >= options_.checkpoint_interval) {
+      last_checkpoint = now;
+      checkpoint();
+    }
     if (stopping) {
       std::lock_guard lock(write_mu_);
-      if (pending_.empty()) return;  // else: records that raced stop(); one more round
+      // Else: records that raced stop(); one more round.
+      if (pending_.empty() && pending_audit_.empty()) return;
     }
+  }
+}
+
+void StoreWorker::checkpoint() {
+  if (!options_.audit_signer) return;
+  const auto& signer = *options_.audit_signer;
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  auto c = store::checkpoint_audit(*writer_store_, signer, now_ms);
+  if (!c) {
+    spdlog::error("audit_checkpoint_failed error={}", logfmt_value(c.error().to_string()));
+  } else if (*c) {
+    // In the log too: a copy outside the database to compare it with.
+    spdlog::info("audit_checkpoint seq={} hash={}", (*c)->seq, (*c)->hash);
   }
 }
 
@@ -140,16 +210,14 @@ void StoreWorker::reload_credentials() {
     return;
   }
   if (*v == credentials_version_) return;
-  auto keys = control_store_->list_api_keys();
-  auto providers = control_store_->list_providers();
-  if (!keys || !providers) {
-    spdlog::warn("credentials_reload_failed error={}",
-                 logfmt_value((!keys ? keys.error() : providers.error()).to_string()));
+  auto c = load_credentials();
+  if (!c) {
+    spdlog::warn("credentials_reload_failed error={}", logfmt_value(c.error().to_string()));
     return;
   }
   credentials_version_ = *v;
-  boost::asio::post(loop_, [cb = callbacks_.on_credentials, k = std::move(*keys), p = std::move(*providers)]() mutable {
-    if (cb) cb(std::move(k), std::move(p));
+  boost::asio::post(loop_, [cb = callbacks_.on_credentials, c = std::move(*c)]() mutable {
+    if (cb) cb(std::move(c));
   });
 }
 

@@ -13,6 +13,10 @@
 //    when an idle-class thread runs. Transactions stay short (`txn_records`)
 //    so that the writer, descheduled mid-transaction, holds SQLite's write
 //    lock only briefly (the CLI writes to the same file).
+//    The writer also appends the audit trail: a "job" entry for every
+//    generation record (in the same transaction), the events the loop hands
+//    it (node connected, disconnected, agreement accepted) and, every
+//    `checkpoint_interval` and at stop, a signed checkpoint.
 //  - The control thread, at normal priority, does what must stay prompt
 //    even when every core is busy (a node decoding on all of them): polls
 //    the credentials version and hands changed key and provider sets to the
@@ -33,15 +37,22 @@
 #include <thread>
 #include <vector>
 
+#include "crypto/ed25519.h"
 #include "store/store.h"
 
 namespace agora::gateway {
 
 class StoreWorker {
  public:
+  // Everything an operator changes through the CLI or the admin API.
+  struct Credentials {
+    std::vector<store::ApiKeyRecord> keys;
+    std::vector<store::ProviderRecord> providers;
+    std::optional<store::AgreementRecord> agreement;  // the current version
+  };
   struct Callbacks {
     // Run on `loop` with the full current sets, at start and after changes.
-    std::function<void(std::vector<store::ApiKeyRecord>, std::vector<store::ProviderRecord>)> on_credentials;
+    std::function<void(Credentials)> on_credentials;
   };
 
   struct Options {
@@ -50,6 +61,9 @@ class StoreWorker {
     size_t txn_records = 64;     // records per transaction
     size_t max_backlog = 65536;  // record() waits while this many are pending
     bool idle_priority = true;   // SCHED_IDLE for the writer (best effort)
+    // Signs audit checkpoints; none: no checkpoints.
+    std::shared_ptr<const crypto::Ed25519Signer> audit_signer;
+    std::chrono::milliseconds checkpoint_interval{60'000};
   };
 
   // `writer` and `control`: two connections to the same database.
@@ -68,6 +82,11 @@ class StoreWorker {
   // Thread-safe; cheap (appends to a vector) unless `max_backlog` records
   // are already waiting, then it waits for the writer (backpressure).
   void record(store::GenerationRecord r);
+  // An audit event (not a job: record() makes those). Thread-safe, cheap.
+  void audit(store::AuditEvent e);
+  // A node accepted the agreement: the acceptance row, and `e` in the audit
+  // trail when the row is new.
+  void accept_agreement(store::AcceptanceRecord a, store::AuditEvent e);
   // Times record() had to wait for the writer.
   uint64_t backpressure_waits() const;
   void set_nodes(std::vector<store::NodeRecord> nodes);
@@ -84,6 +103,8 @@ class StoreWorker {
   void run_writer();
   void run_control();
   void reload_credentials();
+  Result<Credentials> load_credentials();
+  void checkpoint();
 
   std::unique_ptr<store::Store> writer_store_;
   std::unique_ptr<store::Store> control_store_;
@@ -97,6 +118,13 @@ class StoreWorker {
   std::condition_variable drained_;
   bool write_stopping_ = false;
   std::vector<store::GenerationRecord> pending_;
+  // Audit events in the loop's order; one with an acceptance is appended
+  // only when the acceptance is new.
+  struct PendingEvent {
+    store::AuditEvent event;
+    std::optional<store::AcceptanceRecord> acceptance;
+  };
+  std::vector<PendingEvent> pending_audit_;
   uint64_t backpressure_waits_ = 0;
 
   // Control state.

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <filesystem>
@@ -19,6 +20,7 @@
 
 #include "common/log.h"
 #include "crypto/random.h"
+#include "crypto/sha256.h"
 #include "net/url.h"
 #include "protocol/messages.h"
 
@@ -236,6 +238,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     hello.agent = "agora/0.1.0";
     hello.region = config_.region;
     hello.hardware = hardware_;
+    hello.agreements = config_.agreements;
     for (const auto& m : models_) {
       const auto& info = m.engine->model_info();
       const auto stats = m.engine->stats();
@@ -271,8 +274,9 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     outbox_.clear();
     queued_delta_.clear();
     closing_ = false;
-    spdlog::info("node_connected node={} provider={} gateway={}", config_.node_id, welcome->provider_id,
-                 config_.gateway_url);
+    spdlog::info("node_connected node={} provider={} gateway={} agreement_version={} agreement_accepted={}",
+                 config_.node_id, welcome->provider_id, config_.gateway_url, welcome->agreement_version,
+                 welcome->agreement_accepted);
     if (events_.on_connected) events_.on_connected(welcome->provider_id);
     if (draining_) send(protocol::encode(protocol::Drain{}));
     asio::co_spawn(io_, writer(ws, session_), asio::detached);
@@ -338,9 +342,29 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     } else if (auto* c = std::get_if<protocol::Cancel>(&m)) {
       auto it = jobs_.find(c->job);
       if (it != jobs_.end()) models_[it->second.model].engine->cancel(it->second.request);
+    } else if (auto* a = std::get_if<protocol::AgreementOffer>(&m)) {
+      on_agreement(*a);
     } else {
       spdlog::warn("node_unexpected_frame type={}", protocol::message_type(m));
     }
+  }
+
+  // Accepts only what the operator accepted, and only a document whose text
+  // matches its digest.
+  void on_agreement(const protocol::AgreementOffer& a) {
+    const bool intact = crypto::sha256_hex(a.text) == a.sha256;
+    const bool accepted =
+        intact && std::find(config_.agreements.begin(), config_.agreements.end(), a.sha256) != config_.agreements.end();
+    if (accepted) {
+      spdlog::info("node_agreement_accepted version={} sha256={}", a.version, a.sha256);
+      send(protocol::encode(protocol::Accept{a.sha256}));
+      return;
+    }
+    spdlog::warn("node_agreement_required version={} sha256={} intact={} note={}", a.version, a.sha256, intact,
+                 logfmt_value("this node gets no jobs until its operator accepts this version of the provider "
+                              "agreement: get the document from the gateway's operator (`agora providers agreement "
+                              "show`), read it, and restart the node with --agreement FILE"));
+    if (events_.on_agreement_required) events_.on_agreement_required(a.version, a.sha256);
   }
 
   void fail_job(protocol::JobId id, const Error& e, bool retryable) {

@@ -35,6 +35,11 @@ struct NodeConfig {
   // A refused token is retried this long before it is fatal: a provider
   // registered a moment ago reaches a running gateway within a second.
   std::chrono::milliseconds auth_grace{10'000};
+  // SHA-256 of each version of the provider agreement the operator accepted
+  // (sent in the hello; a gateway offering one of these is answered with
+  // Accept at once). The CLI fills it from --agreement files, by default
+  // the agreement built into this binary.
+  std::vector<std::string> agreements;
 };
 
 struct ServedModel {
@@ -46,6 +51,9 @@ struct ServedModel {
 struct NodeEvents {
   std::function<void(const std::string& provider_id)> on_connected;
   std::function<void(const std::string& why, std::chrono::milliseconds retry_in)> on_disconnected;
+  // The gateway requires an agreement version this node has not accepted:
+  // it gets no jobs until its operator accepts it (restart with it).
+  std::function<void(int32_t version, const std::string& sha256)> on_agreement_required;
   // The node's loop has ended (stop, drain finished, or a fatal error).
   std::function<void()> on_stopped;
 };

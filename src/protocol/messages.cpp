@@ -3,6 +3,7 @@
 #include <boost/json.hpp>
 
 #include <cmath>
+#include <iterator>
 #include <limits>
 
 #include "common/json_text.h"
@@ -284,8 +285,9 @@ bool request_from_json(Reader& parent, const json::object& o, engine::Generation
 }  // namespace
 
 std::string_view message_type(const Message& m) {
-  static constexpr std::string_view kNames[] = {"hello", "welcome", "reject", "job", "cancel",
-                                                "delta", "done",    "failed", "drain"};
+  static constexpr std::string_view kNames[] = {"hello", "welcome", "reject", "job",       "cancel", "delta",
+                                                "done",  "failed",  "drain",  "agreement", "accept"};
+  static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[m.index()];
 }
 
@@ -354,10 +356,22 @@ std::string encode(const Message& m) {
                                          {"cores", msg.hardware.cores},
                                          {"memory_bytes", msg.hardware.memory_bytes},
                                          {"gpus", std::move(gpus)}};
+            json::array agreements;
+            for (const auto& a : msg.agreements) agreements.push_back(json::string(a));
+            o["agreements"] = std::move(agreements);
           } else if constexpr (std::is_same_v<T, Welcome>) {
             o["protocol"] = msg.protocol;
             o["provider_id"] = msg.provider_id;
             o["heartbeat_ms"] = msg.heartbeat_ms;
+            o["agreement"] = json::object{{"version", msg.agreement_version},
+                                          {"sha256", msg.agreement_sha256},
+                                          {"accepted", msg.agreement_accepted}};
+          } else if constexpr (std::is_same_v<T, AgreementOffer>) {
+            o["version"] = msg.version;
+            o["sha256"] = msg.sha256;
+            o["text"] = msg.text;
+          } else if constexpr (std::is_same_v<T, Accept>) {
+            o["sha256"] = msg.sha256;
           } else if constexpr (std::is_same_v<T, Reject>) {
             o["code"] = msg.code;
             o["message"] = msg.message;
@@ -484,6 +498,15 @@ Result<Message> decode(std::string_view frame) {
       }
       if (!hr.ok()) return hr.error();
     }
+    if (auto* a = r.array("agreements", false)) {
+      if (a->size() > kMaxAgreements) return bad("frame.agreements has more than " + std::to_string(kMaxAgreements) + " entries");
+      for (const auto& x : *a) {
+        if (!x.is_string() || x.get_string().size() != 64) {
+          return bad("frame.agreements must hold SHA-256 digests (64 hex characters)");
+        }
+        h.agreements.emplace_back(x.get_string().data(), x.get_string().size());
+      }
+    }
     if (!r.ok()) return r.error();
     return Message{std::move(h)};
   }
@@ -493,6 +516,14 @@ Result<Message> decode(std::string_view frame) {
         !r.integer("heartbeat_ms", w.heartbeat_ms, false)) {
       return r.error();
     }
+    if (auto* a = r.object("agreement", false)) {
+      Reader ar(*a, "frame.agreement");
+      if (!ar.integer("version", w.agreement_version) || !ar.str("sha256", w.agreement_sha256) ||
+          !ar.boolean("accepted", w.agreement_accepted)) {
+        return ar.error();
+      }
+    }
+    if (!r.ok()) return r.error();
     return Message{std::move(w)};
   }
   if (type == "reject") {
@@ -501,6 +532,17 @@ Result<Message> decode(std::string_view frame) {
     return Message{std::move(j)};
   }
   if (type == "drain") return Message{Drain{}};
+  if (type == "agreement") {
+    AgreementOffer a;
+    if (!r.integer("version", a.version) || !r.str("sha256", a.sha256) || !r.str("text", a.text)) return r.error();
+    return Message{std::move(a)};
+  }
+  if (type == "accept") {
+    Accept a;
+    if (!r.str("sha256", a.sha256)) return r.error();
+    if (a.sha256.size() != 64) return bad("frame.sha256 must be 64 hex characters");
+    return Message{std::move(a)};
+  }
   return bad("unknown frame type '" + type + "'");
 }
 

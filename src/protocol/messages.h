@@ -22,6 +22,8 @@ inline constexpr std::string_view kNodePath = "/v1/node";
 inline constexpr size_t kMaxFrameBytes = 8u << 20;
 // Deepest JSON nesting a frame may have.
 inline constexpr unsigned kMaxJsonDepth = 16;
+// Most agreement digests a hello may list.
+inline constexpr size_t kMaxAgreements = 16;
 
 using JobId = uint64_t;
 
@@ -51,6 +53,9 @@ struct Hello {
   std::string region;
   std::vector<ModelAdvert> models;
   Hardware hardware;
+  // SHA-256 (lower-case hex) of every version of the provider data-handling
+  // agreement (docs/PROVIDER_AGREEMENT.md) this node's operator accepted.
+  std::vector<std::string> agreements;
 };
 
 // gateway -> node, the answer to a valid Hello.
@@ -58,6 +63,26 @@ struct Welcome {
   int protocol = kProtocolVersion;
   std::string provider_id;
   int32_t heartbeat_ms = 0;  // WebSocket pings at least this often
+  // The agreement version the gateway requires now, and whether the hello
+  // accepted it. When not, an AgreementOffer follows and the node gets no
+  // job until it answers with Accept.
+  int32_t agreement_version = 0;
+  std::string agreement_sha256;
+  bool agreement_accepted = false;
+};
+
+// gateway -> node: accept this version of the agreement before any further
+// job (sent after a welcome that did not accept it, and to every node when
+// the operator publishes a new version).
+struct AgreementOffer {
+  int32_t version = 0;
+  std::string sha256;  // of `text`, lower-case hex
+  std::string text;
+};
+
+// node -> gateway: the node's operator accepted the agreement `sha256`.
+struct Accept {
+  std::string sha256;
 };
 
 // gateway -> node, then the connection closes: the hello was refused.
@@ -106,7 +131,8 @@ struct Failed {
 // node -> gateway: no new jobs please; in-flight ones will finish.
 struct Drain {};
 
-using Message = std::variant<Hello, Welcome, Reject, Job, Cancel, Delta, Done, Failed, Drain>;
+using Message =
+    std::variant<Hello, Welcome, Reject, Job, Cancel, Delta, Done, Failed, Drain, AgreementOffer, Accept>;
 
 // The frame's "type" field for each alternative.
 std::string_view message_type(const Message& m);

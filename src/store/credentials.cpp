@@ -4,11 +4,15 @@
 #include <ctime>
 #include <cctype>
 
+#include <boost/json.hpp>
+
 #include "common/json_text.h"
+#include "common/log.h"
 #include "crypto/random.h"
 #include "crypto/sha256.h"
 
 namespace agora::store {
+namespace json = boost::json;
 namespace {
 
 constexpr size_t kMaxNameBytes = 100;
@@ -53,6 +57,18 @@ std::string shown(const std::string& id_or_secret) {
   return "'" + id_or_secret + "'";
 }
 
+// Appends one audit entry for an operator's change. The change itself is
+// already committed; a failed append is logged (the caller's secret, shown
+// once, must still reach the operator).
+void audit(Store& store, int64_t now_ms, std::string kind, std::string key_id, std::string provider_id,
+           json::object data, std::string_view actor) {
+  data["by"] = actor;
+  AuditEvent e{now_ms, std::move(kind), std::move(key_id), std::move(provider_id), json::serialize(data)};
+  if (Status st = store.append_audit(std::span<const AuditEvent>(&e, 1)); !st) {
+    spdlog::error("audit_append_failed kind={} error={}", e.kind, logfmt_value(st.error().to_string()));
+  }
+}
+
 }  // namespace
 
 bool looks_like_secret(std::string_view s, std::string_view prefix) {
@@ -92,7 +108,7 @@ Status validate_key_spec(const KeySpec& spec, int64_t now_ms) {
 }
 
 Result<IssuedKey> issue_api_key(Store& store, const crypto::MasterSecret& master, const KeySpec& spec,
-                                int64_t now_ms) {
+                                int64_t now_ms, std::string_view actor) {
   if (Status st = validate_key_spec(spec, now_ms); !st) return st.error();
   IssuedKey out;
   out.secret = crypto::new_secret(prefix_for_role(spec.role));
@@ -111,6 +127,9 @@ Result<IssuedKey> issue_api_key(Store& store, const crypto::MasterSecret& master
   auto created = store.create_api_key(r);
   if (!created) return created.error();
   out.record = std::move(*created);
+  json::object d{{"name", out.record.name}, {"role", out.record.role}, {"prefix", out.record.prefix}};
+  if (out.record.expires_ms) d["expires_ms"] = *out.record.expires_ms;
+  audit(store, now_ms, "key.created", out.record.id, "", std::move(d), actor);
   return out;
 }
 
@@ -137,7 +156,7 @@ Result<ApiKeyRecord> find_api_key(Store& store, const crypto::MasterSecret& mast
 
 Result<std::pair<ApiKeyRecord, IssuedKey>> rotate_api_key(Store& store, const crypto::MasterSecret& master,
                                                            const std::string& id_or_secret, int64_t grace_ms,
-                                                           int64_t now_ms) {
+                                                           int64_t now_ms, std::string_view actor) {
   if (grace_ms < 0) return make_error(Errc::invalid_argument, "grace: must not be negative");
   auto old = find_api_key(store, master, id_or_secret);
   if (!old) return old.error();
@@ -154,18 +173,24 @@ Result<std::pair<ApiKeyRecord, IssuedKey>> rotate_api_key(Store& store, const cr
   auto pair = store.rotate_api_key(old->id, spec, now_ms + grace_ms);
   if (!pair) return pair.error();
   fresh.record = std::move(pair->second);
+  audit(store, now_ms, "key.rotated", pair->first.id, "",
+        json::object{{"successor", fresh.record.id}, {"prefix", fresh.record.prefix},
+                     {"old_key_until_ms", pair->first.expires_ms.value_or(now_ms + grace_ms)}},
+        actor);
   return std::make_pair(std::move(pair->first), std::move(fresh));
 }
 
 Result<ApiKeyRecord> revoke_api_key(Store& store, const crypto::MasterSecret& master, const std::string& id_or_secret,
-                                    int64_t now_ms) {
+                                    int64_t now_ms, std::string_view actor) {
   auto key = find_api_key(store, master, id_or_secret);
   if (!key) return key.error();
-  return store.revoke_api_key(key->id, now_ms);
+  auto r = store.revoke_api_key(key->id, now_ms);
+  if (r && !key->revoked_ms) audit(store, now_ms, "key.revoked", r->id, "", json::object{}, actor);
+  return r;
 }
 
 Result<IssuedToken> issue_provider_token(Store& store, const crypto::MasterSecret& master, const std::string& name,
-                                         int64_t now_ms) {
+                                         int64_t now_ms, std::string_view actor) {
   if (Status st = check_name(name); !st) return st.error();
   IssuedToken out;
   out.secret = crypto::new_secret(kProviderTokenPrefix);
@@ -173,13 +198,15 @@ Result<IssuedToken> issue_provider_token(Store& store, const crypto::MasterSecre
                                  master.hash_provider_token(out.secret), now_ms);
   if (!p) return p.error();
   out.record = std::move(*p);
+  audit(store, now_ms, "provider.registered", "", out.record.id,
+        json::object{{"name", out.record.name}, {"prefix", out.record.prefix}}, actor);
   return out;
 }
 
-Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret& master,
-                                       const std::string& id_name_or_token, int64_t now_ms) {
+Result<ProviderRecord> find_provider(Store& store, const crypto::MasterSecret& master,
+                                     const std::string& id_name_or_token) {
   if (!looks_like_secret(id_name_or_token, kProviderTokenPrefix)) {
-    auto r = store.revoke_provider(id_name_or_token, now_ms);
+    auto r = store.find_provider(id_name_or_token);
     if (!r && r.error().code == Errc::not_found) {
       return make_error(Errc::not_found, "no provider matches " + shown(id_name_or_token));
     }
@@ -187,15 +214,47 @@ Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret&
   }
   // A token: its keyed hash, or its plain SHA-256 for a provider registered
   // before schema 3 (only a row whose scheme matches counts).
-  auto providers = store.list_providers();
-  if (!providers) return providers.error();
   for (const char* scheme : {kHashHmac, kHashLegacy}) {
-    const std::string h = credential_hash(master, id_name_or_token, scheme);
-    for (const auto& p : *providers) {
-      if (p.hash == h && p.hash_scheme == scheme) return store.revoke_provider(p.id, now_ms);
-    }
+    auto r = store.find_provider(credential_hash(master, id_name_or_token, scheme));
+    if (r && r->hash_scheme == scheme) return r;
+    if (!r && r.error().code != Errc::not_found) return r.error();
   }
   return make_error(Errc::not_found, "no provider matches " + shown(id_name_or_token));
+}
+
+Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret& master,
+                                       const std::string& id_name_or_token, int64_t now_ms, std::string_view actor) {
+  auto p = find_provider(store, master, id_name_or_token);
+  if (!p) return p.error();
+  auto r = store.revoke_provider(p->id, now_ms);
+  if (r && !p->revoked_ms) audit(store, now_ms, "provider.revoked", "", r->id, json::object{}, actor);
+  return r;
+}
+
+Result<ProviderRecord> set_provider_status(Store& store, const crypto::MasterSecret& master,
+                                           const std::string& id_name_or_token, const std::string& status,
+                                           int64_t now_ms, std::string_view actor) {
+  auto p = find_provider(store, master, id_name_or_token);
+  if (!p) return p.error();
+  if (p->status == status) return p;  // nothing changes, nothing to record
+  json::object d{{"previous", p->status}};
+  if (status == kProviderTerminated) {
+    // No ledger yet: what the provider served is recorded as the unpaid
+    // earnings it forfeits, for the ledger to value.
+    auto totals = store.provider_totals(p->id);
+    if (!totals) return totals.error();
+    d["forfeited"] = json::object{{"jobs", totals->jobs},
+                                  {"prompt_tokens", totals->prompt_tokens},
+                                  {"completion_tokens", totals->completion_tokens},
+                                  {"basis", "all jobs served (no payouts recorded yet)"}};
+  }
+  auto r = store.set_provider_status(p->id, status, now_ms);
+  if (!r) return r.error();
+  const std::string kind = status == kProviderActive       ? "provider.resumed"
+                           : status == kProviderSuspended  ? "provider.suspended"
+                                                           : "provider.terminated";
+  audit(store, now_ms, kind, "", r->id, std::move(d), actor);
+  return r;
 }
 
 std::string iso_utc(int64_t ms) {

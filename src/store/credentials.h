@@ -46,8 +46,10 @@ struct IssuedKey {
 Status validate_key_spec(const KeySpec& spec, int64_t now_ms);
 
 // Creates a key from a validated spec and returns it with its secret.
+// Every change below appends an audit entry naming `actor` ("cli", or
+// "admin:key_…" for the admin API).
 Result<IssuedKey> issue_api_key(Store& store, const crypto::MasterSecret& secret, const KeySpec& spec,
-                                int64_t now_ms);
+                                int64_t now_ms, std::string_view actor = "cli");
 
 // A key by id ("key_…") or by its full secret (gk_…/at_…, hashed first;
 // keys from before schema 3 are found by their plain SHA-256).
@@ -60,10 +62,10 @@ Result<ApiKeyRecord> find_api_key(Store& store, const crypto::MasterSecret& secr
 // Returns {the old key as updated, the new key with its secret}.
 Result<std::pair<ApiKeyRecord, IssuedKey>> rotate_api_key(Store& store, const crypto::MasterSecret& secret,
                                                            const std::string& id_or_secret, int64_t grace_ms,
-                                                           int64_t now_ms);
+                                                           int64_t now_ms, std::string_view actor = "cli");
 
 Result<ApiKeyRecord> revoke_api_key(Store& store, const crypto::MasterSecret& secret, const std::string& id_or_secret,
-                                    int64_t now_ms);
+                                    int64_t now_ms, std::string_view actor = "cli");
 
 // Provider tokens.
 struct IssuedToken {
@@ -71,10 +73,21 @@ struct IssuedToken {
   ProviderRecord record;
 };
 Result<IssuedToken> issue_provider_token(Store& store, const crypto::MasterSecret& secret, const std::string& name,
-                                         int64_t now_ms);
-// By id (prov_…), name, or full token (pt_…).
+                                         int64_t now_ms, std::string_view actor = "cli");
+// By id (prov_…), name, or full token (pt_…). Errors: not_found.
+Result<ProviderRecord> find_provider(Store& store, const crypto::MasterSecret& secret,
+                                     const std::string& id_name_or_token);
 Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret& secret,
-                                       const std::string& id_name_or_token, int64_t now_ms);
+                                       const std::string& id_name_or_token, int64_t now_ms,
+                                       std::string_view actor = "cli");
+// Suspends (kProviderSuspended), resumes (kProviderActive) or terminates
+// (kProviderTerminated: token revoked; what it served is recorded as
+// forfeited earnings in the audit entry). Setting the current status again
+// changes nothing. Errors: not_found, invalid_argument (terminated is final;
+// a revoked provider can only be terminated).
+Result<ProviderRecord> set_provider_status(Store& store, const crypto::MasterSecret& secret,
+                                           const std::string& id_name_or_token, const std::string& status,
+                                           int64_t now_ms, std::string_view actor = "cli");
 
 // A key as JSON (the CLI's --json and the admin API): id, name, prefix,
 // role, created/created_ms, status ("active" | "expired" | "revoked"),

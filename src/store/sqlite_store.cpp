@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "crypto/random.h"
+#include "store/audit.h"
 
 namespace agora::store {
 namespace {
@@ -248,6 +249,53 @@ ALTER TABLE api_keys ADD COLUMN lineage_id TEXT;
 ALTER TABLE api_keys ADD COLUMN replaced_by TEXT;
 ALTER TABLE providers ADD COLUMN hash_scheme TEXT NOT NULL DEFAULT 'sha256';
 )sql",
+    // 4: provider status (suspend / terminate), the provider agreement and
+    // who accepted which version, the hash-chained audit trail and its
+    // signed checkpoints.
+    R"sql(
+ALTER TABLE providers ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+ALTER TABLE providers ADD COLUMN status_ms INTEGER;
+
+CREATE TABLE agreements (
+  version      INTEGER PRIMARY KEY,
+  sha256       TEXT NOT NULL,
+  text         TEXT NOT NULL,
+  published_ms INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX agreements_sha256 ON agreements(sha256);
+CREATE TRIGGER agreements_insert AFTER INSERT ON agreements BEGIN UPDATE credentials_version SET v = v + 1; END;
+
+CREATE TABLE agreement_acceptances (
+  provider_id TEXT NOT NULL,
+  node_id     TEXT NOT NULL,
+  version     INTEGER NOT NULL,
+  sha256      TEXT NOT NULL,
+  accepted_ms INTEGER NOT NULL,
+  PRIMARY KEY (provider_id, node_id, version)
+) STRICT;
+
+CREATE TABLE audit_log (
+  seq         INTEGER PRIMARY KEY,
+  time_ms     INTEGER NOT NULL,
+  kind        TEXT NOT NULL,
+  key_id      TEXT NOT NULL,
+  provider_id TEXT NOT NULL,
+  entry       TEXT NOT NULL,
+  prev_hash   TEXT NOT NULL,
+  hash        TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_log_time ON audit_log(time_ms);
+CREATE INDEX audit_log_key ON audit_log(key_id, seq) WHERE key_id != '';
+CREATE INDEX audit_log_provider ON audit_log(provider_id, seq) WHERE provider_id != '';
+
+CREATE TABLE audit_checkpoints (
+  seq        INTEGER PRIMARY KEY,
+  hash       TEXT NOT NULL,
+  time_ms    INTEGER NOT NULL,
+  public_key TEXT NOT NULL,
+  signature  TEXT NOT NULL
+) STRICT;
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion, "one migration per schema version");
 
@@ -278,16 +326,53 @@ constexpr const char* kRetireKey =
 constexpr const char* kInsertProvider =
     "INSERT INTO providers (id, name, prefix, hash, created_ms, hash_scheme) VALUES (?1, ?2, ?3, ?4, ?5, "
     "'hmac-sha256')";
+#define AGORA_PROVIDER_COLUMNS "id, name, prefix, hash, created_ms, revoked_ms, hash_scheme, status, status_ms"
 constexpr const char* kListProviders =
-    "SELECT id, name, prefix, hash, created_ms, revoked_ms, hash_scheme FROM providers ORDER BY created_ms, "
-    "rowid";
+    "SELECT " AGORA_PROVIDER_COLUMNS " FROM providers ORDER BY created_ms, rowid";
+constexpr const char* kFindProvider =
+    "SELECT " AGORA_PROVIDER_COLUMNS " FROM providers WHERE id = ?1 OR name = ?1 OR hash = ?1"
+    " ORDER BY CASE WHEN id = ?1 THEN 0 WHEN name = ?1 THEN 1 ELSE 2 END LIMIT 1";
+constexpr const char* kSetProviderStatus =
+    "UPDATE providers SET status = ?2, status_ms = ?3,"
+    " revoked_ms = CASE WHEN ?2 = 'terminated' THEN COALESCE(revoked_ms, ?3) ELSE revoked_ms END WHERE id = ?1";
+constexpr const char* kProviderTotals =
+    "SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0) FROM generations"
+    " WHERE provider_id = ?1";
+
+constexpr const char* kInsertAgreement =
+    "INSERT INTO agreements (version, sha256, text, published_ms) VALUES (?1, ?2, ?3, ?4)";
+constexpr const char* kCurrentAgreement =
+    "SELECT version, sha256, text, published_ms FROM agreements ORDER BY version DESC LIMIT 1";
+constexpr const char* kGetAgreement = "SELECT version, sha256, text, published_ms FROM agreements WHERE version = ?1";
+constexpr const char* kInsertAcceptance =
+    "INSERT OR IGNORE INTO agreement_acceptances (provider_id, node_id, version, sha256, accepted_ms)"
+    " VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kListAcceptances =
+    "SELECT provider_id, node_id, version, sha256, accepted_ms FROM agreement_acceptances"
+    " ORDER BY accepted_ms, provider_id, node_id";
+
+constexpr const char* kLastAudit = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1";
+constexpr const char* kInsertAudit =
+    "INSERT INTO audit_log (seq, time_ms, kind, key_id, provider_id, entry, prev_hash, hash)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+constexpr const char* kScanAudit =
+    "SELECT seq, time_ms, kind, key_id, provider_id, entry, prev_hash, hash FROM audit_log"
+    " WHERE seq > ?1 AND (?2 IS NULL OR key_id = ?2) AND (?3 IS NULL OR provider_id = ?3)"
+    " AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR time_ms >= ?5) AND (?6 IS NULL OR time_ms < ?6)"
+    " ORDER BY seq LIMIT ?7";
+constexpr const char* kLastCheckpoint = "SELECT MAX(seq) FROM audit_checkpoints";
+constexpr const char* kInsertCheckpoint =
+    "INSERT INTO audit_checkpoints (seq, hash, time_ms, public_key, signature) VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kListCheckpoints =
+    "SELECT seq, hash, time_ms, public_key, signature FROM audit_checkpoints ORDER BY seq";
 // Exactly one provider: the one whose id matches, else whose name, else hash
 // (a provider may be *named* like another's id).
 constexpr const char* kRevokeProvider =
     "UPDATE providers SET revoked_ms = COALESCE(revoked_ms, ?2) WHERE id = ("
     "  SELECT id FROM providers WHERE id = ?1 OR name = ?1 OR hash = ?1"
     "  ORDER BY CASE WHEN id = ?1 THEN 0 WHEN name = ?1 THEN 1 ELSE 2 END LIMIT 1)"
-    " RETURNING id, name, prefix, hash, created_ms, revoked_ms, hash_scheme";
+    " RETURNING " AGORA_PROVIDER_COLUMNS;
+#undef AGORA_PROVIDER_COLUMNS
 
 constexpr const char* kInsertGeneration =
     "INSERT INTO generations (id, key_id, provider_id, node_id, model, model_sha256, attestation, "
@@ -365,7 +450,31 @@ ProviderRecord read_provider(const Query& q) {
   r.created_ms = q.int64(4);
   r.revoked_ms = q.opt_int64(5);
   r.hash_scheme = q.text(6);
+  r.status = q.text(7);
+  r.status_ms = q.opt_int64(8);
   return r;
+}
+
+AgreementRecord read_agreement(const Query& q) {
+  AgreementRecord a;
+  a.version = q.int32(0);
+  a.sha256 = q.text(1);
+  a.text = q.text(2);
+  a.published_ms = q.int64(3);
+  return a;
+}
+
+AuditEntry read_audit(const Query& q) {
+  AuditEntry e;
+  e.seq = q.int64(0);
+  e.time_ms = q.int64(1);
+  e.kind = q.text(2);
+  e.key_id = q.text(3);
+  e.provider_id = q.text(4);
+  e.entry = q.text(5);
+  e.prev_hash = q.text(6);
+  e.hash = q.text(7);
+  return e;
 }
 
 template <class Record>
@@ -441,7 +550,25 @@ class SqliteStore final : public Store {
   Result<ProviderRecord> revoke_provider(const std::string& id_name_or_hash,
                                          int64_t now_ms) override;
 
-  Status insert_generations(std::span<const GenerationRecord> records) override;
+  Result<ProviderRecord> find_provider(const std::string& id_name_or_hash) override;
+  Result<ProviderRecord> set_provider_status(const std::string& id_name_or_hash, const std::string& status,
+                                             int64_t now_ms) override;
+  Result<ProviderTotals> provider_totals(const std::string& provider_id) override;
+
+  Status publish_agreement(const AgreementRecord& a) override;
+  Result<std::optional<AgreementRecord>> current_agreement() override;
+  Result<AgreementRecord> get_agreement(int32_t version) override;
+  Result<bool> record_acceptance(const AcceptanceRecord& a) override;
+  Result<std::vector<AcceptanceRecord>> list_acceptances() override;
+
+  Status append_audit(std::span<const AuditEvent> events) override;
+  Status scan_audit(const AuditFilter& filter, const std::function<bool(const AuditEntry&)>& each) override;
+  Result<std::optional<AuditCheckpoint>> checkpoint_audit(const std::function<std::string(std::string_view)>& sign,
+                                                          const std::string& public_key, int64_t now_ms) override;
+  Result<std::vector<AuditCheckpoint>> list_audit_checkpoints() override;
+
+  Status insert_generations(std::span<const GenerationRecord> records,
+                            std::span<const AuditEvent> audit) override;
   Result<GenerationRecord> get_generation(const std::string& id) override;
 
   Status replace_nodes(std::span<const NodeRecord> nodes) override;
@@ -491,6 +618,8 @@ class SqliteStore final : public Store {
                                    const std::string& prefix, const std::string& hash,
                                    int64_t now_ms);
   Result<ApiKeyRecord> insert_key(const ApiKeyRecord& spec, std::string_view op);
+  // Inside a transaction: appends after the last entry.
+  Status append_audit_locked(std::span<const AuditEvent> events, std::string_view op);
   template <class Record>
   Result<std::vector<Record>> list_credentials(const char* sql, std::string_view op);
   template <class Record>
@@ -735,11 +864,13 @@ Result<ProviderRecord> SqliteStore::revoke_provider(const std::string& id_name_o
                                            id_name_or_hash, now_ms);
 }
 
-Status SqliteStore::insert_generations(std::span<const GenerationRecord> records) {
-  if (records.empty()) return ok_status();
+Status SqliteStore::insert_generations(std::span<const GenerationRecord> records,
+                                       std::span<const AuditEvent> audit) {
+  if (records.empty() && audit.empty()) return ok_status();
   constexpr std::string_view kOp = "insert_generations";
   Transaction tx(*this);
   if (auto st = tx.begin(kOp); !st) return st;
+  if (auto st = append_audit_locked(audit, kOp); !st) return st;
   for (const auto& g : records) {
     auto q = query(kInsertGeneration, kOp);
     if (!q) return q.error();
@@ -773,6 +904,257 @@ Result<GenerationRecord> SqliteStore::get_generation(const std::string& id) {
   if (!row) return row.error();
   if (!*row) return make_error(Errc::not_found, "get_generation: no generation '" + id + "'");
   return read_generation(*q);
+}
+
+Result<ProviderRecord> SqliteStore::find_provider(const std::string& id_name_or_hash) {
+  auto q = query(kFindProvider, "find_provider");
+  if (!q) return q.error();
+  q->bind(1, id_name_or_hash);
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return make_error(Errc::not_found, "find_provider: no provider '" + id_name_or_hash + "'");
+  return read_provider(*q);
+}
+
+Result<ProviderRecord> SqliteStore::set_provider_status(const std::string& id_name_or_hash, const std::string& status,
+                                                        int64_t now_ms) {
+  constexpr std::string_view kOp = "set_provider_status";
+  if (status != kProviderActive && status != kProviderSuspended && status != kProviderTerminated) {
+    return make_error(Errc::invalid_argument, "set_provider_status: unknown status '" + status + "'");
+  }
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st.error();
+  auto p = find_provider(id_name_or_hash);
+  if (!p) return p.error();
+  if (p->status == kProviderTerminated) {
+    return make_error(Errc::invalid_argument, "provider " + p->id + " was terminated (final)");
+  }
+  if (p->revoked_ms && status != kProviderTerminated) {
+    return make_error(Errc::invalid_argument, "provider " + p->id + " is revoked");
+  }
+  {
+    auto q = query(kSetProviderStatus, kOp);
+    if (!q) return q.error();
+    q->bind(1, p->id).bind(2, status).bind(3, now_ms);
+    if (auto st = q->run(); !st) return st.error();
+  }
+  auto updated = find_provider(p->id);
+  if (!updated) return updated.error();
+  if (auto st = tx.commit(kOp); !st) return st.error();
+  return updated;
+}
+
+Result<ProviderTotals> SqliteStore::provider_totals(const std::string& provider_id) {
+  auto q = query(kProviderTotals, "provider_totals");
+  if (!q) return q.error();
+  q->bind(1, provider_id);
+  auto row = q->step();
+  if (!row) return row.error();
+  ProviderTotals t;
+  if (*row) {
+    t.jobs = q->int64(0);
+    t.prompt_tokens = q->int64(1);
+    t.completion_tokens = q->int64(2);
+  }
+  return t;
+}
+
+Status SqliteStore::publish_agreement(const AgreementRecord& a) {
+  constexpr std::string_view kOp = "publish_agreement";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st;
+  auto current = current_agreement();
+  if (!current) return current.error();
+  if (*current && (*current)->version >= a.version) {
+    return make_error(Errc::invalid_argument, "publish_agreement: version " + std::to_string(a.version) +
+                                                  " is not above the current version " +
+                                                  std::to_string((*current)->version));
+  }
+  auto q = query(kInsertAgreement, kOp);
+  if (!q) return q.error();
+  q->bind(1, int64_t{a.version}).bind(2, a.sha256).bind(3, a.text).bind(4, a.published_ms);
+  if (auto st = q->run(); !st) {
+    if (is_unique_violation(db_.get())) {
+      return make_error(Errc::invalid_argument, "publish_agreement: this text is already published");
+    }
+    return st;
+  }
+  return tx.commit(kOp);
+}
+
+Result<std::optional<AgreementRecord>> SqliteStore::current_agreement() {
+  auto q = query(kCurrentAgreement, "current_agreement");
+  if (!q) return q.error();
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<AgreementRecord>();
+  return std::optional<AgreementRecord>(read_agreement(*q));
+}
+
+Result<AgreementRecord> SqliteStore::get_agreement(int32_t version) {
+  auto q = query(kGetAgreement, "get_agreement");
+  if (!q) return q.error();
+  q->bind(1, int64_t{version});
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return make_error(Errc::not_found, "no agreement version " + std::to_string(version));
+  return read_agreement(*q);
+}
+
+Result<bool> SqliteStore::record_acceptance(const AcceptanceRecord& a) {
+  auto q = query(kInsertAcceptance, "record_acceptance");
+  if (!q) return q.error();
+  q->bind(1, a.provider_id).bind(2, a.node_id).bind(3, int64_t{a.version}).bind(4, a.sha256).bind(5, a.accepted_ms);
+  if (auto st = q->run(); !st) return st.error();
+  return sqlite3_changes(db_.get()) > 0;
+}
+
+Result<std::vector<AcceptanceRecord>> SqliteStore::list_acceptances() {
+  auto q = query(kListAcceptances, "list_acceptances");
+  if (!q) return q.error();
+  std::vector<AcceptanceRecord> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    AcceptanceRecord a;
+    a.provider_id = q->text(0);
+    a.node_id = q->text(1);
+    a.version = q->int32(2);
+    a.sha256 = q->text(3);
+    a.accepted_ms = q->int64(4);
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+Status SqliteStore::append_audit_locked(std::span<const AuditEvent> events, std::string_view op) {
+  if (events.empty()) return ok_status();
+  int64_t seq = 0;
+  std::string prev(kAuditGenesisHash);
+  {
+    auto q = query(kLastAudit, op);
+    if (!q) return q.error();
+    auto row = q->step();
+    if (!row) return row.error();
+    if (*row) {
+      seq = q->int64(0);
+      prev = q->text(1);
+    }
+  }
+  for (const auto& e : events) {
+    ++seq;
+    const std::string entry = audit_entry_text(seq, e);
+    std::string hash = audit_hash(prev, entry);
+    auto q = query(kInsertAudit, op);
+    if (!q) return q.error();
+    q->bind(1, seq)
+        .bind(2, e.time_ms)
+        .bind(3, e.kind)
+        .bind(4, e.key_id)
+        .bind(5, e.provider_id)
+        .bind(6, entry)
+        .bind(7, prev)
+        .bind(8, hash);
+    if (auto st = q->run(); !st) return st;
+    prev = std::move(hash);
+  }
+  return ok_status();
+}
+
+Status SqliteStore::append_audit(std::span<const AuditEvent> events) {
+  if (events.empty()) return ok_status();
+  constexpr std::string_view kOp = "append_audit";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st;
+  if (auto st = append_audit_locked(events, kOp); !st) return st;
+  return tx.commit(kOp);
+}
+
+Status SqliteStore::scan_audit(const AuditFilter& f, const std::function<bool(const AuditEntry&)>& each) {
+  // Pages of 1,024 rows, each its own statement run, so a scan of a long
+  // log holds no read transaction open while `each` works.
+  constexpr int64_t kPage = 1024;
+  int64_t after = f.after_seq;
+  size_t seen = 0;
+  for (;;) {
+    int64_t page = kPage;
+    if (f.limit) page = std::min<int64_t>(page, static_cast<int64_t>(f.limit - seen));
+    if (page <= 0) return ok_status();
+    std::vector<AuditEntry> rows;
+    {
+      auto q = query(kScanAudit, "scan_audit");
+      if (!q) return q.error();
+      q->bind(1, after).bind(2, f.key_id).bind(3, f.provider_id).bind(4, f.kind).bind(5, f.since_ms).bind(6, f.until_ms)
+          .bind(7, page);
+      for (;;) {
+        auto row = q->step();
+        if (!row) return row.error();
+        if (!*row) break;
+        rows.push_back(read_audit(*q));
+      }
+    }
+    for (const auto& r : rows) {
+      ++seen;
+      if (!each(r)) return ok_status();
+    }
+    if (static_cast<int64_t>(rows.size()) < page) return ok_status();
+    after = rows.back().seq;
+  }
+}
+
+Result<std::optional<AuditCheckpoint>> SqliteStore::checkpoint_audit(
+    const std::function<std::string(std::string_view)>& sign, const std::string& public_key, int64_t now_ms) {
+  constexpr std::string_view kOp = "checkpoint_audit";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st.error();
+  AuditCheckpoint c;
+  {
+    auto q = query(kLastAudit, kOp);
+    if (!q) return q.error();
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) return std::optional<AuditCheckpoint>();
+    c.seq = q->int64(0);
+    c.hash = q->text(1);
+  }
+  {
+    auto q = query(kLastCheckpoint, kOp);
+    if (!q) return q.error();
+    auto row = q->step();
+    if (!row) return row.error();
+    if (*row && q->opt_int64(0) && *q->opt_int64(0) >= c.seq) return std::optional<AuditCheckpoint>();
+  }
+  c.time_ms = now_ms;
+  c.public_key = public_key;
+  c.signature = sign(audit_checkpoint_message(c.seq, c.hash, c.time_ms));
+  {
+    auto q = query(kInsertCheckpoint, kOp);
+    if (!q) return q.error();
+    q->bind(1, c.seq).bind(2, c.hash).bind(3, c.time_ms).bind(4, c.public_key).bind(5, c.signature);
+    if (auto st = q->run(); !st) return st.error();
+  }
+  if (auto st = tx.commit(kOp); !st) return st.error();
+  return std::optional<AuditCheckpoint>(std::move(c));
+}
+
+Result<std::vector<AuditCheckpoint>> SqliteStore::list_audit_checkpoints() {
+  auto q = query(kListCheckpoints, "list_audit_checkpoints");
+  if (!q) return q.error();
+  std::vector<AuditCheckpoint> out;
+  for (;;) {
+    auto row = q->step();
+    if (!row) return row.error();
+    if (!*row) break;
+    AuditCheckpoint c;
+    c.seq = q->int64(0);
+    c.hash = q->text(1);
+    c.time_ms = q->int64(2);
+    c.public_key = q->text(3);
+    c.signature = q->text(4);
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 Status SqliteStore::replace_nodes(std::span<const NodeRecord> nodes) {

@@ -12,10 +12,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -27,6 +29,10 @@ namespace agora::store {
 // or "sha256" (plain, records created before schema 3; still accepted).
 inline constexpr const char* kHashHmac = "hmac-sha256";
 inline constexpr const char* kHashLegacy = "sha256";
+
+inline constexpr const char* kProviderActive = "active";
+inline constexpr const char* kProviderSuspended = "suspended";
+inline constexpr const char* kProviderTerminated = "terminated";
 
 // A per-key limit: unset → the gateway's default; 0 → no limit.
 using Limit = std::optional<int64_t>;
@@ -59,6 +65,74 @@ struct ProviderRecord {
   std::string hash_scheme = kHashHmac;
   int64_t created_ms = 0;
   std::optional<int64_t> revoked_ms;
+  // "active"; "suspended" (nodes stay connected, get no new jobs;
+  // reversible); "terminated" (token revoked, nodes disconnected, unpaid
+  // earnings forfeited; final).
+  std::string status = kProviderActive;
+  std::optional<int64_t> status_ms;  // when the status last changed
+};
+
+// One version of the provider data-handling agreement.
+struct AgreementRecord {
+  int32_t version = 0;
+  std::string sha256;  // of `text`
+  std::string text;
+  int64_t published_ms = 0;
+};
+
+// A node of a provider accepted a version of the agreement.
+struct AcceptanceRecord {
+  std::string provider_id;
+  std::string node_id;
+  int32_t version = 0;
+  std::string sha256;
+  int64_t accepted_ms = 0;
+};
+
+// What a provider has served (for the forfeiture recorded at termination,
+// until the ledger exists).
+struct ProviderTotals {
+  int64_t jobs = 0;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+// ---- audit trail (store/audit.h has the format and the verifier)
+
+// An event to append: metadata only, never prompt or response content.
+struct AuditEvent {
+  int64_t time_ms = 0;
+  std::string kind;         // "job", "key.created", "provider.suspended", … (docs/SECURITY.md)
+  std::string key_id;       // empty when none
+  std::string provider_id;  // empty when none
+  std::string data_json;    // a JSON object with the details ("{}" when none)
+};
+
+// An appended entry: `entry` is the exact text that was hashed,
+// hash = SHA-256(prev_hash || "\n" || entry), hex.
+struct AuditEntry {
+  int64_t seq = 0;  // 1, 2, 3, … without gaps
+  int64_t time_ms = 0;
+  std::string kind, key_id, provider_id;  // copies of the entry's fields, for queries
+  std::string entry;
+  std::string prev_hash;
+  std::string hash;
+};
+
+// The gateway's signature over the chain up to `seq`.
+struct AuditCheckpoint {
+  int64_t seq = 0;
+  std::string hash;  // the hash of entry `seq`
+  int64_t time_ms = 0;
+  std::string public_key;  // Ed25519, hex
+  std::string signature;   // hex, over audit_checkpoint_message()
+};
+
+struct AuditFilter {
+  std::optional<std::string> key_id, provider_id, kind;
+  std::optional<int64_t> since_ms, until_ms;  // time_ms in [since, until)
+  int64_t after_seq = 0;
+  size_t limit = 0;  // 0: all
 };
 
 // One finished (or failed) chat completion: metadata only, never content.
@@ -138,9 +212,41 @@ class Store {
   virtual Result<std::vector<ProviderRecord>> list_providers() = 0;
   // By id ("prov_…"), name or hash. Errors: not_found.
   virtual Result<ProviderRecord> revoke_provider(const std::string& id_name_or_hash, int64_t now_ms) = 0;
+  virtual Result<ProviderRecord> find_provider(const std::string& id_name_or_hash) = 0;
+  // Sets the status (kProvider*); terminated also revokes the token.
+  // Errors: not_found; invalid_argument when the provider is terminated
+  // (final) or revoked and the change is not to terminated.
+  virtual Result<ProviderRecord> set_provider_status(const std::string& id_name_or_hash, const std::string& status,
+                                                     int64_t now_ms) = 0;
+  virtual Result<ProviderTotals> provider_totals(const std::string& provider_id) = 0;
 
-  // ---- generations (written by the gateway in batches, one transaction each)
-  virtual Status insert_generations(std::span<const GenerationRecord> records) = 0;
+  // ---- the provider agreement
+  // Errors: invalid_argument when `a.version` is not above the current one
+  // or the text is already published.
+  virtual Status publish_agreement(const AgreementRecord& a) = 0;
+  // The highest version; nullopt before any was published.
+  virtual Result<std::optional<AgreementRecord>> current_agreement() = 0;
+  // Errors: not_found.
+  virtual Result<AgreementRecord> get_agreement(int32_t version) = 0;
+  // true when this (provider, node, version) had not accepted before.
+  virtual Result<bool> record_acceptance(const AcceptanceRecord& a) = 0;
+  virtual Result<std::vector<AcceptanceRecord>> list_acceptances() = 0;
+
+  // ---- audit trail
+  // Appends in one transaction, chained after the last entry (any process).
+  virtual Status append_audit(std::span<const AuditEvent> events) = 0;
+  // Entries matching `filter` in seq order, handed to `each` (false stops).
+  virtual Status scan_audit(const AuditFilter& filter, const std::function<bool(const AuditEntry&)>& each) = 0;
+  // Signs the chain's last entry with `sign` (message -> hex signature) as
+  // `public_key`; nullopt when the log is empty or already signed to its end.
+  virtual Result<std::optional<AuditCheckpoint>> checkpoint_audit(
+      const std::function<std::string(std::string_view)>& sign, const std::string& public_key, int64_t now_ms) = 0;
+  virtual Result<std::vector<AuditCheckpoint>> list_audit_checkpoints() = 0;
+
+  // ---- generations (written by the gateway in batches, one transaction
+  // each, with their audit entries in the same transaction)
+  virtual Status insert_generations(std::span<const GenerationRecord> records,
+                                    std::span<const AuditEvent> audit = {}) = 0;
   // Errors: not_found.
   virtual Result<GenerationRecord> get_generation(const std::string& id) = 0;
 
@@ -149,7 +255,7 @@ class Store {
   virtual Status replace_nodes(std::span<const NodeRecord> nodes) = 0;
   virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
 
-  // A number that changes whenever keys or providers change, through any
+  // A number that changes whenever keys, providers or the agreement change, through any
   // connection to the same database (generation records and the node
   // snapshot leave it alone): the gateway polls it to notice keys and
   // providers created or revoked by the CLI without a restart.

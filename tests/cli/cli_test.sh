@@ -202,7 +202,7 @@ models='[{"name":"tiny","sha256":"ab","quantization":"q8_0","slots":4,"busy":1}]
 if sql "INSERT INTO nodes VALUES ('node-fresh','$prov','eu-west','agora/0.1.0','$models',4,1,$((now_ms - 60000)),$now_ms),
                                 ('node-old','$prov','us-east','agora/0.1.0','[]',2,0,$((now_ms - 600000)),$((now_ms - 30000)))"; then
   list=$("$agora" providers list --data-dir "$data")
-  check "providers list: a node with its models" grep -Eq "^    node-fresh +eu-west +agora/0.1.0 +tiny q8_0 \(1/4 busy\) +[0-9T:Z-]+ +[0-9] s ago$" <<<"$list"
+  check "providers list: a node with its models" grep -Eq "^    node-fresh +eu-west +agora/0.1.0 +tiny q8_0 \(1/4 busy\) +none +[0-9T:Z-]+ +[0-9] s ago$" <<<"$list"
   check "providers list: an old report is stale" grep -Eq "^    node-old +us-east .* 3[0-9] s ago \(stale\)$" <<<"$list"
   json=$("$agora" providers list --data-dir "$data" --json)
   check "providers list --json: node fields" grep -q '"node_id":"node-fresh","region":"eu-west","agent":"agora/0.1.0","models":\[{"name":"tiny"' <<<"$json"
@@ -218,6 +218,56 @@ set +e
 err=$("$agora" providers revoke --data-dir "$data" initech 2>&1); rc=$?
 set -e
 check "revoking an unknown provider exits 1 with not_found" bash -c '[ "$1" -eq 1 ] && grep -q "^error: not_found: no provider matches '"'"'initech'"'"'$" <<<"$2"' _ "$rc" "$err"
+
+# Suspend, resume, terminate: each says what it did; terminated is final.
+gprov=$(sql "SELECT id FROM providers WHERE name = 'globex'")
+out=$("$agora" providers suspend --data-dir "$data" globex)
+check "providers suspend says so" grep -q "^suspended provider $gprov (globex): its nodes stay connected but get no new jobs" <<<"$out"
+check "providers list shows the suspension" grep -Eq "^$gprov +globex .* suspended since [0-9T:Z-]+$" <<<"$("$agora" providers list --data-dir "$data")"
+check "providers resume" grep -q "^resumed provider $gprov (globex)" <<<"$("$agora" providers resume --data-dir "$data" globex)"
+out=$("$agora" providers terminate --data-dir "$data" globex)
+check "providers terminate records the forfeiture" grep -q "^terminated provider $gprov (globex): token revoked, nodes disconnected; forfeited earnings recorded in the audit trail (0 jobs, 0 completion tokens)$" <<<"$out"
+set +e
+err=$("$agora" providers resume --data-dir "$data" globex 2>&1); rc=$?
+set -e
+check "a terminated provider cannot be resumed" bash -c '[ "$1" -eq 1 ] && grep -q "terminated (final)" <<<"$2"' _ "$rc" "$err"
+
+# The agreement: none is published before a gateway starts; publishing
+# needs a higher version; show prints the document as published.
+set +e
+err=$("$agora" providers agreement show --data-dir "$data" 2>&1); rc=$?
+set -e
+check "agreement show before any gateway: not_found" bash -c '[ "$1" -eq 1 ] && grep -q "no agreement is published yet" <<<"$2"' _ "$rc" "$err"
+sed 's/^Version: 1$/Version: 3/' "$(dirname "$0")/../../docs/PROVIDER_AGREEMENT.md" >"$work/agreement-v3.md"
+check "agreement publish" grep -q "^published agreement version 3 (sha256 $(sha256sum "$work/agreement-v3.md" | cut -d' ' -f1))" \
+  <<<"$("$agora" providers agreement publish --data-dir "$data" --file "$work/agreement-v3.md")"
+check "agreement show prints the document byte for byte" cmp -s "$work/agreement-v3.md" <("$agora" providers agreement show --data-dir "$data" 2>/dev/null)
+set +e
+err=$("$agora" providers agreement publish --data-dir "$data" --file "$work/agreement-v3.md" 2>&1); rc=$?
+set -e
+check "publishing the same version again exits 1" bash -c '[ "$1" -eq 1 ] && grep -q "not above the current version 3" <<<"$2"' _ "$rc" "$err"
+printf 'no version line\n' >"$work/bad-agreement.md"
+set +e
+err=$("$agora" providers agreement publish --data-dir "$data" --file "$work/bad-agreement.md" 2>&1); rc=$?
+set -e
+check "an agreement without a Version line is refused" bash -c '[ "$1" -eq 1 ] && grep -q "no \"Version: N\" line" <<<"$2"' _ "$rc" "$err"
+
+# The audit trail: every change above is in it, chained and signed; a
+# changed byte makes verify exit 1 naming the entry.
+out=$("$agora" audit verify --data-dir "$data")
+check "audit verify: intact" grep -q "^audit trail intact: [0-9]* entries" <<<"$out"
+check "audit query --provider" test "$("$agora" audit query --data-dir "$data" --provider "$gprov" | grep -c '"provider_id":"'"$gprov"'"')" -eq 4
+check "audit query --kind provider.terminated" grep -q '"kind":"provider.terminated".*"forfeited":{"jobs":0' <<<"$("$agora" audit query --data-dir "$data" --kind provider.terminated)"
+check "audit query --since 1h finds entries" test -n "$("$agora" audit query --data-dir "$data" --since 1h --limit 1)"
+check "audit query --until the epoch finds none" test -z "$("$agora" audit query --data-dir "$data" --until 1970-01-01T00:00:01Z)"
+"$agora" audit export --data-dir "$data" --out "$work/audit.jsonl" 2>/dev/null
+check "audit export: entries and checkpoints" bash -c 'grep -q "^{\"seq\":1,\"prev_hash\":\"0\{64\}\",\"hash\":" "$1" && grep -q "^{\"checkpoint\":" "$1"' _ "$work/audit.jsonl"
+sql "UPDATE audit_log SET entry = replace(entry, 'globex', 'globox') WHERE seq = (SELECT MIN(seq) FROM audit_log WHERE entry LIKE '%globex%')"
+tampered=$(sql "SELECT MIN(seq) FROM audit_log WHERE entry LIKE '%globox%'")
+set +e
+out=$("$agora" audit verify --data-dir "$data"); rc=$?
+set -e
+check "audit verify: a modified entry exits 1 and is named" bash -c '[ "$1" -eq 1 ] && grep -q "^TAMPERED: entry $3 was modified" <<<"$2"' _ "$rc" "$out" "$tampered"
 
 if [ "$failures" -ne 0 ]; then echo "$failures check(s) failed"; exit 1; fi
 echo "all CLI checks passed"

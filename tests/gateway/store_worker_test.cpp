@@ -13,6 +13,7 @@
 #include <mutex>
 #include <thread>
 
+#include "store/audit.h"
 #include "store/sqlite_store.h"
 
 namespace agora::gateway {
@@ -28,14 +29,36 @@ class GatedStore : public store::Store {
   void open_gate() { { std::lock_guard l(mu_); open_ = true; } cv_.notify_all(); }
   void wait_for_inserts(int n) { std::unique_lock l(mu_); cv_.wait(l, [&] { return inserts_started_ >= n; }); }
 
-  Status insert_generations(std::span<const store::GenerationRecord> r) override {
+  Status insert_generations(std::span<const store::GenerationRecord> r,
+                            std::span<const store::AuditEvent> a) override {
     {
       std::unique_lock l(mu_);
       ++inserts_started_;
       cv_.notify_all();
       cv_.wait(l, [&] { return open_; });
     }
-    return inner_->insert_generations(r);
+    return inner_->insert_generations(r, a);
+  }
+  Result<store::ProviderRecord> find_provider(const std::string& k) override { return inner_->find_provider(k); }
+  Result<store::ProviderRecord> set_provider_status(const std::string& k, const std::string& s, int64_t t) override {
+    return inner_->set_provider_status(k, s, t);
+  }
+  Result<store::ProviderTotals> provider_totals(const std::string& id) override { return inner_->provider_totals(id); }
+  Status publish_agreement(const store::AgreementRecord& a) override { return inner_->publish_agreement(a); }
+  Result<std::optional<store::AgreementRecord>> current_agreement() override { return inner_->current_agreement(); }
+  Result<store::AgreementRecord> get_agreement(int32_t v) override { return inner_->get_agreement(v); }
+  Result<bool> record_acceptance(const store::AcceptanceRecord& a) override { return inner_->record_acceptance(a); }
+  Result<std::vector<store::AcceptanceRecord>> list_acceptances() override { return inner_->list_acceptances(); }
+  Status append_audit(std::span<const store::AuditEvent> e) override { return inner_->append_audit(e); }
+  Status scan_audit(const store::AuditFilter& f, const std::function<bool(const store::AuditEntry&)>& each) override {
+    return inner_->scan_audit(f, each);
+  }
+  Result<std::optional<store::AuditCheckpoint>> checkpoint_audit(const std::function<std::string(std::string_view)>& sign,
+                                                                 const std::string& pk, int64_t t) override {
+    return inner_->checkpoint_audit(sign, pk, t);
+  }
+  Result<std::vector<store::AuditCheckpoint>> list_audit_checkpoints() override {
+    return inner_->list_audit_checkpoints();
   }
   using store::Store::create_api_key;
   Result<store::ApiKeyRecord> create_api_key(const store::ApiKeyRecord& spec) override {
@@ -139,7 +162,7 @@ TEST_F(StoreWorkerTest, CredentialChangesArriveWhileTheWriterIsStuck) {
   opt.batch = 1;
   opt.poll_interval = std::chrono::milliseconds(10);
   StoreWorker w(std::move(gated), open(), io.get_executor(),
-                {[&](std::vector<store::ApiKeyRecord> k, std::vector<store::ProviderRecord>) { seen.push_back(std::move(k)); }},
+                {[&](StoreWorker::Credentials c) { seen.push_back(std::move(c.keys)); }},
                 opt);
   ASSERT_TRUE(w.start());
   ASSERT_EQ(seen.size(), 1u);  // the initial load, on this thread
@@ -176,6 +199,49 @@ TEST_F(StoreWorkerTest, StopFlushesRecordsBelowOneBatch) {
   w.stop();
   auto check = open();
   for (int i = 0; i < 3; ++i) EXPECT_TRUE(check->get_generation(gen(i).id)) << i;
+}
+
+// Every generation record gets its "job" audit entry in the same
+// transaction, the loop's events are appended, and stop() signs the end of
+// the chain: the whole log then verifies under the signer's key.
+TEST_F(StoreWorkerTest, JobsAndEventsAreAuditedAndStopSignsACheckpoint) {
+  boost::asio::io_context io;
+  auto signer = crypto::Ed25519Signer::from_seed(std::string(32, '\x07'));
+  ASSERT_TRUE(signer);
+  StoreWorker::Options opt;
+  opt.audit_signer = std::move(*signer);
+  opt.checkpoint_interval = std::chrono::hours(1);  // only the one at stop
+  const std::string public_key = opt.audit_signer->public_key_hex();
+  StoreWorker w(open(), open(), io.get_executor(), {}, opt);
+  ASSERT_TRUE(w.start());
+  w.audit(store::AuditEvent{5, "provider.connected", "", "prov_x", R"({"node_id":"n1"})"});
+  w.accept_agreement(store::AcceptanceRecord{"prov_x", "n1", 1, std::string(64, 'e'), 6},
+                     store::AuditEvent{6, "provider.agreement_accepted", "", "prov_x", R"({"node_id":"n1"})"});
+  for (int i = 0; i < 3; ++i) w.record(gen(i));
+  w.stop();
+
+  auto check = open();
+  std::vector<store::AuditEntry> entries;
+  ASSERT_TRUE(check->scan_audit({}, [&](const store::AuditEntry& e) {
+    entries.push_back(e);
+    return true;
+  }));
+  ASSERT_EQ(entries.size(), 5u);
+  EXPECT_EQ(entries[0].kind, "provider.connected");
+  EXPECT_EQ(entries[1].kind, "provider.agreement_accepted");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(entries[2 + i].kind, "job");
+    EXPECT_EQ(entries[2 + i].key_id, "key_test");
+    EXPECT_NE(entries[2 + i].entry.find(gen(i).id), std::string::npos);
+  }
+  auto acceptances = check->list_acceptances();
+  ASSERT_TRUE(acceptances);
+  ASSERT_EQ(acceptances->size(), 1u);
+  auto report = store::verify_audit(*check, public_key);
+  ASSERT_TRUE(report) << report.error().to_string();
+  EXPECT_TRUE(report->ok()) << report->problems.front().message;
+  EXPECT_EQ(report->checkpoints, 1);
+  EXPECT_EQ(report->last_signed_seq, 5);
 }
 
 }  // namespace

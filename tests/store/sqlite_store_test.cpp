@@ -492,6 +492,16 @@ TEST_F(SqliteStoreTest, ReopeningKeepsData) {
 }
 
 // Takes a current database back to schema 2's columns.
+// Makes a schema-4 database look like schema 3 again.
+void drop_schema4(RawDb& raw) {
+  raw.exec("DROP TRIGGER agreements_insert");
+  for (const char* t : {"agreements", "agreement_acceptances", "audit_log", "audit_checkpoints"}) {
+    raw.exec(("DROP TABLE " + std::string(t)).c_str());
+  }
+  raw.exec("ALTER TABLE providers DROP COLUMN status");
+  raw.exec("ALTER TABLE providers DROP COLUMN status_ms");
+}
+
 void drop_schema3_columns(RawDb& raw) {
   for (const char* c : {"hash_scheme", "role", "expires_ms", "rpm", "tpm", "max_concurrent", "models",
                         "lineage_id", "replaced_by"}) {
@@ -511,6 +521,7 @@ TEST_F(SqliteStoreTest, MigratesAVersionTwoDatabaseMarkingLegacyHashes) {
   store_.reset();
   {
     RawDb raw(path_);
+    drop_schema4(raw);
     drop_schema3_columns(raw);
     raw.exec("PRAGMA user_version = 2");
   }
@@ -538,6 +549,7 @@ TEST_F(SqliteStoreTest, MigratesAVersionOneDatabase) {
   store_.reset();
   {
     RawDb raw(path_);
+    drop_schema4(raw);
     for (const char* t : {"api_keys", "providers"}) {
       for (const char* e : {"insert", "update", "delete"}) {
         raw.exec(("DROP TRIGGER " + std::string(t) + "_" + e).c_str());
