@@ -197,6 +197,28 @@ TEST(Router, DrainingNodesAreSkipped) {
   r.set_draining(42);  // unknown: ignored
 }
 
+// A held node (agreement not accepted, provider suspended) gets nothing,
+// but still counts as capacity worth waiting for (the request queues);
+// released, it is picked again, its slot counts intact.
+TEST(Router, HeldNodesAreSkippedButQueueAndComeBack) {
+  Router r;
+  r.add(make_node(1, {{"m", 4, 1}}));
+  r.set_held(1, true);
+  EXPECT_TRUE(r.find(1)->held);
+  auto p = r.pick("m", {}, {});
+  ASSERT_TRUE(std::holds_alternative<NoPick>(p));
+  EXPECT_EQ(std::get<NoPick>(p), NoPick::busy);
+  r.add(make_node(2, {{"m", 4}}));
+  EXPECT_EQ(picked(r, "m"), 2u);
+  r.set_held(2, true);
+  r.set_held(1, false);
+  EXPECT_EQ(picked(r, "m"), 1u);
+  EXPECT_EQ(r.find(1)->models[0].in_flight, 1);
+  r.set_held(1, false);  // twice: no change
+  r.set_held(42, true);  // unknown: ignored
+  EXPECT_EQ(picked(r, "m"), 1u);
+}
+
 TEST(Router, AcquireAndReleaseKeepSlotCountsRight) {
   Router r;
   r.add(make_node(1, {{"a", 4}, {"b", 2, 1}}));

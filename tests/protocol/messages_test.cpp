@@ -2,6 +2,12 @@
 // unchanged, and malformed frames come back as errors that name the problem.
 #include "protocol/messages.h"
 
+#include <fstream>
+#include <iterator>
+
+#include "crypto/sha256.h"
+#include "protocol/agreement.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -79,6 +85,7 @@ TEST(Messages, TypeNamesMatchTheFrameTypeField) {
   const std::vector<std::pair<Message, std::string_view>> cases = {
       {Hello{}, "hello"}, {Welcome{}, "welcome"}, {Reject{}, "reject"}, {Job{}, "job"},   {Cancel{}, "cancel"},
       {Delta{}, "delta"}, {Done{}, "done"},       {Failed{}, "failed"}, {Drain{}, "drain"},
+      {AgreementOffer{}, "agreement"}, {Accept{}, "accept"},
   };
   for (const auto& [m, name] : cases) {
     EXPECT_EQ(message_type(m), name);
@@ -117,6 +124,7 @@ TEST(Messages, HelloRoundTrips) {
   h.hardware.cores = 96;
   h.hardware.memory_bytes = 1ull << 40;
   h.hardware.gpus = {"H100", "H100"};
+  h.agreements = {std::string(64, 'd'), std::string(64, 'e')};
 
   const Hello got = round_trip(h);
   EXPECT_EQ(got.protocol, h.protocol);
@@ -139,6 +147,7 @@ TEST(Messages, HelloRoundTrips) {
   EXPECT_EQ(got.hardware.cores, h.hardware.cores);
   EXPECT_EQ(got.hardware.memory_bytes, h.hardware.memory_bytes);
   EXPECT_EQ(got.hardware.gpus, h.hardware.gpus);
+  EXPECT_EQ(got.agreements, h.agreements);
 }
 
 TEST(Messages, HelloWithoutModelsOrHardwareRoundTrips) {
@@ -157,10 +166,37 @@ TEST(Messages, WelcomeRoundTrips) {
   w.protocol = 3;
   w.provider_id = "prov_123";
   w.heartbeat_ms = 7500;
+  w.agreement_version = 4;
+  w.agreement_sha256 = std::string(64, 'f');
+  w.agreement_accepted = true;
   const Welcome got = round_trip(w);
   EXPECT_EQ(got.protocol, 3);
   EXPECT_EQ(got.provider_id, "prov_123");
   EXPECT_EQ(got.heartbeat_ms, 7500);
+  EXPECT_EQ(got.agreement_version, 4);
+  EXPECT_EQ(got.agreement_sha256, w.agreement_sha256);
+  EXPECT_TRUE(got.agreement_accepted);
+}
+
+TEST(Messages, AgreementOfferAndAcceptRoundTrip) {
+  AgreementOffer o{2, std::string(64, 'a'), "# Agreement\n\nVersion: 2\n\"quoted\"\n"};
+  const AgreementOffer got = round_trip(o);
+  EXPECT_EQ(got.version, 2);
+  EXPECT_EQ(got.sha256, o.sha256);
+  EXPECT_EQ(got.text, o.text);
+  EXPECT_EQ(round_trip(Accept{std::string(64, 'b')}).sha256, std::string(64, 'b'));
+}
+
+TEST(MessagesDecode, AgreementDigestsMustBeDigests) {
+  EXPECT_FALSE(decode(R"({"type":"accept","sha256":"abc"})"));
+  EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":["short"]})"));
+  EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":[7]})"));
+  std::string many = R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":[)";
+  for (size_t i = 0; i <= kMaxAgreements; ++i) many += (i ? ",\"" : "\"") + std::string(64, 'a') + "\"";
+  many += "]}";
+  auto r = decode(many);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("more than"), std::string::npos) << r.error().message;
 }
 
 TEST(Messages, RejectRoundTrips) {
@@ -592,6 +628,37 @@ TEST(MessagesDecode, RejectsFramesOverTheSizeLimit) {
 
   frame.insert(head.size(), "a");
   EXPECT_THAT(decode_error(frame, Errc::too_large), HasSubstr("too large"));
+}
+
+}  // namespace
+}  // namespace agora::protocol
+
+namespace agora::protocol {
+namespace {
+
+TEST(Agreement, ParsesItsVersionAndHashesTheText) {
+  auto a = parse_agreement("# T\n\nVersion: 12\r\nbody\n");
+  ASSERT_TRUE(a) << a.error().message;
+  EXPECT_EQ(a->version, 12);
+  EXPECT_EQ(a->sha256, crypto::sha256_hex("# T\n\nVersion: 12\r\nbody\n"));
+  EXPECT_FALSE(parse_agreement(""));
+  EXPECT_FALSE(parse_agreement("no version here\n"));
+  EXPECT_FALSE(parse_agreement("Version: zero\n"));
+  EXPECT_FALSE(parse_agreement("Version: 0\n"));
+  EXPECT_FALSE(parse_agreement("Version: 3 and more\n"));
+  EXPECT_FALSE(parse_agreement(std::string((1u << 20) + 1, 'x')));
+}
+
+// The binary carries docs/PROVIDER_AGREEMENT.md exactly: nodes hash what
+// the operator publishes.
+TEST(Agreement, TheBuiltInOneIsTheDocumentInTheRepository) {
+  const auto& b = builtin_agreement();
+  EXPECT_GE(b.version, 1);
+  std::ifstream in(AGORA_SOURCE_DIR "/docs/PROVIDER_AGREEMENT.md", std::ios::binary);
+  ASSERT_TRUE(in);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(b.text, text);
+  EXPECT_EQ(b.sha256, crypto::sha256_hex(text));
 }
 
 }  // namespace

@@ -658,3 +658,88 @@ const bool kIsChild = [] {
   ::_exit(ok ? 0 : 1);
 }();
 }  // namespace agora::store
+
+namespace agora::store {
+namespace {
+
+class ProviderStatusTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = open_sqlite_store(database_path(agora::testing::temp_dir() / "data"));
+    ASSERT_TRUE(s) << s.error().to_string();
+    store_ = std::move(*s);
+  }
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(ProviderStatusTest, SuspendResumeTerminateAndTerminatedIsFinal) {
+  auto p = store_->create_provider("p", "pt_abcd", std::string(64, 'a'), 1);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->status, kProviderActive);
+  const auto v0 = *store_->credentials_version();
+  auto s = store_->set_provider_status("p", kProviderSuspended, 2);
+  ASSERT_TRUE(s) << s.error().to_string();
+  EXPECT_EQ(s->status, kProviderSuspended);
+  EXPECT_EQ(s->status_ms, 2);
+  EXPECT_FALSE(s->revoked_ms);
+  EXPECT_NE(*store_->credentials_version(), v0);  // a running gateway notices
+  ASSERT_TRUE(store_->set_provider_status(p->id, kProviderActive, 3));
+  auto t = store_->set_provider_status(p->id, kProviderTerminated, 4);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->status, kProviderTerminated);
+  EXPECT_EQ(t->revoked_ms, 4);  // the token stops working
+  auto again = store_->set_provider_status(p->id, kProviderActive, 5);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Errc::invalid_argument);
+  EXPECT_FALSE(store_->set_provider_status(p->id, "paused", 6));
+  EXPECT_EQ(store_->set_provider_status("nobody", kProviderSuspended, 6).error().code, Errc::not_found);
+}
+
+TEST_F(ProviderStatusTest, TotalsCountWhatAProviderServed) {
+  GenerationRecord g;
+  g.key_id = "key_a";
+  g.provider_id = "prov_x";
+  g.prompt_tokens = 3;
+  g.completion_tokens = 5;
+  std::vector<GenerationRecord> gens;
+  for (int i = 0; i < 3; ++i) {
+    g.id = "gen-" + std::to_string(i);
+    gens.push_back(g);
+  }
+  ASSERT_TRUE(store_->insert_generations(gens));
+  auto t = store_->provider_totals("prov_x");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->jobs, 3);
+  EXPECT_EQ(t->prompt_tokens, 9);
+  EXPECT_EQ(t->completion_tokens, 15);
+  EXPECT_EQ(store_->provider_totals("prov_y")->jobs, 0);
+}
+
+TEST_F(ProviderStatusTest, AgreementsOnlyMoveForwardAndAcceptancesAreRecordedOnce) {
+  EXPECT_FALSE(*store_->current_agreement());
+  const auto v0 = *store_->credentials_version();
+  ASSERT_TRUE(store_->publish_agreement({1, std::string(64, '1'), "Version: 1", 10}));
+  EXPECT_NE(*store_->credentials_version(), v0);
+  EXPECT_EQ(store_->publish_agreement({1, std::string(64, '2'), "Version: 1b", 11}).error().code,
+            Errc::invalid_argument);
+  EXPECT_EQ(store_->publish_agreement({2, std::string(64, '1'), "Version: 1", 11}).error().code,
+            Errc::invalid_argument);  // the same text again
+  ASSERT_TRUE(store_->publish_agreement({2, std::string(64, '2'), "Version: 2", 12}));
+  auto cur = store_->current_agreement();
+  ASSERT_TRUE(cur && *cur);
+  EXPECT_EQ((*cur)->version, 2);
+  EXPECT_EQ(store_->get_agreement(1)->text, "Version: 1");
+  EXPECT_EQ(store_->get_agreement(9).error().code, Errc::not_found);
+
+  AcceptanceRecord a{"prov_x", "node-1", 2, std::string(64, '2'), 20};
+  EXPECT_TRUE(*store_->record_acceptance(a));
+  a.accepted_ms = 30;
+  EXPECT_FALSE(*store_->record_acceptance(a));  // the same node and version: the first time stays
+  auto list = store_->list_acceptances();
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].accepted_ms, 20);
+}
+
+}  // namespace
+}  // namespace agora::store
