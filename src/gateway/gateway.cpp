@@ -389,7 +389,6 @@ RateLimiter::Decision GatewayImpl::admit(const KeyEntry& key, Job& job) {
 
 std::shared_ptr<Job> GatewayImpl::new_job(ChatRequest request, const KeyEntry& key) {
   auto job = std::make_shared<Job>(io_.get_executor());
-  job->id = next_job_++;
   job->generation_id = "gen-" + crypto::random_base62(24);
   job->key_id = key.id;
   job->request = std::move(request);
@@ -470,6 +469,9 @@ void GatewayImpl::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
   job->dispatched = clock_.now();
   ++job->attempts;
   ++running_;
+  // Numbered per connection: a node learns nothing of the gateway's other
+  // traffic from the numbers it sees (a global counter would tell it).
+  job->id = cit->second->next_job++;
   protocol::Job frame;
   frame.job = job->id;
   frame.model = job->request.model;

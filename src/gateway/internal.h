@@ -97,7 +97,7 @@ struct JobEvent {
 struct Job {
   explicit Job(asio::any_io_executor ex) : wake(ex), deadline(ex) {}
 
-  protocol::JobId id = 0;
+  protocol::JobId id = 0;  // its number on the node running it (per connection)
   std::string generation_id;
   std::string key_id;
   ChatRequest request;
@@ -157,6 +157,7 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
   bool ping_sent = false;  // since last_heard
   std::unordered_map<protocol::JobId, std::shared_ptr<Job>> jobs;
+  protocol::JobId next_job = 1;  // job numbers are per connection
   std::string node_id, provider_id;
   // The agreement digests the hello listed, and whether the node has
   // accepted the current version (hello or Accept frame); whether its
@@ -294,7 +295,6 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   asio::steady_timer snapshot_timer_;
   bool snapshot_due_ = false;
   ConnId next_conn_ = 1;
-  protocol::JobId next_job_ = 1;
   std::unordered_map<std::string, std::deque<std::shared_ptr<Job>>> queues_;
   size_t queued_ = 0;
   size_t running_ = 0;

@@ -111,7 +111,8 @@ const testProcs = [];  // started by the running test (not by a before hook)
 const testAgents = [];
 
 export class Proc {
-  constructor(name, args) {
+  // `env`: extra environment variables for the process.
+  constructor(name, args, { env } = {}) {
     this.name = name;
     this.args = args;
     this.out = '';
@@ -122,7 +123,8 @@ export class Proc {
     this.signalName = undefined;
     this.stopRequested = false;  // the harness sent a signal meant to end it
     this.listeners = new Set();
-    this.child = spawn(AGORA_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(AGORA_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'],
+                                         env: env ? { ...process.env, ...env } : process.env });
     this.pid = this.child.pid;
     live.add(this);
     if (inTest) testProcs.push(this);
@@ -436,13 +438,13 @@ export class Gateway {
   // running gateway learns of new providers only on its next reload (about
   // a second later), and a node whose token is refused stops for good (401
   // is fatal to `agora node`), so registering while running would race.
-  static async start({ dataDir, port = 0, set = {}, name = 'gateway', providers = [] } = {}) {
+  static async start({ dataDir, port = 0, set = {}, name = 'gateway', providers = [], env } = {}) {
     dataDir = dataDir || (await tempDir('agora-gw-'));
     const registered = {};
     for (const p of providers) registered[p] = await registerProvider(dataDir, p);
     const args = ['--log-level', 'info', 'gateway', '--data-dir', dataDir, '--listen', `127.0.0.1:${port}`];
     for (const [k, v] of Object.entries(set)) args.push('--set', `${k}=${v}`);
-    const proc = new Proc(name, args);
+    const proc = new Proc(name, args, { env });
     const m = await proc.waitForOutput(/agora gateway listening on (https:\/\/127\.0\.0\.1:(\d+))/);
     const infoPath = path.join(dataDir, 'gateway.json');
     const info = await waitFor(`${name}: ${infoPath} for pid ${proc.pid}`, async () => {

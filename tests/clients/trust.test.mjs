@@ -1,8 +1,9 @@
 // The trust baseline seen from outside: API keys stored only as keyed
 // hashes, key lifecycle (revoke, rotate with grace, expiry, model lists)
 // through the CLI and the admin API, and per-key rate limits with OpenAI's
-// headers and 429s, through the official `openai` SDK. Real gateway, real
-// fake-engine nodes (deterministic token counts), real SQLite files.
+// headers and 429s, through the official `openai` SDK; and what a node may
+// learn of a client (nothing). Real gateway, real fake-engine nodes
+// (deterministic token counts), real SQLite files.
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -10,9 +11,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { before, test } from 'node:test';
 import OpenAI from 'openai';
-import { Gateway, agora, waitFor } from './harness.mjs';
+import { Gateway, agora, tempDir, waitFor } from './harness.mjs';
+import { RecordingNode } from './recording_node.mjs';
 
 let gw;
+let gatewayTmp;
 let admin;  // an admin token (at_…)
 const FAST = 'fast';  // 20 tokens per request, at once
 const SLOW = 'slow';  // 5 tokens, 300 ms apart
@@ -21,7 +24,9 @@ const hi = [{ role: 'user', content: 'hi' }];
 before(async () => {
   // One completion token is reserved for requests without max_tokens, so
   // the overrun test can exceed its reservation.
-  gw = await Gateway.start({ providers: ['trust'], set: { default_completion_reservation: 1 } });
+  // Its own TMPDIR, so the canary scan covers the gateway's temporary files too.
+  gatewayTmp = await tempDir('agora-gw-tmp-');
+  gw = await Gateway.start({ providers: ['trust'], set: { default_completion_reservation: 1 }, env: { TMPDIR: gatewayTmp } });
   const p = gw.providers.trust;
   gw.startNode({ token: p.token, fake: `name=${FAST},tokens=20,slots=8`, nodeId: 'node-fast' });
   gw.startNode({ token: p.token, fake: `name=${SLOW},tokens=5,slots=8,token-interval-us=300000`, nodeId: 'node-slow' });
@@ -288,7 +293,7 @@ test('a revocation through the CLI takes effect on the running gateway within a 
   assert.ok(ms < 1500, `took ${ms} ms`);
 });
 
-test('no prompt or response is stored: a canary in prompts and answers is nowhere in the data dir or the logs', async () => {
+test('no prompt or response is stored: a canary in prompts and answers is nowhere in the data dir, temp files or the logs', async () => {
   const canary = `CANARY${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
   const node = gw.startNode({ token: gw.providers.trust.token, fake: `name=echo,tokens=4,token-text=${canary}`,
                               nodeId: 'node-echo' });
@@ -305,9 +310,9 @@ test('no prompt or response is stored: a canary in prompts and answers is nowher
   assert.ok(streamed.includes(canary));
   // The generation records are written (metadata only) before we scan.
   await waitFor('the generation record', async () => (await gw.raw('GET', `/v1/generations/${unary.id}`, { key })).status === 200);
-  const files = fs.readdirSync(gw.dataDir, { recursive: true })
-    .map((f) => path.join(gw.dataDir, String(f)))
-    .filter((f) => fs.statSync(f).isFile());
+  const files = [gw.dataDir, gatewayTmp].flatMap((dir) => fs.readdirSync(dir, { recursive: true })
+    .map((f) => path.join(dir, String(f)))
+    .filter((f) => fs.statSync(f).isFile()));
   assert.ok(files.some((f) => f.endsWith('agora.db')) && files.some((f) => f.endsWith('agora.db-wal')));
   for (const f of files) {
     assert.ok(!fs.readFileSync(f).toString('latin1').includes(canary), `${f} holds the canary`);
@@ -315,4 +320,114 @@ test('no prompt or response is stored: a canary in prompts and answers is nowher
   for (const p of [gw.proc, node]) {
     assert.ok(!`${p.out}${p.err}`.includes(canary), `${p.name}'s logs hold the canary`);
   }
+});
+
+test('nodes never learn who the client is: everything a node receives holds no key, key id, key name or generation id', async (t) => {
+  // A node that keeps every byte the gateway sends it, so the check covers
+  // what a node could read, not just what `agora node` chooses to decode.
+  const node = new RecordingNode({ port: gw.port, ca: gw.ca, token: gw.providers.trust.token, model: 'recorded' });
+  t.after(() => node.close());
+  const welcome = await node.connect();
+  assert.equal(welcome.provider_id, gw.providers.trust.id);
+  await gw.waitForModel('recorded');
+
+  const tag = Date.now().toString(36) + Math.random().toString(36).slice(2, 8);
+  const keyName = `billing-team-${tag}`;
+  const key = await gw.createKey(keyName);
+  const keyId = JSON.parse((await agora(['keys', 'list', '--data-dir', gw.dataDir, '--json'])).stdout)
+    .find((k) => k.name === keyName).id;
+  assert.match(keyId, /^key_\w+$/);
+  const user = 'alice@example.com';
+  const clientName = `client-name-${tag}`;
+  const org = `org-${tag}`;
+  const project = `proj_${tag}`;
+  const customer = `customer-${tag}`;
+  // Everything a client sends besides its prompt: the SDK's identity
+  // headers, custom headers, `user`, and `metadata` (which the gateway
+  // accepts and ignores).
+  const client = gw.client(key, { organization: org, project, defaultHeaders: { 'X-Client-Name': clientName } });
+  const prompt = `PROMPT-${tag}`;
+  const messages = [{ role: 'system', content: 'be brief' }, { role: 'user', content: `repeat ${prompt}` }];
+  const extra = { user, metadata: { customer } };
+  const ids = [];  // every response id and generation id the client saw
+
+  for (const max_tokens of [8, undefined]) {
+    const r = await client.chat.completions.create({ model: 'recorded', messages, max_tokens, seed: 7, ...extra });
+    assert.equal(r.choices[0].message.content, 'hello', 'the recording node served it');
+    ids.push(r.id, r.agora.generation_id);
+  }
+  for (const stream_options of [{ include_usage: true }, undefined]) {
+    let text = '';
+    const seen = new Set();
+    let sawGeneration = false;
+    const stream = await client.chat.completions.create({ model: 'recorded', messages, stream: true, stream_options,
+                                                          ...extra });
+    for await (const c of stream) {
+      text += c.choices[0]?.delta?.content ?? '';
+      seen.add(c.id);
+      if (c.agora) {
+        seen.add(c.agora.generation_id);
+        sawGeneration = true;
+      }
+    }
+    assert.equal(text, 'hello');
+    assert.ok(sawGeneration, 'a chunk carries agora.generation_id');
+    ids.push(...seen);
+  }
+  assert.ok(ids.every((id) => typeof id === 'string' && id.length >= 8), JSON.stringify(ids));
+  assert.ok(new Set(ids).size >= 4, `an id per request: ${ids}`);
+
+  // Each answer came from the node, so its job is recorded by now: one job
+  // per request (the node answers at once; none is retried or cancelled).
+  assert.equal(node.jobs.length, 4);
+  assert.equal(node.error, undefined, String(node.error?.stack));
+  const raw = node.raw;
+  const texts = { latin1: raw.toString('latin1'), utf8: raw.toString('utf8') };
+  // The scan sees what the node saw: the upgrade response and the prompt.
+  assert.match(texts.latin1, /^HTTP\/1\.1 101 /);
+  for (const [enc, text] of Object.entries(texts)) assert.ok(text.includes(prompt), `the prompt is in the ${enc} bytes`);
+
+  const secrets = {
+    key,
+    'the key after its prefix': key.slice(7),
+    'the key\'s SHA-256': createHash('sha256').update(key).digest('hex'),
+    'key id': keyId,
+    'key name': keyName,
+    user,
+    'X-Client-Name': clientName,
+    'OpenAI-Organization': org,
+    'OpenAI-Project': project,
+    metadata: customer,
+    'the SDK\'s User-Agent': 'OpenAI/JS',
+    'the SDK\'s X-Stainless-Runtime-Version': process.version,
+  };
+  [...new Set(ids)].forEach((id, i) => {
+    secrets[`response/generation id ${i}`] = id;
+  });
+  for (const [what, value] of Object.entries(secrets)) {
+    for (const [enc, text] of Object.entries(texts)) {
+      assert.ok(!text.includes(value), `the node received ${what} (${value}) in its ${enc} bytes`);
+    }
+  }
+
+  // The frames are the documented ones, with nothing beside the request.
+  const types = new Set(node.frames.map((f) => f.type));
+  assert.ok(types.has('welcome') && types.has('job'));
+  for (const type of types) assert.ok(['welcome', 'agreement', 'job'].includes(type), `a ${type} frame`);
+  const requestFields = new Set(['messages', 'prompt', 'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'seed',
+                                 'presence_penalty', 'frequency_penalty', 'logit_bias', 'stop', 'logprobs',
+                                 'top_logprobs', 'ignore_eos']);
+  for (const job of node.jobs) {
+    assert.deepEqual(Object.keys(job).sort(), ['job', 'model', 'request', 'type']);
+    assert.equal(job.model, 'recorded');
+    assert.ok(Number.isInteger(job.job), `the job is a number: ${job.job}`);
+    for (const k of Object.keys(job.request)) assert.ok(requestFields.has(k), `request.${k} is not a documented field`);
+    assert.equal(job.request.user, undefined);
+    assert.equal(job.request.metadata, undefined);
+    assert.deepEqual(job.request.messages, messages);
+  }
+  assert.deepEqual(node.jobs.map((j) => j.job), [1, 2, 3, 4],
+                   'job numbers are per connection: they tell a node nothing of the gateway\'s other traffic');
+  assert.deepEqual(node.jobs.map((j) => j.request.max_tokens), [8, 4096, 4096, 4096],
+                   'max_tokens as given, else the model\'s ctx_per_slot');
 });
