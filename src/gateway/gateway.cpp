@@ -4,11 +4,14 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <thread>
+
 #include "common/log.h"
 #include "crypto/random.h"
 #include "crypto/sha256.h"
 #include "gateway/internal.h"
 #include "net/url.h"
+#include "crypto/aead.h"
 #include "protocol/agreement.h"
 #include "store/audit.h"
 #include "store/sqlite_store.h"
@@ -90,6 +93,7 @@ Status GatewayImpl::start() {
       config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);
   if (!master) return master.error();
   master_ = *master;
+  vault_ = std::make_shared<ConversationVault>(master_);
 
   auto writer_db = store::open_sqlite_store(store::database_path(config_.data_dir));
   if (!writer_db) return writer_db.error();
@@ -568,6 +572,96 @@ void GatewayImpl::record(Job& job, const engine::Usage& usage, const engine::Tim
     recent_order_.pop_front();
   }
   if (store_) store_->record(std::move(r));
+}
+
+void GatewayImpl::load_conversation(const std::string& owner, const std::string& id,
+                                    std::function<void(Result<std::optional<Conversation>>)> done) {
+  if (!store_) {
+    asio::post(io_, [done = std::move(done)] { done(std::optional<Conversation>()); });
+    return;
+  }
+  const int64_t now = clock_.unix_millis();
+  store_->control([this, vault = vault_, owner, id, now, done = std::move(done)](store::Store& s) mutable {
+    Result<std::optional<Conversation>> out = std::optional<Conversation>();
+    const std::string mac = vault->id_mac(owner, id);
+    auto row = s.get_conversation(owner, mac);
+    if (!row) {
+      out = row.error();
+    } else if (*row && (*row)->expires_ms && *(*row)->expires_ms <= now) {
+      // Expired: gone now, even before the sweep.
+      if (auto d = s.delete_conversation(owner, mac); d && *d) (void)s.purge_deleted();
+    } else if (*row) {
+      auto c = vault->open(**row);
+      if (!c) out = c.error();
+      else out = std::optional<Conversation>(std::move(*c));
+    }
+    asio::post(io_, [done = std::move(done), out = std::move(out)]() mutable { done(std::move(out)); });
+  });
+}
+
+void GatewayImpl::save_conversation(const Job& job) {
+  if (!store_ || !job.conversation) return;
+  const auto& ref = *job.conversation;
+  const int64_t now = clock_.unix_millis();
+  std::optional<int64_t> expires;
+  if (ref.ttl_s) expires = now + *ref.ttl_s * 1000;
+  else if (config_.conversation_ttl.count() > 0) expires = now + config_.conversation_ttl.count();
+  store_->control([vault = vault_, owner = ref.owner, id = ref.id, own = ref.own_messages, answer = job.answer, now,
+                   expires](store::Store& s) mutable {
+    const std::string mac = vault->id_mac(owner, id);
+    Conversation c;
+    c.created_ms = now;
+    auto row = s.get_conversation(owner, mac);
+    if (row && *row && !((*row)->expires_ms && *(*row)->expires_ms <= now)) {
+      auto old = vault->open(**row);
+      if (!old) {
+        spdlog::error("conversation_unreadable owner={} error={}", owner, logfmt_value(old.error().to_string()));
+        return;  // never overwrite what cannot be read (a wrong master secret)
+      }
+      c = std::move(*old);
+    }
+    append_exchange(c, own, std::move(answer));
+    c.updated_ms = now;
+    c.expires_ms = expires;
+    auto sealed = vault->seal(owner, id, c);
+    if (!sealed) {
+      spdlog::error("conversation_seal_failed owner={} error={}", owner, logfmt_value(sealed.error().to_string()));
+      return;
+    }
+    if (Status st = s.put_conversation(*sealed); !st) {
+      spdlog::error("conversation_write_failed owner={} error={}", owner, logfmt_value(st.error().to_string()));
+    }
+    for (auto& m : c.messages) crypto::secure_wipe(m.content);
+  });
+}
+
+void GatewayImpl::delete_conversation(const std::string& owner, const std::string& id,
+                                      std::function<void(Result<bool>)> done) {
+  if (!store_) {
+    asio::post(io_, [done = std::move(done)] { done(false); });
+    return;
+  }
+  store_->control([this, vault = vault_, owner, id, done = std::move(done)](store::Store& s) mutable {
+    Result<bool> out = s.delete_conversation(owner, vault->id_mac(owner, id));
+    if (out && *out) {
+      // No copy may stay behind: retry the WAL purge briefly while another
+      // connection's read is in the way.
+      Status st = s.purge_deleted();
+      for (int i = 0; i < 10 && !st && st.error().code == Errc::unavailable; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        st = s.purge_deleted();
+      }
+      if (!st) spdlog::warn("conversation_purge_incomplete error={}", logfmt_value(st.error().to_string()));
+    }
+    asio::post(io_, [done = std::move(done), out = std::move(out)]() mutable { done(std::move(out)); });
+  });
+}
+
+int32_t GatewayImpl::context_for(const std::string& model) const {
+  for (const auto& m : router_.models()) {
+    if (m.name == model) return m.ctx_per_slot;
+  }
+  return 0;
 }
 
 const store::GenerationRecord* GatewayImpl::find_recent(const std::string& id) const {
@@ -1107,6 +1201,16 @@ awaitable<void> GatewayImpl::snapshot_loop() {
     snapshot_nodes();
     // Rate-limit state of keys that went quiet (full buckets) is dropped.
     if (tick % 10 == 0) limiter_->prune(clock_.now());
+    // Expired conversations are deleted, and their bytes purged.
+    if (tick % 60 == 0 && store_) {
+      store_->control([now = clock_.unix_millis()](store::Store& s) {
+        auto n = s.delete_expired_conversations(now);
+        if (n && *n > 0) {
+          (void)s.purge_deleted();
+          spdlog::info("conversations_expired count={}", *n);
+        }
+      });
+    }
   }
 }
 

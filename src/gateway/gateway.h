@@ -61,6 +61,11 @@ struct GatewayConfig {
   // Nodes: pinged at half this interval; one silent this long is evicted.
   std::chrono::milliseconds node_timeout{15'000};
 
+  // Opt-in conversation memory: a conversation not written for this long is
+  // deleted (a request's conversation_ttl overrides it); 0 = kept until
+  // DELETE /v1/conversations/{id}.
+  std::chrono::milliseconds conversation_ttl{7LL * 24 * 3600 * 1000};
+
   // Audit trail: new entries are signed this often (and at shutdown).
   std::chrono::milliseconds audit_checkpoint_interval{60'000};
 };

@@ -11,6 +11,7 @@
 
 #include "common/json_text.h"
 #include "common/log.h"
+#include "crypto/aead.h"
 #include "gateway/http_exchange.h"
 #include "gateway/internal.h"
 
@@ -77,6 +78,27 @@ ApiError unauthorized(std::string_view authorization) {
     e.message = "Incorrect or revoked API key.";
   }
   return e;
+}
+
+// Starts an operation that answers through a callback on the loop (the
+// store's control thread posts there) and waits for the answer. A timer is
+// the wake-up, which avoids async_initiate in these coroutines (GCC 12
+// miscompiled that form).
+template <class T, class Start>
+awaitable<T> await_answer(asio::any_io_executor ex, Start start) {
+  struct Pending {
+    explicit Pending(asio::any_io_executor e) : wake(e) {}
+    asio::steady_timer wake;
+    std::optional<T> value;
+  };
+  auto pending = std::make_shared<Pending>(ex);
+  pending->wake.expires_at(asio::steady_timer::time_point::max());
+  start([pending](T v) {
+    pending->value.emplace(std::move(v));
+    pending->wake.cancel();
+  });
+  while (!pending->value) co_await pending->wake.async_wait(as_tuple_awaitable);
+  co_return std::move(*pending->value);
 }
 
 // Waits for the next event of `job`. A running job whose node stays silent
@@ -149,7 +171,20 @@ std::optional<ApiError> retry(GatewayImpl& g, const std::shared_ptr<Job>& job, c
 }
 
 Provenance provenance(const Job& job, int64_t overhead_us = -1) {
-  return Provenance{job.provider_id, job.model_sha256, job.generation_id, "standard", overhead_us};
+  Provenance p{job.provider_id, job.model_sha256, job.generation_id, "standard", overhead_us};
+  if (job.conversation) {
+    p.conversation_turns = job.conversation->turns_used;
+    p.conversation_turns_dropped = job.conversation->turns_dropped;
+  }
+  return p;
+}
+
+// A complete answer joins its conversation before the client sees the end
+// of it (so a next turn sent at once finds it there).
+void remember(GatewayImpl& g, const Job& job, engine::FinishReason finish) {
+  if (job.conversation && (finish == engine::FinishReason::stop || finish == engine::FinishReason::length)) {
+    g.save_conversation(job);
+  }
 }
 
 // The gateway's added time for a job that ends now: everything since the
@@ -177,6 +212,10 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
         acc.finish = e.done.finish;
         acc.usage = e.done.usage;
         x.g->record(*job, e.done.usage, e.done.timings, e.done.finish);
+        if (job->conversation) {
+          job->answer = acc.text;
+          remember(*x.g, *job, e.done.finish);
+        }
         const int64_t overhead = overhead_us(x, e.done.timings);
         x.g->metrics().overhead(static_cast<double>(overhead) / 1e6);
         Response res = json_response(x.req, http::status::ok,
@@ -257,6 +296,10 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
                            Clock::TimePoint received) -> awaitable<bool> {
     job->state = Job::State::finished;
     x.g->record(*job, d.usage, d.timings, d.finish);
+    if (job->conversation) {
+      job->answer += text;
+      remember(*x.g, *job, d.finish);
+    }
     const int64_t overhead = overhead_us(x, d.timings);
     x.g->metrics().overhead(static_cast<double>(overhead) / 1e6);
     out.clear();
@@ -302,6 +345,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
           job->events.pop_front();
           co_return co_await finish_stream(d.done, e.delta.text, e.delta.logprobs, e.received);
         }
+        if (job->conversation) job->answer += e.delta.text;
         out.clear();
         cw.content(out, e.delta.text, e.delta.logprobs);
         if (!co_await write_chunk(x, out)) {
@@ -403,7 +447,46 @@ awaitable<bool> chat_completions(Exchange& x, const KeyEntry& key) {
                            "This API key may not use the model '" + request.model + "'", 0};
     co_return co_await send_error(x, api_err);
   }
+  std::optional<Job::ConversationRef> conversation;
+  if (request.conversation_id) {
+    if (request.generation.prompt) {
+      x.rate = x.g->rate_snapshot(key);
+      const ApiError api_err = invalid_request("conversation_id", "'conversation_id' needs 'messages'");
+      co_return co_await send_error(x, api_err);
+    }
+    auto loaded = co_await await_answer<Result<std::optional<Conversation>>>(
+        x.stream->get_executor(), [&](auto done) { x.g->load_conversation(key.lineage, *request.conversation_id, done); });
+    if (!loaded) {
+      spdlog::error("conversation_load_failed key={} error={}", key.id, logfmt_value(loaded.error().to_string()));
+      x.rate = x.g->rate_snapshot(key);
+      const ApiError api_err{500, "server_error", "conversation_unavailable", "conversation_id",
+                             "The conversation could not be read", 0};
+      co_return co_await send_error(x, api_err);
+    }
+    // The context the earlier turns may use: the model's (its smallest
+    // node's) minus what the answer may take.
+    const int64_t ctx = x.g->context_for(request.model);
+    const int64_t answer = request.max_tokens_given ? request.generation.max_tokens
+                                                    : std::min<int64_t>(x.g->config().default_completion_reservation,
+                                                                        ctx / 4);
+    Job::ConversationRef ref;
+    ref.owner = key.lineage;
+    ref.id = *request.conversation_id;
+    ref.own_messages = request.generation.messages;
+    ref.ttl_s = request.conversation_ttl_s;
+    static const std::vector<engine::ChatMessage> kNone;
+    auto& found = *loaded;
+    auto assembled = assemble(found ? found->messages : kNone, request.generation.messages, ctx > 0 ? ctx - answer : -1);
+    ref.turns_used = assembled.turns_used;
+    ref.turns_dropped = assembled.turns_dropped;
+    request.generation.messages = std::move(assembled.messages);
+    if (found) {
+      for (auto& m : found->messages) crypto::secure_wipe(m.content);
+    }
+    conversation = std::move(ref);
+  }
   auto job = x.g->new_job(std::move(request), key);
+  job->conversation = std::move(conversation);
   const auto decision = x.g->admit(key, *job);
   x.rate = decision.snapshot;
   if (decision.refusal != RateLimiter::Refusal::none) {
@@ -487,24 +570,8 @@ awaitable<bool> get_generation(Exchange& x, const KeyEntry& key, std::string id)
   if (auto* r = x.g->find_recent(id)) {
     rec = *r;
   } else if (id.size() <= 64) {
-    // The store answers on the loop later (never inline); a timer is the
-    // wake-up, which avoids async_initiate in this coroutine (GCC 12
-    // miscompiled that form).
-    struct Pending {
-      explicit Pending(asio::any_io_executor ex) : wake(ex) {}
-      asio::steady_timer wake;
-      std::optional<store::GenerationRecord> found;
-      bool done = false;
-    };
-    auto pending = std::make_shared<Pending>(x.stream->get_executor());
-    pending->wake.expires_at(asio::steady_timer::time_point::max());
-    x.g->lookup_generation(id, [pending](std::optional<store::GenerationRecord> found) {
-      pending->found = std::move(found);
-      pending->done = true;
-      pending->wake.cancel();
-    });
-    while (!pending->done) co_await pending->wake.async_wait(as_tuple_awaitable);
-    rec = std::move(pending->found);
+    rec = co_await await_answer<std::optional<store::GenerationRecord>>(
+        x.stream->get_executor(), [&](auto done) { x.g->lookup_generation(id, done); });
   }
   // Another key's generation is indistinguishable from a missing one.
   if (!rec || rec->key_id != key.id) {
@@ -513,6 +580,41 @@ awaitable<bool> get_generation(Exchange& x, const KeyEntry& key, std::string id)
     co_return co_await send_error(x, api_err);
   }
   co_return co_await send(x, json_response(x.req, http::status::ok, generation_json(*rec)));
+}
+
+// GET / DELETE /v1/conversations/{id}: only the owning key (lineage) sees
+// it; anyone else gets the 404 a missing one gets.
+awaitable<bool> conversation_endpoint(Exchange& x, const KeyEntry& key, std::string id) {
+  const ApiError not_found{404, "invalid_request_error", "conversation_not_found", "id",
+                           "No conversation '" + (valid_conversation_id(id) ? id : std::string("…")) +
+                               "' for this API key",
+                           0};
+  if (!valid_conversation_id(id)) co_return co_await send_error(x, not_found);
+  if (x.req.method() == http::verb::delete_) {
+    auto deleted = co_await await_answer<Result<bool>>(
+        x.stream->get_executor(), [&](auto done) { x.g->delete_conversation(key.lineage, id, done); });
+    if (!deleted) {
+      const ApiError api_err{500, "server_error", "conversation_unavailable", "", "The conversation could not be deleted", 0};
+      co_return co_await send_error(x, api_err);
+    }
+    if (!*deleted) co_return co_await send_error(x, not_found);
+    std::string body = "{\"id\":";
+    append_json_string(body, id);
+    body += ",\"object\":\"conversation.deleted\",\"deleted\":true}";
+    co_return co_await send(x, json_response(x.req, http::status::ok, std::move(body)));
+  }
+  auto loaded = co_await await_answer<Result<std::optional<Conversation>>>(
+      x.stream->get_executor(), [&](auto done) { x.g->load_conversation(key.lineage, id, done); });
+  if (!loaded) {
+    const ApiError api_err{500, "server_error", "conversation_unavailable", "", "The conversation could not be read", 0};
+    co_return co_await send_error(x, api_err);
+  }
+  if (!*loaded) co_return co_await send_error(x, not_found);
+  std::string body = conversation_json(id, **loaded);
+  for (auto& m : (*loaded)->messages) crypto::secure_wipe(m.content);
+  Response res = json_response(x.req, http::status::ok, std::move(body));
+  res.set(http::field::cache_control, "no-store");
+  co_return co_await send(x, std::move(res));
 }
 
 awaitable<bool> handle(Exchange& x) {
@@ -552,13 +654,17 @@ awaitable<bool> handle(Exchange& x) {
   const bool chat = target == "/v1/chat/completions";
   const bool models = target == "/v1/models";
   const bool generation = target.starts_with("/v1/generations/");
-  if (!chat && !models && !generation) {
+  const bool conversation = target.starts_with("/v1/conversations/");
+  if (!chat && !models && !generation && !conversation) {
     const ApiError api_err{404, "invalid_request_error", "not_found", "", "Unknown path " + std::string(target), 0};
     co_return co_await send_error(x, api_err);
   }
-  x.route = chat ? "chat" : models ? "models" : "generations";
+  x.route = chat ? "chat" : models ? "models" : generation ? "generations" : "conversations";
   if (chat && method != http::verb::post) co_return co_await method_not_allowed("POST");
-  if (!chat && method != http::verb::get) co_return co_await method_not_allowed("GET");
+  if (conversation && method != http::verb::get && method != http::verb::delete_) {
+    co_return co_await method_not_allowed("GET, DELETE");
+  }
+  if (!chat && !conversation && method != http::verb::get) co_return co_await method_not_allowed("GET");
 
   const std::string_view authorization = x.req[http::field::authorization];
   const KeyEntry* key = x.g->authenticate(authorization);
@@ -568,6 +674,10 @@ awaitable<bool> handle(Exchange& x) {
   if (chat) co_return co_await chat_completions(x, key_copy);
   x.rate = x.g->rate_snapshot(key_copy);
   if (models) co_return co_await list_models(x);
+  if (conversation) {
+    co_return co_await conversation_endpoint(x, key_copy,
+                                             std::string(target.substr(std::string_view("/v1/conversations/").size())));
+  }
   co_return co_await get_generation(x, key_copy, std::string(target.substr(std::string_view("/v1/generations/").size())));
 }
 

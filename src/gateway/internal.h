@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gateway/conversations.h"
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
 #include "gateway/rate_limiter.h"
@@ -112,6 +113,18 @@ struct Job {
   bool saw_output = false;         // a delta arrived from the current node
 
   Admission admission;             // the key's rate-limit reservation
+
+  // With conversation memory: where the exchange is appended once the
+  // answer is complete (before the client sees its end, so a next turn
+  // sent at once finds it).
+  struct ConversationRef {
+    std::string owner, id;
+    std::vector<engine::ChatMessage> own_messages;  // what this request added
+    std::optional<int64_t> ttl_s;
+    int turns_used = 0, turns_dropped = 0;
+  };
+  std::optional<ConversationRef> conversation;
+  std::string answer;  // accumulated when `conversation` is set
 
   std::deque<JobEvent> events;
   asio::steady_timer wake;         // cancelled to wake the waiting coroutine
@@ -224,6 +237,16 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void abandon(const std::shared_ptr<Job>& job);
   void record(Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
               engine::FinishReason finish);
+  // Conversation memory, on the store's control thread; `done` runs on the
+  // loop. A missing or expired conversation is nullopt.
+  void load_conversation(const std::string& owner, const std::string& id,
+                         std::function<void(Result<std::optional<Conversation>>)> done);
+  // Appends the job's exchange (read-modify-write on the control thread, so
+  // concurrent turns of one conversation are all kept).
+  void save_conversation(const Job& job);
+  void delete_conversation(const std::string& owner, const std::string& id, std::function<void(Result<bool>)> done);
+  // The smallest context of the nodes serving `model` (0 when none).
+  int32_t context_for(const std::string& model) const;
   // GET /v1/generations/{id}: from memory when recent, else the store.
   void lookup_generation(const std::string& id,
                          std::function<void(std::optional<store::GenerationRecord>)> done);
@@ -281,6 +304,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
 
   std::unique_ptr<StoreWorker> store_;
   std::shared_ptr<const crypto::MasterSecret> master_;
+  std::shared_ptr<const ConversationVault> vault_;
   std::unordered_map<std::string, KeyEntry> keys_;           // by keyed hash (HMAC) of the key
   std::unordered_map<std::string, KeyEntry> legacy_keys_;    // by SHA-256 (keys from before schema 3)
   std::unordered_map<std::string, ProviderEntry> providers_; // by keyed hash of the token

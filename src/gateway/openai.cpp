@@ -324,6 +324,24 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     req.user = std::string(u->get_string());
   }
   if (auto e = parse_routing(o, req.routing)) return *e;
+  if (auto* c = field(o, "conversation_id")) {
+    if (!c->is_string()) return wrong_type("conversation_id", "a string", *c);
+    std::string id(c->get_string());
+    if (!valid_conversation_id(id)) {
+      return invalid_request("conversation_id",
+                             "'conversation_id' must be 1 to 128 characters of letters, digits and . _ : -");
+    }
+    req.conversation_id = std::move(id);
+  }
+  if (auto e = get_int(o, "conversation_ttl", req.conversation_ttl_s)) return *e;
+  if (req.conversation_ttl_s) {
+    if (!req.conversation_id) {
+      return invalid_request("conversation_ttl", "'conversation_ttl' is only allowed with 'conversation_id'");
+    }
+    if (*req.conversation_ttl_s < 1 || *req.conversation_ttl_s > kMaxConversationTtlS) {
+      return invalid_request("conversation_ttl", "'conversation_ttl' must be between 1 and 31536000 seconds");
+    }
+  }
 
   // Range checks shared with the engine; its messages name the parameter.
   if (Status st = engine::validate_request(g); !st) {
@@ -337,6 +355,16 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     return invalid_request(param, msg);
   }
   return req;
+}
+
+bool valid_conversation_id(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char ch : id) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+                    ch == '_' || ch == ':' || ch == '-';
+    if (!ok) return false;
+  }
+  return true;
 }
 
 const char* openai_finish_reason(engine::FinishReason r) {
@@ -373,6 +401,13 @@ void append_provenance(std::string& out, const Provenance& p) {
   if (p.overhead_us >= 0) {
     out += ",\"overhead_us\":";
     append_json_number(out, p.overhead_us);
+  }
+  if (p.conversation_turns >= 0) {
+    out += ",\"conversation\":{\"turns_used\":";
+    append_json_number(out, int64_t{p.conversation_turns});
+    out += ",\"turns_dropped\":";
+    append_json_number(out, int64_t{p.conversation_turns_dropped});
+    out += '}';
   }
   out += '}';
 }

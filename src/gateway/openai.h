@@ -48,7 +48,15 @@ struct ChatRequest {
   bool include_usage = false;
   std::string user;
   RoutingPreferences routing;
+  // Opt-in conversation memory: the gateway stores this conversation's
+  // turns (encrypted) and prepends the earlier ones to each request.
+  std::optional<std::string> conversation_id;
+  std::optional<int64_t> conversation_ttl_s;  // sets the conversation's time to live
 };
+
+inline constexpr int64_t kMaxConversationTtlS = 365LL * 24 * 3600;
+// 1-128 characters of [A-Za-z0-9._:-].
+bool valid_conversation_id(std::string_view id);
 
 // Parses and validates a request body. Unknown fields are ignored; fields we
 // cannot honour yet (n > 1, tools, JSON response formats) give a 400 naming
@@ -64,6 +72,10 @@ struct Provenance {
   // The gateway's own added time (end to end at the gateway minus the
   // node's reported time), microseconds; negative = not known (omitted).
   int64_t overhead_us = -1;
+  // With conversation memory: earlier turns prepended / dropped to fit the
+  // context; negative = no conversation (omitted).
+  int32_t conversation_turns = -1;
+  int32_t conversation_turns_dropped = 0;
 };
 
 struct CompletionResult {

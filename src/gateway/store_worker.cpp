@@ -116,6 +116,14 @@ void StoreWorker::lookup_generation(std::string id, std::function<void(Result<st
   control_cv_.notify_one();
 }
 
+void StoreWorker::control(std::function<void(store::Store&)> task) {
+  {
+    std::lock_guard lock(control_mu_);
+    tasks_.push_back(std::move(task));
+  }
+  control_cv_.notify_one();
+}
+
 void StoreWorker::run_writer() {
   if (options_.idle_priority) {
     sched_param param{};

@@ -90,6 +90,9 @@ class StoreWorker {
   // Times record() had to wait for the writer.
   uint64_t backpressure_waits() const;
   void set_nodes(std::vector<store::NodeRecord> nodes);
+  // Runs `task` on the control thread with its store; the task posts its
+  // own answer to the loop (conversations).
+  void control(std::function<void(store::Store&)> task);
   // `done` runs on the loop.
   void lookup_generation(std::string id, std::function<void(Result<store::GenerationRecord>)> done);
   // An operator's change (the admin API): `task` runs on the control thread

@@ -106,6 +106,10 @@ class Query {
     return *this;
   }
   Query& bind(int index, const std::string& text) { return bind(index, std::string_view(text)); }
+  Query& blob(int index, std::string_view bytes) {
+    note(sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), kTransient));
+    return *this;
+  }
   Query& bind(int index, const char* text) { return bind(index, std::string_view(text)); }
   Query& bind(int index, const std::optional<std::string>& v) {
     if (v) return bind(index, std::string_view(*v));
@@ -135,6 +139,11 @@ class Query {
                        static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
   }
   int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+  std::string blob(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    if (!p) return {};
+    return std::string(static_cast<const char*>(p), static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
   int32_t int32(int col) const { return sqlite3_column_int(stmt_, col); }
   double real(int col) const { return sqlite3_column_double(stmt_, col); }
   std::optional<int64_t> opt_int64(int col) const {
@@ -288,6 +297,21 @@ CREATE INDEX audit_log_time ON audit_log(time_ms);
 CREATE INDEX audit_log_key ON audit_log(key_id, seq) WHERE key_id != '';
 CREATE INDEX audit_log_provider ON audit_log(provider_id, seq) WHERE provider_id != '';
 
+-- Opt-in conversation memory: AES-256-GCM ciphertext only (the key is
+-- derived from the master secret per key lineage); the conversation id is
+-- stored as a keyed hash, the owner as its key lineage.
+CREATE TABLE conversations (
+  owner      TEXT NOT NULL,
+  id_mac     TEXT NOT NULL,
+  created_ms INTEGER NOT NULL,
+  updated_ms INTEGER NOT NULL,
+  expires_ms INTEGER,
+  nonce      BLOB NOT NULL,
+  ciphertext BLOB NOT NULL,
+  PRIMARY KEY (owner, id_mac)
+) STRICT;
+CREATE INDEX conversations_expiry ON conversations(expires_ms) WHERE expires_ms IS NOT NULL;
+
 CREATE TABLE audit_checkpoints (
   seq        INTEGER PRIMARY KEY,
   hash       TEXT NOT NULL,
@@ -396,6 +420,18 @@ constexpr const char* kListNodes =
     "SELECT node_id, provider_id, region, agent, models_json, slots, slots_busy, connected_ms, "
     "updated_ms "
     "FROM nodes ORDER BY provider_id, connected_ms, node_id";
+
+constexpr const char* kGetConversation =
+    "SELECT owner, id_mac, created_ms, updated_ms, expires_ms, nonce, ciphertext FROM conversations"
+    " WHERE owner = ?1 AND id_mac = ?2";
+constexpr const char* kPutConversation =
+    "INSERT INTO conversations (owner, id_mac, created_ms, updated_ms, expires_ms, nonce, ciphertext)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (owner, id_mac) DO UPDATE SET updated_ms = excluded.updated_ms,"
+    " expires_ms = excluded.expires_ms, nonce = excluded.nonce, ciphertext = excluded.ciphertext";
+constexpr const char* kDeleteConversation = "DELETE FROM conversations WHERE owner = ?1 AND id_mac = ?2";
+constexpr const char* kDeleteExpiredConversations =
+    "DELETE FROM conversations WHERE expires_ms IS NOT NULL AND expires_ms <= ?1";
+constexpr const char* kTruncateWal = "PRAGMA wal_checkpoint(TRUNCATE)";
 
 constexpr const char* kCredentialsVersion = "SELECT v FROM credentials_version WHERE id = 1";
 
@@ -574,6 +610,13 @@ class SqliteStore final : public Store {
   Status replace_nodes(std::span<const NodeRecord> nodes) override;
   Result<std::vector<NodeRecord>> list_nodes() override;
 
+  Result<std::optional<ConversationRecord>> get_conversation(const std::string& owner,
+                                                             const std::string& id_mac) override;
+  Status put_conversation(const ConversationRecord& c) override;
+  Result<bool> delete_conversation(const std::string& owner, const std::string& id_mac) override;
+  Result<int64_t> delete_expired_conversations(int64_t now_ms) override;
+  Status purge_deleted() override;
+
   Result<uint64_t> credentials_version() override;
 
  private:
@@ -666,6 +709,9 @@ Status SqliteStore::init() {
   }
   if (auto st = exec("PRAGMA synchronous = NORMAL", "set synchronous=NORMAL"); !st) return st;
   if (auto st = exec("PRAGMA foreign_keys = ON", "set foreign_keys=ON"); !st) return st;
+  // Deleted rows (conversations) are overwritten with zeros, not just
+  // unlinked; purge_deleted() then clears the WAL's older copies.
+  if (auto st = exec("PRAGMA secure_delete = ON", "set secure_delete=ON"); !st) return st;
 
   Transaction tx(*this);
   if (auto st = tx.begin("begin schema migration"); !st) return st;
@@ -1155,6 +1201,69 @@ Result<std::vector<AuditCheckpoint>> SqliteStore::list_audit_checkpoints() {
     out.push_back(std::move(c));
   }
   return out;
+}
+
+Result<std::optional<ConversationRecord>> SqliteStore::get_conversation(const std::string& owner,
+                                                                        const std::string& id_mac) {
+  auto q = query(kGetConversation, "get_conversation");
+  if (!q) return q.error();
+  q->bind(1, owner).bind(2, id_mac);
+  auto row = q->step();
+  if (!row) return row.error();
+  if (!*row) return std::optional<ConversationRecord>();
+  ConversationRecord c;
+  c.owner = q->text(0);
+  c.id_mac = q->text(1);
+  c.created_ms = q->int64(2);
+  c.updated_ms = q->int64(3);
+  c.expires_ms = q->opt_int64(4);
+  c.nonce = q->blob(5);
+  c.ciphertext = q->blob(6);
+  return std::optional<ConversationRecord>(std::move(c));
+}
+
+Status SqliteStore::put_conversation(const ConversationRecord& c) {
+  auto q = query(kPutConversation, "put_conversation");
+  if (!q) return q.error();
+  q->bind(1, c.owner).bind(2, c.id_mac).bind(3, c.created_ms).bind(4, c.updated_ms).bind(5, c.expires_ms);
+  q->blob(6, c.nonce).blob(7, c.ciphertext);
+  return q->run();
+}
+
+Result<bool> SqliteStore::delete_conversation(const std::string& owner, const std::string& id_mac) {
+  auto q = query(kDeleteConversation, "delete_conversation");
+  if (!q) return q.error();
+  q->bind(1, owner).bind(2, id_mac);
+  if (auto st = q->run(); !st) return st.error();
+  return sqlite3_changes(db_.get()) > 0;
+}
+
+Result<int64_t> SqliteStore::delete_expired_conversations(int64_t now_ms) {
+  auto q = query(kDeleteExpiredConversations, "delete_expired_conversations");
+  if (!q) return q.error();
+  q->bind(1, now_ms);
+  if (auto st = q->run(); !st) return st.error();
+  return static_cast<int64_t>(sqlite3_changes(db_.get()));
+}
+
+Status SqliteStore::purge_deleted() {
+  // secure_delete (set on every connection) zeroed the deleted cells in the
+  // pages written to the WAL; the checkpoint copies those pages over the
+  // old ones in the database file, and TRUNCATE empties the WAL, where
+  // earlier versions of the pages (with the old bytes) still were.
+  auto q = query(kTruncateWal, "purge_deleted");
+  if (!q) return q.error();
+  auto row = q->step();
+  if (!row) return row.error();
+  // One row: busy (1 when another connection kept the checkpoint from
+  // finishing), WAL frames, frames checkpointed.
+  const bool busy = *row && q->int64(0) != 0;
+  while (*row) {
+    row = q->step();
+    if (!row) return row.error();
+  }
+  if (busy) return make_error(Errc::unavailable, "purge_deleted: a reader kept the WAL from being emptied; retry");
+  return ok_status();
 }
 
 Status SqliteStore::replace_nodes(std::span<const NodeRecord> nodes) {

@@ -135,6 +135,17 @@ struct AuditFilter {
   size_t limit = 0;  // 0: all
 };
 
+// One stored conversation (opt-in memory): ciphertext only.
+struct ConversationRecord {
+  std::string owner;   // the API key lineage that owns it
+  std::string id_mac;  // keyed hash of the client's conversation id
+  int64_t created_ms = 0;
+  int64_t updated_ms = 0;
+  std::optional<int64_t> expires_ms;
+  std::string nonce;       // 12 bytes
+  std::string ciphertext;  // AES-256-GCM, tag appended
+};
+
 // One finished (or failed) chat completion: metadata only, never content.
 struct GenerationRecord {
   std::string id;           // "gen-" + random, as returned to the client
@@ -254,6 +265,19 @@ class Store {
   // Replaces the whole snapshot in one transaction.
   virtual Status replace_nodes(std::span<const NodeRecord> nodes) = 0;
   virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
+
+  // ---- conversations (opt-in memory; ciphertext only)
+  virtual Result<std::optional<ConversationRecord>> get_conversation(const std::string& owner,
+                                                                     const std::string& id_mac) = 0;
+  // Creates or replaces (keeping created_ms).
+  virtual Status put_conversation(const ConversationRecord& c) = 0;
+  // true when it existed. Call purge_deleted() afterwards.
+  virtual Result<bool> delete_conversation(const std::string& owner, const std::string& id_mac) = 0;
+  virtual Result<int64_t> delete_expired_conversations(int64_t now_ms) = 0;
+  // Leaves no copy of deleted rows in the database file or its WAL
+  // (secure_delete zeroes them; this checkpoints and empties the WAL).
+  // Errors: unavailable when another connection's read kept the WAL.
+  virtual Status purge_deleted() = 0;
 
   // A number that changes whenever keys, providers or the agreement change, through any
   // connection to the same database (generation records and the node

@@ -29,10 +29,11 @@ export const AGREEMENT_SHA256 = createHash('sha256')
 export class RecordingNode {
   // `port`, `ca`: the gateway's; `token`: a provider token (pt_…);
   // `model`: the one model name it serves; `accepted`: the agreement hashes
-  // it answers an agreement frame for.
+  // it answers an agreement frame for; `ctx`: the context per slot it
+  // advertises; `answer`: the text of every answer.
   constructor({ port, ca, token, nodeId = 'node-recording', model = 'recorded', slots = 4,
-                accepted = [AGREEMENT_SHA256], host = '127.0.0.1', timeoutMs = 10000 }) {
-    Object.assign(this, { port, ca, token, nodeId, model, slots, accepted, host, timeoutMs });
+                accepted = [AGREEMENT_SHA256], host = '127.0.0.1', timeoutMs = 10000, ctx = 4096, answer = 'hello' }) {
+    Object.assign(this, { port, ca, token, nodeId, model, slots, accepted, host, timeoutMs, ctx, answer });
     this.chunks = [];  // every byte received, in order
     this.frames = [];  // every text message, parsed
     this.welcome = undefined;
@@ -111,7 +112,7 @@ export class RecordingNode {
         type: 'hello', protocol: 1, node_id: this.nodeId, agent: 'recording/1', region: '',
         models: [{ name: this.model, sha256: createHash('sha256').update(`recording:${this.model}`).digest('hex'),
                    quantization: 'F16', architecture: 'llama', parameters: 1000, context_length: 4096,
-                   ctx_per_slot: 4096, slots: this.slots }],
+                   ctx_per_slot: this.ctx, slots: this.slots }],
         hardware: { cpu: 'test', cores: 1, memory_bytes: 0, gpus: [] },
         agreements: this.accepted,
       });
@@ -205,7 +206,7 @@ export class RecordingNode {
       if (this.accepted.includes(m.sha256)) this.send({ type: 'accept', sha256: m.sha256 });
     } else if (m.type === 'job') {
       this.open.add(m.job);
-      this.send({ type: 'delta', job: m.job, text: 'hello', logprobs: [] });
+      this.send({ type: 'delta', job: m.job, text: this.answer, logprobs: [] });
       this.finish(m.job, 'stop');
     } else if (m.type === 'cancel') {
       if (this.open.has(m.job)) this.finish(m.job, 'cancelled');

@@ -60,6 +60,15 @@ class GatedStore : public store::Store {
   Result<std::vector<store::AuditCheckpoint>> list_audit_checkpoints() override {
     return inner_->list_audit_checkpoints();
   }
+  Result<std::optional<store::ConversationRecord>> get_conversation(const std::string& o, const std::string& i) override {
+    return inner_->get_conversation(o, i);
+  }
+  Status put_conversation(const store::ConversationRecord& c) override { return inner_->put_conversation(c); }
+  Result<bool> delete_conversation(const std::string& o, const std::string& i) override {
+    return inner_->delete_conversation(o, i);
+  }
+  Result<int64_t> delete_expired_conversations(int64_t t) override { return inner_->delete_expired_conversations(t); }
+  Status purge_deleted() override { return inner_->purge_deleted(); }
   using store::Store::create_api_key;
   Result<store::ApiKeyRecord> create_api_key(const store::ApiKeyRecord& spec) override {
     return inner_->create_api_key(spec);
