@@ -54,6 +54,11 @@ std::string quote(const std::string& s) {
     #name, help, [](GatewayConfig& c, std::string_view v) { return parse_ms(#name, v, c.field, lo); },   \
         [](const GatewayConfig& c) { return std::to_string(c.field.count()); }                          \
   }
+#define LONG_MS_SETTING(name, field, help, lo, hi)                                                      \
+  Setting {                                                                                              \
+    #name, help, [](GatewayConfig& c, std::string_view v) { return parse_ms(#name, v, c.field, lo, hi); }, \
+        [](const GatewayConfig& c) { return std::to_string(c.field.count()); }                          \
+  }
 #define INT_SETTING(name, field, help, lo, hi)                                                             \
   Setting {                                                                                                \
     #name, help, [](GatewayConfig& c, std::string_view v) { return parse_int(#name, v, c.field, lo, hi); }, \
@@ -137,8 +142,9 @@ const std::vector<Setting>& table() {
       MS_SETTING(queue_timeout_ms, queue_timeout, "Wait for a free slot before 503", 1),
       MS_SETTING(job_idle_timeout_ms, job_idle_timeout, "A running job whose node sends nothing this long fails", 1),
       MS_SETTING(node_timeout_ms, node_timeout, "A node silent this long is evicted (pinged at half of it)", 100),
-      MS_SETTING(conversation_ttl_ms, conversation_ttl,
-                 "A stored conversation unused this long is deleted (0 = kept until deleted)", 0),
+      LONG_MS_SETTING(conversation_ttl_ms, conversation_ttl,
+                      "A stored conversation unused this long is deleted (0 = kept until deleted; at most a year)", 0,
+                      365LL * 24 * 3600 * 1000),
       MS_SETTING(audit_checkpoint_interval_ms, audit_checkpoint_interval,
                  "How often new audit entries are signed (a checkpoint; also at shutdown)", 100),
   };

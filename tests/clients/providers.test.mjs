@@ -120,7 +120,11 @@ test('suspend holds a live node (running jobs finish), resume releases it, termi
   assert.equal(terminated.provider_id, id);
   assert.deepEqual({ jobs: terminated.data.forfeited.jobs, completion_tokens: terminated.data.forfeited.completion_tokens },
                    { jobs: 2, completion_tokens: 10 });
-  const kinds = (await auditEntries(gw, ['--provider', id])).map((e) => e.kind);
+  // The disconnection is recorded by the gateway's background writer.
+  const kinds = await waitFor('the disconnection in the audit trail', async () => {
+    const k = (await auditEntries(gw, ['--provider', id])).map((e) => e.kind);
+    return k.includes('provider.disconnected') ? k : null;
+  });
   for (const k of ['provider.registered', 'provider.connected', 'provider.agreement_accepted', 'job',
                    'provider.suspended', 'provider.resumed', 'provider.terminated', 'provider.disconnected']) {
     assert.ok(kinds.includes(k), `${k} in ${kinds}`);

@@ -76,6 +76,8 @@ void expect_same_config(const GatewayConfig& a, const GatewayConfig& b) {
   EXPECT_EQ(a.max_attempts, b.max_attempts);
   EXPECT_EQ(a.job_idle_timeout, b.job_idle_timeout);
   EXPECT_EQ(a.node_timeout, b.node_timeout);
+  EXPECT_EQ(a.conversation_ttl, b.conversation_ttl);
+  EXPECT_EQ(a.audit_checkpoint_interval, b.audit_checkpoint_interval);
 }
 
 // Every setting changed from its default.
@@ -100,6 +102,8 @@ GatewayConfig non_default_config() {
   c.max_attempts = 16;
   c.job_idle_timeout = 1006ms;
   c.node_timeout = 100ms;
+  c.conversation_ttl = 30LL * 24 * 3600 * 1000ms;
+  c.audit_checkpoint_interval = 1007ms;
   return c;
 }
 

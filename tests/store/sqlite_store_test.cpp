@@ -495,7 +495,7 @@ TEST_F(SqliteStoreTest, ReopeningKeepsData) {
 // Makes a schema-4 database look like schema 3 again.
 void drop_schema4(RawDb& raw) {
   raw.exec("DROP TRIGGER agreements_insert");
-  for (const char* t : {"agreements", "agreement_acceptances", "audit_log", "audit_checkpoints"}) {
+  for (const char* t : {"agreements", "agreement_acceptances", "audit_log", "audit_checkpoints", "conversations"}) {
     raw.exec(("DROP TABLE " + std::string(t)).c_str());
   }
   raw.exec("ALTER TABLE providers DROP COLUMN status");
