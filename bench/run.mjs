@@ -16,6 +16,8 @@
 //   roofline   memory bandwidth and decode as a fraction of it
 //   scale      idle node connections (bench/idle) and router decision time
 //   engine     engine throughput (agora bench engine) and micro-benchmarks
+//   ab         not in the default set: this build's gateway overhead against
+//              another build's (--baseline BIN), alternating runs
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -38,6 +40,7 @@ if (flag('help')) {
     for (let j = i; j >= 0 && lines[j].startsWith('//'); j++) r.push(lines[j]); return r; };
   console.log([...head, '//', ...block('// CPU placement'), '//', ...block('// Smoke mode'), '//', ...block('// Results accumulate'),
                '//', '// Options: --only LIST, --out FILE, --plots DIR, --duration S, --rates LIST, --repeat N,',
+               '//   --baseline BIN and --baseline-label NAME (section ab: this build against another build of agora),',
                '//   --build DIR (default build/), --json FILE (this run\'s raw results), --no-pin, --smoke, --help']
     .map((l) => l.slice(3)).join('\n'));
   process.exit(0);
@@ -112,15 +115,18 @@ const UNLIMITED_KEY = ['--rpm', '1000000000000', '--tpm', '1000000000000', '--ma
 // ---------------------------------------------------------------- set-ups
 
 // A real gateway (TLS) and one fake-engine node (WSS) in a temp data dir.
-async function marketplace({ fake, gatewaySet = [] }) {
+// `agora`: the binary (another build's for the A/B section); one from
+// before per-key limits existed gets a plain key.
+async function marketplace({ fake, gatewaySet = [], agora = bin.agora }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'agora-bench-'));
-  const token = execFileSync(bin.agora, ['providers', 'register', '--data-dir', dir, '--name', 'bench']).toString().trim();
-  const key = execFileSync(bin.agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench', ...UNLIMITED_KEY]).toString().trim();
+  const token = execFileSync(agora, ['providers', 'register', '--data-dir', dir, '--name', 'bench']).toString().trim();
+  const limits = execFileSync(agora, ['keys', 'create', '--help']).toString().includes('--rpm') ? UNLIMITED_KEY : [];
+  const key = execFileSync(agora, ['keys', 'create', '--data-dir', dir, '--name', 'bench', ...limits]).toString().trim();
   const sets = gatewaySet.flatMap((s) => ['--set', s]);
-  const gateway = start(...pinned(GATEWAY_CPUS, bin.agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets]), 'agora gateway');
+  const gateway = start(...pinned(GATEWAY_CPUS, agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets]), 'agora gateway');
   const info = await until('gateway.json', () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));
-  const node = start(...pinned(OTHER_CPUS, bin.agora, ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token,
-                                                      '--ca-cert', info.ca_cert, '--engine', 'fake', '--fake', fake]), 'agora node (fake)');
+  const node = start(...pinned(OTHER_CPUS, agora, ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token,
+                                                  '--ca-cert', info.ca_cert, '--engine', 'fake', '--fake', fake]), 'agora node (fake)');
   const ca = fs.readFileSync(info.ca_cert);
   await until('the node to register', async () => (await getText(`${info.base_url}/readyz`, ca)).status === 200);
   return {
@@ -308,6 +314,68 @@ function writeGateway({ runs, saturation: sat, peerError }, pk) {
   ].join('\n');
   save('gateway', text);
   plotLatency(runs);
+}
+
+// ---------------------------------------------------------------- A/B
+
+// The gateway overhead of this build against another build of agora
+// (--baseline BIN, e.g. a worktree of an earlier commit), same machine, same
+// load generator (this build's), same placement as the gateway section;
+// the two alternate run by run (--repeat N) so drift hits both alike.
+async function benchAb() {
+  const baseline = opt('baseline');
+  if (!baseline || !fs.existsSync(baseline)) throw new Error('--only ab needs --baseline PATH/TO/agora (another build)');
+  const label = opt('baseline-label', 'baseline');
+  const fake = `name=fake,tokens=${TOKENS},slots=4096`;
+  const abRates = opt('rates') ? rates : [2000, 5000];
+  const builds = [{ name: label, agora: path.resolve(baseline) }, { name: 'this build', agora: bin.agora }];
+  const runs = [];
+  for (let i = 0; i < repeat; ++i) {
+    for (const b of i % 2 ? [...builds].reverse() : builds) {
+      const t = await marketplace({ fake, gatewaySet: ['max_queue=100000'], agora: b.agora });
+      try {
+        if (!smoke) await load(t, { rate: 300, secs: 2, warm: 0 });
+        for (const rate of abRates) {
+          log(`${b.name}: unary at ${rate}/s for ${duration} s (run ${i + 1}/${repeat})`);
+          const r = await load(t, { rate });
+          expect(r.ok === r.sent && r.overhead_us?.count === r.ok, `${b.name} at ${rate}/s: ok ${r.ok} of ${r.sent}`);
+          runs.push({ build: b.name, rate, repeat: i, r });
+          log(`  ok ${r.ok}/${r.sent}, overhead p50 ${num(r.overhead_us?.p50)} p99 ${num(r.overhead_us?.p99)} µs, ` +
+              `gateway cpu ${num(r.usage[0].cpu_percent)} %`);
+        }
+      } finally {
+        await t.close();
+      }
+    }
+  }
+  results.ab = { baseline: label, runs: runs.map(({ build, rate, repeat: k, r }) => ({ build, rate, repeat: k,
+    ok: r.ok, sent: r.sent, latency_ms: r.latency_ms, overhead_us: r.overhead_us, gateway_cpu: r.usage[0].cpu_percent })) };
+  const med = (xs) => { const v = [...xs].sort((a, b) => a - b); return v.length ? v[Math.floor((v.length - 1) / 2)] : undefined; };
+  const rows = [];
+  for (const rate of abRates) {
+    for (const b of builds) {
+      const mine = runs.filter((x) => x.build === b.name && x.rate === rate).map((x) => x.r);
+      const o = (k) => num(med(mine.map((r) => r.overhead_us?.[k])));
+      const l = (k) => num(med(mine.map((r) => r.latency_ms[k])), 2);
+      const okAll = mine.reduce((a, r) => a + r.ok, 0), sentAll = mine.reduce((a, r) => a + r.sent, 0);
+      rows.push([b.name, num(rate), `${num(okAll)} / ${num(sentAll)}`, `${o('p50')} / ${o('p90')} / ${o('p99')} / ${o('p999')}`,
+                 `${l('p50')} / ${l('p99')}`, num(med(mine.map((r) => r.usage[0].cpu_percent)))]);
+    }
+  }
+  save('ab', [
+    `Machine: ${machineLine}.`,
+    '',
+    `**${label}** against **this build**: each a gateway with one fake-engine node (${TOKENS} tokens per answer), unary`,
+    `requests from \`agora-load\` (${CONNECTIONS} connections, ${duration} s measured after ${warmup} s), ${repeat} alternating runs per`,
+    'build and rate; medians over the runs. Overhead is `x-agora-overhead-us` (the gateway\'s own added time, WSS hop',
+    'included). This build authenticates with HMAC-SHA-256, admits through the per-key rate limiter (reserve and settle)',
+    'and appends a hash-chained audit entry per job.',
+    pinning ? `Placement: the gateway alone on CPU ${GATEWAY_CPUS}; node and load generator on CPU ${OTHER_CPUS}.` : 'No CPU pinning in this run.',
+    '',
+    table(['build', 'rate/s', 'ok', 'overhead p50 / p90 / p99 / p99.9 µs', 'latency p50 / p99 ms', 'gateway CPU %'], rows),
+    '',
+    `Reproduce: \`node bench/run.mjs --only ab --baseline OTHER/build/agora --baseline-label NAME\` (see the section's text).`,
+  ].join('\n'));
 }
 
 // ---------------------------------------------------------------- plots
@@ -678,7 +746,7 @@ function summary(all) {
 
 // ---------------------------------------------------------------- main
 
-const steps = { gateway: () => harnessOn(OTHER_CPUS, benchGateway), streaming: benchStreaming, node: benchNode, roofline: benchRoofline, scale: benchScale, engine: benchEngine };
+const steps = { gateway: () => harnessOn(OTHER_CPUS, benchGateway), ab: () => harnessOn(OTHER_CPUS, benchAb), streaming: benchStreaming, node: benchNode, roofline: benchRoofline, scale: benchScale, engine: benchEngine };
 for (const s of sections) if (!steps[s]) { console.error(`unknown section '${s}' (have: ${Object.keys(steps).join(', ')})`); process.exit(2); }
 for (const [name] of Object.entries(bin)) if (!fs.existsSync(bin[name])) log(`note: ${rel(bin[name])} is not built`);
 let failed = 0;

@@ -20,6 +20,13 @@ for sub in "model synth" "model info" "model run" "bench engine" "up"; do
   # shellcheck disable=SC2086
   check "$sub --help" "$agora" $sub --help >/dev/null
 done
+for sub in "audit verify" "audit query" "audit export" "audit checkpoint" "providers suspend" "providers resume" \
+           "providers terminate" "providers agreement show" "providers agreement publish" "providers agreement acceptances"; do
+  # shellcheck disable=SC2086
+  check "$sub --help" "$agora" $sub --help >/dev/null
+done
+check "node --help documents --agreement" grep -q -- "--agreement" <<<"$("$agora" node --help)"
+check "gateway --help lists conversation_ttl_ms" grep -q "conversation_ttl_ms" <<<"$("$agora" gateway --help)"
 check "synth --help documents --quant" grep -q -- "--quant" <<<"$("$agora" model synth --help)"
 
 # Synthesis prints the path on stdout, and is reproducible.
