@@ -500,6 +500,26 @@ AgreementRecord read_agreement(const Query& q) {
   return a;
 }
 
+AcceptanceRecord read_acceptance(const Query& q) {
+  AcceptanceRecord a;
+  a.provider_id = q.text(0);
+  a.node_id = q.text(1);
+  a.version = q.int32(2);
+  a.sha256 = q.text(3);
+  a.accepted_ms = q.int64(4);
+  return a;
+}
+
+AuditCheckpoint read_checkpoint(const Query& q) {
+  AuditCheckpoint c;
+  c.seq = q.int64(0);
+  c.hash = q.text(1);
+  c.time_ms = q.int64(2);
+  c.public_key = q.text(3);
+  c.signature = q.text(4);
+  return c;
+}
+
 AuditEntry read_audit(const Query& q) {
   AuditEntry e;
   e.seq = q.int64(0);
@@ -663,8 +683,10 @@ class SqliteStore final : public Store {
   Result<ApiKeyRecord> insert_key(const ApiKeyRecord& spec, std::string_view op);
   // Inside a transaction: appends after the last entry.
   Status append_audit_locked(std::span<const AuditEvent> events, std::string_view op);
-  template <class Record>
-  Result<std::vector<Record>> list_credentials(const char* sql, std::string_view op);
+  // Every row of `sql` (no parameters), each made by `read`.
+  template <class Read>
+  auto collect(const char* sql, std::string_view op, Read read) -> Result<std::vector<decltype(read(
+      std::declval<const Query&>()))>>;
   template <class Record>
   Result<Record> revoke_credential(const char* sql, std::string_view op, std::string_view what,
                                    const std::string& key, int64_t now_ms);
@@ -772,16 +794,17 @@ Result<Record> SqliteStore::create_credential(const char* sql, std::string_view 
   return r;
 }
 
-template <class Record>
-Result<std::vector<Record>> SqliteStore::list_credentials(const char* sql, std::string_view op) {
+template <class Read>
+auto SqliteStore::collect(const char* sql, std::string_view op, Read read)
+    -> Result<std::vector<decltype(read(std::declval<const Query&>()))>> {
   auto q = query(sql, op);
   if (!q) return q.error();
-  std::vector<Record> out;
+  std::vector<decltype(read(std::declval<const Query&>()))> out;
   for (;;) {
     auto row = q->step();
     if (!row) return row.error();
     if (!*row) break;
-    out.push_back(read_credential<Record>(*q));
+    out.push_back(read(*q));
   }
   return out;
 }
@@ -885,7 +908,7 @@ Result<std::pair<ApiKeyRecord, ApiKeyRecord>> SqliteStore::rotate_api_key(const 
 }
 
 Result<std::vector<ApiKeyRecord>> SqliteStore::list_api_keys() {
-  return list_credentials<ApiKeyRecord>(kListKeys, "list_api_keys");
+  return collect(kListKeys, "list_api_keys", read_key);
 }
 
 Result<ApiKeyRecord> SqliteStore::revoke_api_key(const std::string& id_or_hash, int64_t now_ms) {
@@ -901,7 +924,7 @@ Result<ProviderRecord> SqliteStore::create_provider(const std::string& name,
 }
 
 Result<std::vector<ProviderRecord>> SqliteStore::list_providers() {
-  return list_credentials<ProviderRecord>(kListProviders, "list_providers");
+  return collect(kListProviders, "list_providers", read_provider);
 }
 
 Result<ProviderRecord> SqliteStore::revoke_provider(const std::string& id_name_or_hash,
@@ -1056,22 +1079,7 @@ Result<bool> SqliteStore::record_acceptance(const AcceptanceRecord& a) {
 }
 
 Result<std::vector<AcceptanceRecord>> SqliteStore::list_acceptances() {
-  auto q = query(kListAcceptances, "list_acceptances");
-  if (!q) return q.error();
-  std::vector<AcceptanceRecord> out;
-  for (;;) {
-    auto row = q->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    AcceptanceRecord a;
-    a.provider_id = q->text(0);
-    a.node_id = q->text(1);
-    a.version = q->int32(2);
-    a.sha256 = q->text(3);
-    a.accepted_ms = q->int64(4);
-    out.push_back(std::move(a));
-  }
-  return out;
+  return collect(kListAcceptances, "list_acceptances", read_acceptance);
 }
 
 Status SqliteStore::append_audit_locked(std::span<const AuditEvent> events, std::string_view op) {
@@ -1185,22 +1193,7 @@ Result<std::optional<AuditCheckpoint>> SqliteStore::checkpoint_audit(
 }
 
 Result<std::vector<AuditCheckpoint>> SqliteStore::list_audit_checkpoints() {
-  auto q = query(kListCheckpoints, "list_audit_checkpoints");
-  if (!q) return q.error();
-  std::vector<AuditCheckpoint> out;
-  for (;;) {
-    auto row = q->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    AuditCheckpoint c;
-    c.seq = q->int64(0);
-    c.hash = q->text(1);
-    c.time_ms = q->int64(2);
-    c.public_key = q->text(3);
-    c.signature = q->text(4);
-    out.push_back(std::move(c));
-  }
-  return out;
+  return collect(kListCheckpoints, "list_audit_checkpoints", read_checkpoint);
 }
 
 Result<std::optional<ConversationRecord>> SqliteStore::get_conversation(const std::string& owner,
@@ -1293,16 +1286,7 @@ Status SqliteStore::replace_nodes(std::span<const NodeRecord> nodes) {
 }
 
 Result<std::vector<NodeRecord>> SqliteStore::list_nodes() {
-  auto q = query(kListNodes, "list_nodes");
-  if (!q) return q.error();
-  std::vector<NodeRecord> out;
-  for (;;) {
-    auto row = q->step();
-    if (!row) return row.error();
-    if (!*row) break;
-    out.push_back(read_node(*q));
-  }
-  return out;
+  return collect(kListNodes, "list_nodes", read_node);
 }
 
 Result<uint64_t> SqliteStore::credentials_version() {
