@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "cli/store_access.h"
@@ -29,6 +30,7 @@ struct VerifyArgs {
   std::string data_dir;
   std::string master_key;
   std::string public_key;
+  std::vector<std::string> expect;  // SEQ:HASH
   bool json = false;
 };
 
@@ -94,7 +96,19 @@ std::string expected_public_key(const VerifyArgs& a) {
 int run_verify(const VerifyArgs& a) {
   auto db = open_store(a.data_dir, /*create=*/false);
   const std::string public_key = expected_public_key(a);
-  auto report = store::verify_audit(*db, public_key);
+  std::vector<store::AuditAnchor> anchors;
+  for (const auto& e : a.expect) {
+    const auto colon = e.find(':');
+    store::AuditAnchor anchor;
+    const char* end = e.data() + (colon == std::string::npos ? e.size() : colon);
+    auto [p, ec] = std::from_chars(e.data(), end, anchor.seq);
+    if (colon == std::string::npos || ec != std::errc{} || p != end || anchor.seq < 1 || e.size() - colon - 1 != 64) {
+      fail("invalid_argument: --expect takes SEQ:HASH (an entry number and its 64-hex hash), got '" + e + "'");
+    }
+    anchor.hash = e.substr(colon + 1);
+    anchors.push_back(std::move(anchor));
+  }
+  auto report = store::verify_audit(*db, public_key, anchors);
   if (!report) fail(report.error().to_string());
   const int64_t unsigned_tail = report->last_seq - report->last_signed_seq;
   if (a.json) {
@@ -220,6 +234,10 @@ void add_audit_commands(CLI::App& app) {
   verify->add_option("--public-key", v->public_key,
                      "The gateway's audit public key (hex; `agora audit checkpoint` prints it) instead of deriving "
                      "it from the master secret");
+  verify->add_option("--expect", v->expect,
+                     "SEQ:HASH of an entry known from outside the database (repeatable): the gateway logs each "
+                     "checkpoint as audit_checkpoint seq=… hash=…; catches a rewrite whose checkpoints were deleted "
+                     "too");
   verify->add_flag("--json", v->json, "Print the report as one JSON object");
   verify->callback([v] {
     const int rc = run_verify(*v);

@@ -22,6 +22,7 @@
 #include "engine/synth.h"
 #include "gateway/gateway.h"
 #include "node/node.h"
+#include "protocol/agreement.h"
 #include "store/sqlite_store.h"
 
 namespace agora::cli {
@@ -202,6 +203,9 @@ void run_up(const UpArgs& a) {
     nc.region = "local";
     nc.tls.ca_file = ca;
     nc.backoff_max = std::chrono::seconds(2);
+    // The local nodes accept the agreement this binary carries (the one its
+    // gateway requires).
+    nc.agreements = {protocol::builtin_agreement().sha256};
     node::NodeEvents ev;
     ev.on_connected = [&, connected](const std::string&) {
       if (++*connected == a.nodes && !announced) {

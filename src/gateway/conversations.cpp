@@ -35,12 +35,16 @@ std::vector<size_t> turn_starts(const std::vector<engine::ChatMessage>& m) {
 
 }  // namespace
 
-std::string ConversationVault::key_for(std::string_view owner) const { return master_->derive(kLabel, owner, 32); }
+// Two subkeys per owner: one encrypts, one hashes ids.
+std::string ConversationVault::key_for(std::string_view owner) const {
+  return master_->derive(kLabel, std::string("enc\0", 4).append(owner), 32);
+}
 
 std::string ConversationVault::id_mac(std::string_view owner, std::string_view id) const {
-  const std::string key = key_for(owner);
+  std::string key = master_->derive(kLabel, std::string("id\0", 3).append(owner), 32);
   crypto::HmacSha256 mac(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(key.data()), key.size()));
-  return mac.mac_hex(std::string("id:").append(id));
+  crypto::secure_wipe(key);
+  return mac.mac_hex(id);
 }
 
 Result<store::ConversationRecord> ConversationVault::seal(std::string_view owner, std::string_view id,

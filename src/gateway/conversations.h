@@ -3,10 +3,10 @@
 // At rest: each conversation is one row whose plaintext — the JSON of its
 // user and assistant messages — is sealed with AES-256-GCM under a key
 // derived from the master secret for the owning key's lineage
-// (HKDF "agora/v1/conversations", context = lineage id), with a fresh
+// (HKDF "agora/v1/conversations", context = "enc" + lineage id), with a fresh
 // random nonce per write and the owner and id hash as associated data, so
 // a row cannot be moved to another owner or id. The client's conversation
-// id is stored only as an HMAC under the same key. A copy of the database
+// id is stored only as an HMAC under a second subkey ("id" + lineage id). A copy of the database
 // without the master secret reveals neither the text nor the ids; another
 // key (another lineage) derives another key and looks under another owner:
 // it cannot read, extend or even detect someone else's conversation.

@@ -289,6 +289,7 @@ void GatewayImpl::on_credentials(StoreWorker::Credentials c) {
   providers_ = std::move(p);
   legacy_providers_ = std::move(legacy_p);
   suspended_providers_ = std::move(suspended);
+  active_providers_ = std::move(active);
   const bool new_agreement = c.agreement && (!agreement_ || agreement_->sha256 != c.agreement->sha256);
   if (new_agreement) {
     agreement_ = std::move(c.agreement);
@@ -299,9 +300,13 @@ void GatewayImpl::on_credentials(StoreWorker::Credentials c) {
   // A revoked or terminated provider's nodes are disconnected at once; a
   // suspended one's are held; a new agreement holds every node that has not
   // accepted it (its hello may already have).
+  // Encoded once for every node it goes to.
+  const std::string offer =
+      new_agreement ? protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text})
+                    : std::string();
   for (auto& [id, n] : conns_) {
     if (n->closing) continue;
-    if (!n->provider_id.empty() && !active.contains(n->provider_id)) {
+    if (!n->provider_id.empty() && !active_providers_.contains(n->provider_id)) {
       spdlog::info("node_disconnected_revoked node={} provider={}", n->node_id, n->provider_id);
       n->close();
       continue;
@@ -312,7 +317,7 @@ void GatewayImpl::on_credentials(StoreWorker::Credentials c) {
       if (std::find(n->agreements.begin(), n->agreements.end(), agreement_->sha256) != n->agreements.end()) {
         agreement_accepted(*n, "hello");
       } else {
-        n->send(protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text}));
+        n->send(offer);
         spdlog::info("node_agreement_required node={} provider={} version={}", n->node_id, n->provider_id,
                      agreement_->version);
       }
@@ -581,22 +586,30 @@ void GatewayImpl::load_conversation(const std::string& owner, const std::string&
     return;
   }
   const int64_t now = clock_.unix_millis();
-  store_->control([this, vault = vault_, owner, id, now, done = std::move(done)](store::Store& s) mutable {
+  auto shared_done = std::make_shared<std::function<void(Result<std::optional<Conversation>>)>>(std::move(done));
+  // The control thread holds no reference to the gateway (were it the last
+  // one, the gateway would be destroyed there, joining that very thread);
+  // the io_context outlives both.
+  const bool queued = store_->control([io = &io_, vault = vault_, owner, id, now, shared_done](store::Store& s) {
     Result<std::optional<Conversation>> out = std::optional<Conversation>();
     const std::string mac = vault->id_mac(owner, id);
     auto row = s.get_conversation(owner, mac);
     if (!row) {
       out = row.error();
     } else if (*row && (*row)->expires_ms && *(*row)->expires_ms <= now) {
-      // Expired: gone now, even before the sweep.
+      // Expired: gone now, even before the sweep (whose purge also covers
+      // a busy moment here).
       if (auto d = s.delete_conversation(owner, mac); d && *d) (void)s.purge_deleted();
     } else if (*row) {
       auto c = vault->open(**row);
       if (!c) out = c.error();
       else out = std::optional<Conversation>(std::move(*c));
     }
-    asio::post(io_, [done = std::move(done), out = std::move(out)]() mutable { done(std::move(out)); });
+    asio::post(*io, [shared_done, out = std::move(out)]() mutable { (*shared_done)(std::move(out)); });
   });
+  if (!queued) {
+    asio::post(io_, [shared_done] { (*shared_done)(make_error(Errc::unavailable, "the gateway is stopping")); });
+  }
 }
 
 void GatewayImpl::save_conversation(const Job& job) {
@@ -606,19 +619,27 @@ void GatewayImpl::save_conversation(const Job& job) {
   std::optional<int64_t> expires;
   if (ref.ttl_s) expires = now + *ref.ttl_s * 1000;
   else if (config_.conversation_ttl.count() > 0) expires = now + config_.conversation_ttl.count();
-  store_->control([vault = vault_, owner = ref.owner, id = ref.id, own = ref.own_messages, answer = job.answer, now,
-                   expires](store::Store& s) mutable {
+  const bool ttl_given = ref.ttl_s.has_value();
+  const bool queued = store_->control([vault = vault_, owner = ref.owner, id = ref.id, own = ref.own_messages,
+                                       answer = job.answer, now, expires, ttl_given](store::Store& s) mutable {
     const std::string mac = vault->id_mac(owner, id);
     Conversation c;
     c.created_ms = now;
     auto row = s.get_conversation(owner, mac);
-    if (row && *row && !((*row)->expires_ms && *(*row)->expires_ms <= now)) {
+    if (!row) {
+      // Never overwrite what could not be read: the history would be lost.
+      spdlog::error("conversation_read_failed owner={} error={}", owner, logfmt_value(row.error().to_string()));
+      return;
+    }
+    if (*row && !((*row)->expires_ms && *(*row)->expires_ms <= now)) {
       auto old = vault->open(**row);
       if (!old) {
         spdlog::error("conversation_unreadable owner={} error={}", owner, logfmt_value(old.error().to_string()));
         return;  // never overwrite what cannot be read (a wrong master secret)
       }
       c = std::move(*old);
+      // A turn without conversation_ttl keeps the conversation's own TTL.
+      if (!ttl_given && c.expires_ms) expires = now + (*c.expires_ms - c.updated_ms);
     }
     append_exchange(c, own, std::move(answer));
     c.updated_ms = now;
@@ -633,36 +654,59 @@ void GatewayImpl::save_conversation(const Job& job) {
     }
     for (auto& m : c.messages) crypto::secure_wipe(m.content);
   });
+  if (!queued) spdlog::warn("conversation_not_saved owner={} reason=\"the gateway is stopping\"", ref.owner);
 }
 
 void GatewayImpl::delete_conversation(const std::string& owner, const std::string& id,
                                       std::function<void(Result<bool>)> done) {
-  if (!store_) {
-    asio::post(io_, [done = std::move(done)] { done(false); });
-    return;
-  }
-  store_->control([this, vault = vault_, owner, id, done = std::move(done)](store::Store& s) mutable {
+  auto fail_stopped = [this](std::function<void(Result<bool>)>& d) {
+    asio::post(io_, [d = std::move(d)] { d(make_error(Errc::unavailable, "the gateway is stopping")); });
+  };
+  if (!store_) return fail_stopped(done);
+  auto shared_done = std::make_shared<std::function<void(Result<bool>)>>(std::move(done));
+  const bool queued = store_->control([io = &io_, weak = weak_from_this(), vault = vault_, owner, id,
+                                       shared_done](store::Store& s) {
     Result<bool> out = s.delete_conversation(owner, vault->id_mac(owner, id));
-    if (out && *out) {
-      // No copy may stay behind: retry the WAL purge briefly while another
-      // connection's read is in the way.
-      Status st = s.purge_deleted();
-      for (int i = 0; i < 10 && !st && st.error().code == Errc::unavailable; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        st = s.purge_deleted();
+    const bool purge = out && *out;
+    Status st = purge ? s.purge_deleted() : ok_status();
+    asio::post(*io, [weak, shared_done, out = std::move(out), purge, st]() mutable {
+      auto self = weak.lock();
+      if (self && purge && !st && st.error().code == Errc::unavailable) {
+        // A reader holds the WAL: retry from the loop (the control thread
+        // never sleeps), then answer; the row itself is already gone.
+        self->retry_purge(10, [shared_done, out = std::move(out)]() mutable { (*shared_done)(std::move(out)); });
+        return;
       }
-      if (!st) spdlog::warn("conversation_purge_incomplete error={}", logfmt_value(st.error().to_string()));
-    }
-    asio::post(io_, [done = std::move(done), out = std::move(out)]() mutable { done(std::move(out)); });
+      if (purge && !st) spdlog::warn("conversation_purge_failed error={}", logfmt_value(st.error().to_string()));
+      (*shared_done)(std::move(out));
+    });
+  });
+  if (!queued) fail_stopped(*shared_done);
+}
+
+void GatewayImpl::retry_purge(int attempts, std::function<void()> then) {
+  auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(50));
+  timer->async_wait([self = shared_from_this(), timer, attempts, then = std::move(then)](boost::system::error_code) mutable {
+    if (!self->store_) return then();
+    auto shared_then = std::make_shared<std::function<void()>>(std::move(then));
+    const bool queued = self->store_->control([io = &self->io_, weak = std::weak_ptr<GatewayImpl>(self), attempts,
+                                               shared_then](store::Store& s) {
+      Status st = s.purge_deleted();
+      asio::post(*io, [weak, attempts, shared_then, st]() mutable {
+        auto again = weak.lock();
+        if (again && !st && st.error().code == Errc::unavailable && attempts > 1) {
+          again->retry_purge(attempts - 1, std::move(*shared_then));
+          return;
+        }
+        if (!st) spdlog::warn("conversation_purge_incomplete error={}", logfmt_value(st.error().to_string()));
+        (*shared_then)();
+      });
+    });
+    if (!queued) (*shared_then)();
   });
 }
 
-int32_t GatewayImpl::context_for(const std::string& model) const {
-  for (const auto& m : router_.models()) {
-    if (m.name == model) return m.ctx_per_slot;
-  }
-  return 0;
-}
+int32_t GatewayImpl::context_for(const std::string& model) const { return router_.context_for(model); }
 
 const store::GenerationRecord* GatewayImpl::find_recent(const std::string& id) const {
   auto it = recent_.find(id);
@@ -702,12 +746,25 @@ std::optional<std::string> check_hello(const protocol::Hello& h) {
     return fmt::format("protocol version {} is not supported (this gateway speaks {})", h.protocol,
                        protocol::kProtocolVersion);
   }
-  if (h.node_id.empty() || h.node_id.size() > 128) return std::string("node_id must be 1 to 128 characters");
+  // Printable ASCII without spaces for what goes into log lines as is: a
+  // node cannot forge a line (or an audit checkpoint) in the operator's logs.
+  auto printable = [](std::string_view v, bool spaces) {
+    for (unsigned char c : v) {
+      if (c < (spaces ? 0x20 : 0x21) || c > 0x7e) return false;
+    }
+    return true;
+  };
+  if (h.node_id.empty() || h.node_id.size() > 128 || !printable(h.node_id, false)) {
+    return std::string("node_id must be 1 to 128 printable ASCII characters without spaces");
+  }
+  if (!printable(h.region, false)) return std::string("region must be printable ASCII without spaces");
   if (h.models.empty() || h.models.size() > 64) return std::string("a node must serve 1 to 64 models");
   if (h.region.size() > 64) return std::string("region must be at most 64 characters");
   std::unordered_set<std::string> names;
   for (const auto& m : h.models) {
-    if (m.name.empty() || m.name.size() > 256) return std::string("model names must be 1 to 256 characters");
+    if (m.name.empty() || m.name.size() > 256 || !printable(m.name, false)) {
+      return std::string("model names must be 1 to 256 printable ASCII characters without spaces");
+    }
     if (!names.insert(m.name).second) return "model '" + m.name + "' is listed twice";
     if (m.slots < 1 || m.slots > 4096) return "model '" + m.name + "': slots must be 1 to 4096";
     if (m.ctx_per_slot < 1) return "model '" + m.name + "': ctx_per_slot must be positive";
@@ -821,6 +878,13 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   if (problem) {
     spdlog::warn("node_rejected provider={} reason={}", provider.id, logfmt_value(*problem));
     reject_node(*conn, protocol::Reject{"bad_hello", *problem});
+    co_return;
+  }
+  // The provider may have been revoked or terminated while the hello was
+  // on its way (on_credentials only sees welcomed nodes).
+  if (!active_providers_.contains(provider.id)) {
+    spdlog::info("node_rejected provider={} reason=\"provider revoked during the handshake\"", provider.id);
+    reject_node(*conn, protocol::Reject{"revoked", "the provider's token was revoked"});
     co_return;
   }
   // The same node reconnecting (its old session not yet noticed as dead)
@@ -1108,7 +1172,7 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
   if (auto* a = std::get_if<protocol::Accept>(&m)) {
     if (!agreement_ || a->sha256 != agreement_->sha256) {
       // An older version, or one this gateway never offered: not enough.
-      spdlog::warn("node_accepted_other_agreement node={} sha256={}", n.node_id, a->sha256);
+      spdlog::warn("node_accepted_other_agreement node={} sha256={}", logfmt_value(n.node_id), logfmt_value(a->sha256));
       return;
     }
     if (n.agreed) return;

@@ -476,7 +476,10 @@ awaitable<bool> chat_completions(Exchange& x, const KeyEntry& key) {
     ref.ttl_s = request.conversation_ttl_s;
     static const std::vector<engine::ChatMessage> kNone;
     auto& found = *loaded;
-    auto assembled = assemble(found ? found->messages : kNone, request.generation.messages, ctx > 0 ? ctx - answer : -1);
+    // No node serves the model (ctx 0): no limit here, the request gets its
+    // 404 or waits like any other. An answer that leaves no room: no turns.
+    const int64_t budget = ctx > 0 ? std::max<int64_t>(0, ctx - answer) : -1;
+    auto assembled = assemble(found ? found->messages : kNone, request.generation.messages, budget);
     ref.turns_used = assembled.turns_used;
     ref.turns_dropped = assembled.turns_dropped;
     request.generation.messages = std::move(assembled.messages);
@@ -590,6 +593,19 @@ awaitable<bool> conversation_endpoint(Exchange& x, const KeyEntry& key, std::str
                                "' for this API key",
                            0};
   if (!valid_conversation_id(id)) co_return co_await send_error(x, not_found);
+  // Each read or delete counts against the key's requests per minute (and
+  // in-flight limit while it runs) like a chat request, tokens aside.
+  const auto decision = x.g->limiter().admit(key.lineage, key.limits, 0, x.g->clock().now());
+  x.rate = decision.snapshot;
+  if (decision.refusal != RateLimiter::Refusal::none) {
+    const ApiError api_err = rate_limited(decision, key);
+    co_return co_await send_error(x, api_err);
+  }
+  struct Settle {
+    GatewayImpl& g;
+    const std::string& lineage;
+    ~Settle() { g.limiter().settle(lineage, 0, 0, g.clock().now()); }
+  } settle{*x.g, key.lineage};
   if (x.req.method() == http::verb::delete_) {
     auto deleted = co_await await_answer<Result<bool>>(
         x.stream->get_executor(), [&](auto done) { x.g->delete_conversation(key.lineage, id, done); });

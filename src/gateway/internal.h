@@ -245,6 +245,9 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // concurrent turns of one conversation are all kept).
   void save_conversation(const Job& job);
   void delete_conversation(const std::string& owner, const std::string& id, std::function<void(Result<bool>)> done);
+  // Empties the WAL of deleted bytes, retrying every 50 ms while a reader is
+  // in the way (at most `attempts` times), then runs `then` on the loop.
+  void retry_purge(int attempts, std::function<void()> then);
   // The smallest context of the nodes serving `model` (0 when none).
   int32_t context_for(const std::string& model) const;
   // GET /v1/generations/{id}: from memory when recent, else the store.
@@ -309,6 +312,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   std::unordered_map<std::string, KeyEntry> legacy_keys_;    // by SHA-256 (keys from before schema 3)
   std::unordered_map<std::string, ProviderEntry> providers_; // by keyed hash of the token
   std::unordered_map<std::string, ProviderEntry> legacy_providers_;  // by SHA-256
+  std::unordered_set<std::string> active_providers_;                  // by id: neither revoked nor terminated
   std::unordered_set<std::string> suspended_providers_;               // by id
   std::optional<store::AgreementRecord> agreement_;                   // the version nodes must accept
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();

@@ -222,6 +222,18 @@ void Router::record_ttft(ConnId conn, double ms) {
   }
 }
 
+int32_t Router::context_for(const std::string& model) const {
+  auto it = by_model_.find(model);
+  if (it == by_model_.end()) return 0;
+  int32_t ctx = 0;
+  for (ConnId c : it->second.nodes) {
+    for (const auto& m : nodes_.at(c).models) {
+      if (m.advert.name == model && (ctx == 0 || m.advert.ctx_per_slot < ctx)) ctx = m.advert.ctx_per_slot;
+    }
+  }
+  return ctx;
+}
+
 std::vector<ModelSummary> Router::models() const {
   std::map<std::string, ModelSummary> out;
   for (const auto& [name, mi] : by_model_) {

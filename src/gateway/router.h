@@ -94,6 +94,8 @@ class Router {
   void record_ttft(ConnId conn, double ms);
 
   bool serves(const std::string& model) const { return by_model_.contains(model); }
+  // The smallest ctx_per_slot among the nodes serving `model` (0: none).
+  int32_t context_for(const std::string& model) const;
   std::vector<ModelSummary> models() const;
   const std::unordered_map<ConnId, NodeInfo>& nodes() const { return nodes_; }
 

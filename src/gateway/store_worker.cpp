@@ -85,14 +85,22 @@ void StoreWorker::record(store::GenerationRecord r) {
   if (pending_.size() == options_.batch) write_cv_.notify_one();
 }
 
-void StoreWorker::audit(store::AuditEvent e) {
-  std::lock_guard lock(write_mu_);
-  pending_audit_.push_back(PendingEvent{std::move(e), std::nullopt});
-}
+void StoreWorker::audit(store::AuditEvent e) { queue_event(PendingEvent{std::move(e), std::nullopt}); }
 
 void StoreWorker::accept_agreement(store::AcceptanceRecord a, store::AuditEvent e) {
-  std::lock_guard lock(write_mu_);
-  pending_audit_.push_back(PendingEvent{std::move(e), std::move(a)});
+  queue_event(PendingEvent{std::move(e), std::move(a)});
+}
+
+void StoreWorker::queue_event(PendingEvent p) {
+  std::unique_lock lock(write_mu_);
+  // Bounded like the records: a starved writer slows the loop instead of
+  // growing memory (a node reconnecting in a loop adds two per session).
+  if (pending_audit_.size() >= options_.max_backlog && !write_stopping_) {
+    ++backpressure_waits_;
+    write_cv_.notify_one();
+    drained_.wait(lock, [&] { return pending_audit_.size() < options_.max_backlog || write_stopping_; });
+  }
+  pending_audit_.push_back(std::move(p));
 }
 
 uint64_t StoreWorker::backpressure_waits() const {
@@ -116,12 +124,14 @@ void StoreWorker::lookup_generation(std::string id, std::function<void(Result<st
   control_cv_.notify_one();
 }
 
-void StoreWorker::control(std::function<void(store::Store&)> task) {
+bool StoreWorker::control(std::function<void(store::Store&)> task) {
   {
     std::lock_guard lock(control_mu_);
+    if (control_stopping_) return false;
     tasks_.push_back(std::move(task));
   }
   control_cv_.notify_one();
+  return true;
 }
 
 void StoreWorker::run_writer() {
@@ -149,23 +159,48 @@ void StoreWorker::run_writer() {
     drained_.notify_all();
     // Events in the order the loop saw them, before the jobs of the same
     // round (a node connects and accepts before it serves).
-    std::vector<store::AuditEvent> events;
-    for (auto& p : pending_events) {
-      if (p.acceptance) {
-        auto fresh = writer_store_->record_acceptance(*p.acceptance);
-        if (!fresh) {
-          spdlog::error("agreement_acceptance_write_failed node={} error={}", p.acceptance->node_id,
-                        logfmt_value(fresh.error().to_string()));
-          continue;
-        }
-        if (!*fresh) continue;  // accepted before: nothing new to record
+    // An acceptance and its entry are one transaction; other events go in
+    // runs. What fails (the database busy for longer than its timeout) is
+    // put back, in order, for the next round: nothing is dropped.
+    std::vector<store::AuditEvent> run;
+    size_t done = 0;
+    bool failed = false;
+    auto flush = [&]() {
+      if (run.empty()) return true;
+      if (Status st = writer_store_->append_audit(run); !st) {
+        spdlog::error("audit_write_failed entries={} error={}", run.size(), logfmt_value(st.error().to_string()));
+        return false;
       }
-      events.push_back(std::move(p.event));
+      run.clear();
+      return true;
+    };
+    for (; done < pending_events.size(); ++done) {
+      auto& p = pending_events[done];
+      if (!p.acceptance) {
+        run.push_back(p.event);
+        continue;
+      }
+      if (!flush()) {
+        failed = true;
+        done -= run.size();
+        break;
+      }
+      auto fresh = writer_store_->record_acceptance(*p.acceptance, std::span<const store::AuditEvent>(&p.event, 1));
+      if (!fresh) {
+        spdlog::error("agreement_acceptance_write_failed node={} error={}", p.acceptance->node_id,
+                      logfmt_value(fresh.error().to_string()));
+        failed = true;
+        break;
+      }
     }
-    if (!events.empty()) {
-      if (Status st = writer_store_->append_audit(events); !st) {
-        spdlog::error("audit_write_failed entries={} error={}", events.size(), logfmt_value(st.error().to_string()));
-      }
+    if (!failed && !flush()) {
+      failed = true;
+      done -= run.size();  // the run's events are still to write
+    }
+    if (failed && !stopping) {
+      std::lock_guard lock(write_mu_);
+      pending_audit_.insert(pending_audit_.begin(), std::make_move_iterator(pending_events.begin() + done),
+                            std::make_move_iterator(pending_events.end()));
     }
     for (size_t i = 0; i < batch.size(); i += options_.txn_records) {
       std::span<const store::GenerationRecord> part(batch.data() + i, std::min(options_.txn_records, batch.size() - i));

@@ -91,8 +91,9 @@ class StoreWorker {
   uint64_t backpressure_waits() const;
   void set_nodes(std::vector<store::NodeRecord> nodes);
   // Runs `task` on the control thread with its store; the task posts its
-  // own answer to the loop (conversations).
-  void control(std::function<void(store::Store&)> task);
+  // own answer to the loop (conversations). false (and `task` dropped) once
+  // stopping: the caller answers for it.
+  bool control(std::function<void(store::Store&)> task);
   // `done` runs on the loop.
   void lookup_generation(std::string id, std::function<void(Result<store::GenerationRecord>)> done);
   // An operator's change (the admin API): `task` runs on the control thread
@@ -103,6 +104,13 @@ class StoreWorker {
   void admin(AdminTask task);
 
  private:
+  // Audit events in the loop's order; one with an acceptance is appended
+  // only when the acceptance is new.
+  struct PendingEvent {
+    store::AuditEvent event;
+    std::optional<store::AcceptanceRecord> acceptance;
+  };
+  void queue_event(PendingEvent p);
   void run_writer();
   void run_control();
   void reload_credentials();
@@ -121,12 +129,6 @@ class StoreWorker {
   std::condition_variable drained_;
   bool write_stopping_ = false;
   std::vector<store::GenerationRecord> pending_;
-  // Audit events in the loop's order; one with an acceptance is appended
-  // only when the acceptance is new.
-  struct PendingEvent {
-    store::AuditEvent event;
-    std::optional<store::AcceptanceRecord> acceptance;
-  };
   std::vector<PendingEvent> pending_audit_;
   uint64_t backpressure_waits_ = 0;
 

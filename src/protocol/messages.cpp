@@ -14,6 +14,15 @@ using engine::FinishReason;
 
 namespace {
 
+// A SHA-256 digest as the protocol writes it: 64 lower-case hex digits.
+bool is_digest(std::string_view s) {
+  if (s.size() != 64) return false;
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
 Error bad(std::string what) { return make_error(Errc::invalid_argument, "protocol: " + std::move(what)); }
 
 // Field readers: each returns false (and sets `err`) when the field is
@@ -501,8 +510,8 @@ Result<Message> decode(std::string_view frame) {
     if (auto* a = r.array("agreements", false)) {
       if (a->size() > kMaxAgreements) return bad("frame.agreements has more than " + std::to_string(kMaxAgreements) + " entries");
       for (const auto& x : *a) {
-        if (!x.is_string() || x.get_string().size() != 64) {
-          return bad("frame.agreements must hold SHA-256 digests (64 hex characters)");
+        if (!x.is_string() || !is_digest(x.get_string())) {
+          return bad("frame.agreements must hold SHA-256 digests (64 lower-case hex characters)");
         }
         h.agreements.emplace_back(x.get_string().data(), x.get_string().size());
       }
@@ -540,7 +549,7 @@ Result<Message> decode(std::string_view frame) {
   if (type == "accept") {
     Accept a;
     if (!r.str("sha256", a.sha256)) return r.error();
-    if (a.sha256.size() != 64) return bad("frame.sha256 must be 64 hex characters");
+    if (!is_digest(a.sha256)) return bad("frame.sha256 must be 64 lower-case hex characters");
     return Message{std::move(a)};
   }
   return bad("unknown frame type '" + type + "'");

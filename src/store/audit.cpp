@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "common/json_text.h"
 #include "crypto/ed25519.h"
 #include "crypto/sha256.h"
 #include "store/credentials.h"
@@ -11,19 +12,32 @@
 namespace agora::store {
 namespace json = boost::json;
 
+// Written directly (not through a JSON DOM): the store writer makes one per
+// job. `data_json` is already a serialised object (json::serialize or
+// audit_event_for).
 std::string audit_entry_text(int64_t seq, const AuditEvent& e) {
-  json::object o;
-  o["seq"] = seq;
-  o["time_ms"] = e.time_ms;
-  o["time"] = iso_utc(e.time_ms);
-  o["kind"] = e.kind;
-  if (!e.key_id.empty()) o["key_id"] = e.key_id;
-  if (!e.provider_id.empty()) o["provider_id"] = e.provider_id;
-  boost::system::error_code ec;
-  json::value data = json::parse(e.data_json.empty() ? std::string_view("{}") : std::string_view(e.data_json), ec);
-  if (ec || !data.is_object()) data = json::object{{"unparsable_data", true}};
-  o["data"] = std::move(data);
-  return json::serialize(o);
+  std::string out;
+  out.reserve(160 + e.data_json.size());
+  out += "{\"seq\":";
+  append_json_number(out, seq);
+  out += ",\"time_ms\":";
+  append_json_number(out, e.time_ms);
+  out += ",\"time\":";
+  append_json_string(out, iso_utc(e.time_ms));
+  out += ",\"kind\":";
+  append_json_string(out, e.kind);
+  if (!e.key_id.empty()) {
+    out += ",\"key_id\":";
+    append_json_string(out, e.key_id);
+  }
+  if (!e.provider_id.empty()) {
+    out += ",\"provider_id\":";
+    append_json_string(out, e.provider_id);
+  }
+  out += ",\"data\":";
+  out += e.data_json.empty() ? std::string_view("{}") : std::string_view(e.data_json);
+  out += '}';
+  return out;
 }
 
 std::string audit_hash(std::string_view prev_hash, std::string_view entry) {
@@ -48,23 +62,36 @@ AuditEvent audit_event_for(const GenerationRecord& g) {
   e.kind = "job";
   e.key_id = g.key_id;
   e.provider_id = g.provider_id;
-  json::object d;
-  d["generation_id"] = g.id;
-  d["node_id"] = g.node_id;
-  d["model"] = g.model;
-  d["model_sha256"] = g.model_sha256;
-  d["attestation"] = g.attestation;
-  d["outcome"] = g.finish_reason;
-  d["stream"] = g.stream;
-  d["prompt_tokens"] = g.prompt_tokens;
-  d["completion_tokens"] = g.completion_tokens;
-  d["cached_prompt_tokens"] = g.cached_prompt_tokens;
-  d["queued_ms"] = g.queued_ms;
-  d["prompt_ms"] = g.prompt_ms;
-  d["decode_ms"] = g.decode_ms;
-  d["total_ms"] = g.total_ms;
-  d["admitted_ms"] = g.created_ms;
-  e.data_json = json::serialize(d);
+  std::string& d = e.data_json;
+  d.reserve(384);
+  auto str = [&](const char* k, std::string_view v) {
+    d += d.empty() ? "{\"" : ",\"";
+    d += k;
+    d += "\":";
+    append_json_string(d, v);
+  };
+  auto number = [&](const char* k, auto v) {
+    d += ",\"";
+    d += k;
+    d += "\":";
+    append_json_number(d, v);
+  };
+  str("generation_id", g.id);
+  str("node_id", g.node_id);
+  str("model", g.model);
+  str("model_sha256", g.model_sha256);
+  str("attestation", g.attestation);
+  str("outcome", g.finish_reason);
+  d += g.stream ? ",\"stream\":true" : ",\"stream\":false";
+  number("prompt_tokens", int64_t{g.prompt_tokens});
+  number("completion_tokens", int64_t{g.completion_tokens});
+  number("cached_prompt_tokens", int64_t{g.cached_prompt_tokens});
+  number("queued_ms", g.queued_ms);
+  number("prompt_ms", g.prompt_ms);
+  number("decode_ms", g.decode_ms);
+  number("total_ms", g.total_ms);
+  number("admitted_ms", g.created_ms);
+  d += '}';
   return e;
 }
 
@@ -107,8 +134,10 @@ std::optional<std::string> check_columns(const AuditEntry& row) {
 
 }  // namespace
 
-Result<AuditReport> verify_audit(Store& store, const std::string& public_key) {
+Result<AuditReport> verify_audit(Store& store, const std::string& public_key, std::span<const AuditAnchor> anchors) {
   AuditReport report;
+  std::multimap<int64_t, const AuditAnchor*> outside;
+  for (const auto& a : anchors) outside.emplace(a.seq, &a);
   auto checkpoints = store.list_audit_checkpoints();
   if (!checkpoints) return checkpoints.error();
   // seq -> the checkpoints that vouch for it (signature already checked).
@@ -161,6 +190,15 @@ Result<AuditReport> verify_audit(Store& store, const std::string& public_key) {
       }
     }
     pending.erase(lo, hi);
+    auto [alo, ahi] = outside.equal_range(row.seq);
+    for (auto it = alo; it != ahi; ++it) {
+      if (it->second->hash != row.hash) {
+        report.problems.push_back({row.seq, "entry " + std::to_string(row.seq) +
+                                                " differs from the anchor given for it: the chain up to it was "
+                                                "rewritten"});
+      }
+    }
+    outside.erase(alo, ahi);
     prev = row.hash;
     report.last_seq = row.seq;
     expected = row.seq + 1;
@@ -171,6 +209,10 @@ Result<AuditReport> verify_audit(Store& store, const std::string& public_key) {
     report.problems.push_back({seq, "the checkpoint at entry " + std::to_string(seq) +
                                         " vouches for entries that are gone: the log ends at entry " +
                                         std::to_string(report.last_seq) + " (entries were deleted from its end)"});
+  }
+  for (const auto& [seq, a] : outside) {
+    report.problems.push_back({seq, "the anchor for entry " + std::to_string(seq) + " vouches for entries that are "
+                                    "gone: the log ends at entry " + std::to_string(report.last_seq)});
   }
   return report;
 }

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <memory>
+#include <span>
 
 #include "common/result.h"
 #include "crypto/ed25519.h"
@@ -65,6 +66,15 @@ struct AuditReport {
 // Reads the whole chain and every checkpoint. Checkpoints must be signed by
 // `public_key` (hex Ed25519). Errors: only failures to read the store; what
 // is wrong with the chain is in the report.
-Result<AuditReport> verify_audit(Store& store, const std::string& public_key);
+// `anchors`: (seq, hash) pairs known from outside the database — the
+// gateway logs every checkpoint (`audit_checkpoint seq=… hash=…`), an
+// export holds them — which catch a rewrite whose checkpoints were deleted
+// too.
+struct AuditAnchor {
+  int64_t seq = 0;
+  std::string hash;
+};
+Result<AuditReport> verify_audit(Store& store, const std::string& public_key,
+                                 std::span<const AuditAnchor> anchors = {});
 
 }  // namespace agora::store

@@ -248,13 +248,12 @@ Result<ProviderRecord> set_provider_status(Store& store, const crypto::MasterSec
                                   {"completion_tokens", totals->completion_tokens},
                                   {"basis", "all jobs served (no payouts recorded yet)"}};
   }
-  auto r = store.set_provider_status(p->id, status, now_ms);
-  if (!r) return r.error();
   const std::string kind = status == kProviderActive       ? "provider.resumed"
                            : status == kProviderSuspended  ? "provider.suspended"
                                                            : "provider.terminated";
-  audit(store, now_ms, kind, "", r->id, std::move(d), actor);
-  return r;
+  d["by"] = actor;
+  const AuditEvent e{now_ms, kind, "", p->id, json::serialize(d)};
+  return store.set_provider_status(p->id, status, now_ms, std::span<const AuditEvent>(&e, 1));
 }
 
 std::string iso_utc(int64_t ms) {

@@ -608,13 +608,13 @@ class SqliteStore final : public Store {
 
   Result<ProviderRecord> find_provider(const std::string& id_name_or_hash) override;
   Result<ProviderRecord> set_provider_status(const std::string& id_name_or_hash, const std::string& status,
-                                             int64_t now_ms) override;
+                                             int64_t now_ms, std::span<const AuditEvent> audit) override;
   Result<ProviderTotals> provider_totals(const std::string& provider_id) override;
 
   Status publish_agreement(const AgreementRecord& a) override;
   Result<std::optional<AgreementRecord>> current_agreement() override;
   Result<AgreementRecord> get_agreement(int32_t version) override;
-  Result<bool> record_acceptance(const AcceptanceRecord& a) override;
+  Result<bool> record_acceptance(const AcceptanceRecord& a, std::span<const AuditEvent> audit) override;
   Result<std::vector<AcceptanceRecord>> list_acceptances() override;
 
   Status append_audit(std::span<const AuditEvent> events) override;
@@ -986,7 +986,7 @@ Result<ProviderRecord> SqliteStore::find_provider(const std::string& id_name_or_
 }
 
 Result<ProviderRecord> SqliteStore::set_provider_status(const std::string& id_name_or_hash, const std::string& status,
-                                                        int64_t now_ms) {
+                                                        int64_t now_ms, std::span<const AuditEvent> audit) {
   constexpr std::string_view kOp = "set_provider_status";
   if (status != kProviderActive && status != kProviderSuspended && status != kProviderTerminated) {
     return make_error(Errc::invalid_argument, "set_provider_status: unknown status '" + status + "'");
@@ -1007,6 +1007,7 @@ Result<ProviderRecord> SqliteStore::set_provider_status(const std::string& id_na
     q->bind(1, p->id).bind(2, status).bind(3, now_ms);
     if (auto st = q->run(); !st) return st.error();
   }
+  if (auto st = append_audit_locked(audit, kOp); !st) return st.error();
   auto updated = find_provider(p->id);
   if (!updated) return updated.error();
   if (auto st = tx.commit(kOp); !st) return st.error();
@@ -1070,12 +1071,22 @@ Result<AgreementRecord> SqliteStore::get_agreement(int32_t version) {
   return read_agreement(*q);
 }
 
-Result<bool> SqliteStore::record_acceptance(const AcceptanceRecord& a) {
-  auto q = query(kInsertAcceptance, "record_acceptance");
-  if (!q) return q.error();
-  q->bind(1, a.provider_id).bind(2, a.node_id).bind(3, int64_t{a.version}).bind(4, a.sha256).bind(5, a.accepted_ms);
-  if (auto st = q->run(); !st) return st.error();
-  return sqlite3_changes(db_.get()) > 0;
+Result<bool> SqliteStore::record_acceptance(const AcceptanceRecord& a, std::span<const AuditEvent> audit) {
+  constexpr std::string_view kOp = "record_acceptance";
+  Transaction tx(*this);
+  if (auto st = tx.begin(kOp); !st) return st.error();
+  {
+    auto q = query(kInsertAcceptance, kOp);
+    if (!q) return q.error();
+    q->bind(1, a.provider_id).bind(2, a.node_id).bind(3, int64_t{a.version}).bind(4, a.sha256).bind(5, a.accepted_ms);
+    if (auto st = q->run(); !st) return st.error();
+  }
+  const bool fresh = sqlite3_changes(db_.get()) > 0;
+  if (fresh) {
+    if (auto st = append_audit_locked(audit, kOp); !st) return st.error();
+  }
+  if (auto st = tx.commit(kOp); !st) return st.error();
+  return fresh;
 }
 
 Result<std::vector<AcceptanceRecord>> SqliteStore::list_acceptances() {
@@ -1244,10 +1255,23 @@ Status SqliteStore::purge_deleted() {
   // pages written to the WAL; the checkpoint copies those pages over the
   // old ones in the database file, and TRUNCATE empties the WAL, where
   // earlier versions of the pages (with the old bytes) still were.
+  // Never waits: with the busy handler a checkpoint would sit on the write
+  // lock while it waits for readers (seconds), holding up the gateway's
+  // writer and this connection's thread. Busy now: the caller retries.
+  sqlite3_busy_timeout(db_.get(), 0);
+  struct RestoreTimeout {
+    sqlite3* db;
+    ~RestoreTimeout() { sqlite3_busy_timeout(db, 5000); }
+  } restore{db_.get()};
   auto q = query(kTruncateWal, "purge_deleted");
   if (!q) return q.error();
   auto row = q->step();
-  if (!row) return row.error();
+  if (!row) {
+    if (row.error().code == Errc::unavailable) {
+      return make_error(Errc::unavailable, "purge_deleted: the database is busy; retry");
+    }
+    return row.error();
+  }
   // One row: busy (1 when another connection kept the checkpoint from
   // finishing), WAL frames, frames checkpointed.
   const bool busy = *row && q->int64(0) != 0;

@@ -227,8 +227,10 @@ class Store {
   // Sets the status (kProvider*); terminated also revokes the token.
   // Errors: not_found; invalid_argument when the provider is terminated
   // (final) or revoked and the change is not to terminated.
+  // `audit` is appended in the same transaction (the change and its record
+  // exist together or not at all).
   virtual Result<ProviderRecord> set_provider_status(const std::string& id_name_or_hash, const std::string& status,
-                                                     int64_t now_ms) = 0;
+                                                     int64_t now_ms, std::span<const AuditEvent> audit) = 0;
   virtual Result<ProviderTotals> provider_totals(const std::string& provider_id) = 0;
 
   // ---- the provider agreement
@@ -239,8 +241,9 @@ class Store {
   virtual Result<std::optional<AgreementRecord>> current_agreement() = 0;
   // Errors: not_found.
   virtual Result<AgreementRecord> get_agreement(int32_t version) = 0;
-  // true when this (provider, node, version) had not accepted before.
-  virtual Result<bool> record_acceptance(const AcceptanceRecord& a) = 0;
+  // true when this (provider, node, version) had not accepted before; then
+  // `audit` is appended in the same transaction.
+  virtual Result<bool> record_acceptance(const AcceptanceRecord& a, std::span<const AuditEvent> audit) = 0;
   virtual Result<std::vector<AcceptanceRecord>> list_acceptances() = 0;
 
   // ---- audit trail

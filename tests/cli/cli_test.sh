@@ -269,6 +269,12 @@ check "audit query --since 1h finds entries" test -n "$("$agora" audit query --d
 check "audit query --until the epoch finds none" test -z "$("$agora" audit query --data-dir "$data" --until 1970-01-01T00:00:01Z)"
 "$agora" audit export --data-dir "$data" --out "$work/audit.jsonl" 2>/dev/null
 check "audit export: entries and checkpoints" bash -c 'grep -q "^{\"seq\":1,\"prev_hash\":\"0\{64\}\",\"hash\":" "$1" && grep -q "^{\"checkpoint\":" "$1"' _ "$work/audit.jsonl"
+h1=$(sql "SELECT hash FROM audit_log WHERE seq = 1")
+check "audit verify --expect: a matching anchor passes" "$agora" audit verify --data-dir "$data" --expect "1:$h1"
+set +e
+out=$("$agora" audit verify --data-dir "$data" --expect "1:$(printf '0%.0s' {1..64})"); rc=$?
+set -e
+check "audit verify --expect: a differing anchor exits 1" bash -c '[ "$1" -eq 1 ] && grep -q "differs from the anchor" <<<"$2"' _ "$rc" "$out"
 sql "UPDATE audit_log SET entry = replace(entry, 'globex', 'globox') WHERE seq = (SELECT MIN(seq) FROM audit_log WHERE entry LIKE '%globex%')"
 tampered=$(sql "SELECT MIN(seq) FROM audit_log WHERE entry LIKE '%globox%'")
 set +e

@@ -219,6 +219,22 @@ TEST(Router, HeldNodesAreSkippedButQueueAndComeBack) {
   EXPECT_EQ(picked(r, "m"), 1u);
 }
 
+TEST(Router, ContextForIsTheSmallestAmongTheModelsNodes) {
+  Router r;
+  EXPECT_EQ(r.context_for("m"), 0);
+  auto a = make_node(1, {{"m", 4}});
+  a.models[0].advert.ctx_per_slot = 4096;
+  auto b = make_node(2, {{"m", 4}, {"other", 1}});
+  b.models[0].advert.ctx_per_slot = 1024;
+  b.models[1].advert.ctx_per_slot = 128;
+  r.add(a);
+  r.add(b);
+  EXPECT_EQ(r.context_for("m"), 1024);
+  EXPECT_EQ(r.context_for("other"), 128);
+  r.remove(2);
+  EXPECT_EQ(r.context_for("m"), 4096);
+}
+
 TEST(Router, AcquireAndReleaseKeepSlotCountsRight) {
   Router r;
   r.add(make_node(1, {{"a", 4}, {"b", 2, 1}}));

@@ -40,14 +40,17 @@ class GatedStore : public store::Store {
     return inner_->insert_generations(r, a);
   }
   Result<store::ProviderRecord> find_provider(const std::string& k) override { return inner_->find_provider(k); }
-  Result<store::ProviderRecord> set_provider_status(const std::string& k, const std::string& s, int64_t t) override {
-    return inner_->set_provider_status(k, s, t);
+  Result<store::ProviderRecord> set_provider_status(const std::string& k, const std::string& s, int64_t t,
+                                                    std::span<const store::AuditEvent> a) override {
+    return inner_->set_provider_status(k, s, t, a);
   }
   Result<store::ProviderTotals> provider_totals(const std::string& id) override { return inner_->provider_totals(id); }
   Status publish_agreement(const store::AgreementRecord& a) override { return inner_->publish_agreement(a); }
   Result<std::optional<store::AgreementRecord>> current_agreement() override { return inner_->current_agreement(); }
   Result<store::AgreementRecord> get_agreement(int32_t v) override { return inner_->get_agreement(v); }
-  Result<bool> record_acceptance(const store::AcceptanceRecord& a) override { return inner_->record_acceptance(a); }
+  Result<bool> record_acceptance(const store::AcceptanceRecord& a, std::span<const store::AuditEvent> e) override {
+    return inner_->record_acceptance(a, e);
+  }
   Result<std::vector<store::AcceptanceRecord>> list_acceptances() override { return inner_->list_acceptances(); }
   Status append_audit(std::span<const store::AuditEvent> e) override { return inner_->append_audit(e); }
   Status scan_audit(const store::AuditFilter& f, const std::function<bool(const store::AuditEntry&)>& each) override {

@@ -189,6 +189,9 @@ TEST(Messages, AgreementOfferAndAcceptRoundTrip) {
 
 TEST(MessagesDecode, AgreementDigestsMustBeDigests) {
   EXPECT_FALSE(decode(R"({"type":"accept","sha256":"abc"})"));
+  EXPECT_FALSE(decode(R"({"type":"accept","sha256":")" + std::string(63, 'a') + "\\n\"}"));  // no log injection
+  EXPECT_FALSE(decode(R"({"type":"accept","sha256":")" + std::string(64, 'A') + "\"}"));
+  EXPECT_TRUE(decode(R"({"type":"accept","sha256":")" + std::string(64, 'a') + "\"}"));
   EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":["short"]})"));
   EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":[7]})"));
   std::string many = R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":[)";

@@ -212,6 +212,30 @@ TEST_F(AuditTest, ARewrittenChainFailsAtTheSignedCheckpoint) {
   EXPECT_EQ(r.checkpoints, 0);
 }
 
+// Rewriting from some point on and deleting the checkpoints that would
+// show it: only a hash known from outside the database can tell.
+TEST_F(AuditTest, ARewriteWithItsCheckpointsDeletedIsCaughtByAnOutsideAnchor) {
+  fill(6);
+  std::string hash6;
+  ASSERT_TRUE(store_->scan_audit({}, [&](const AuditEntry& e) {
+    if (e.seq == 6) hash6 = e.hash;
+    return true;
+  }));
+  {
+    RawDb raw(path_);
+    raw.exec(R"(UPDATE audit_log SET entry = replace(entry, '"n":3', '"n":8') WHERE seq = 3)");
+    rehash_from(raw, 3);
+    raw.exec("DELETE FROM audit_checkpoints");
+  }
+  EXPECT_TRUE(verify().ok());  // what the database alone can show
+  const std::vector<AuditAnchor> anchors{{6, hash6}};
+  auto r = verify_audit(*store_, signer_->public_key_hex(), anchors);
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(names(*r, 6, "differs from the anchor"));
+  const std::vector<AuditAnchor> beyond{{9, hash6}};
+  EXPECT_TRUE(names(*verify_audit(*store_, signer_->public_key_hex(), beyond), 9, "vouches for entries that are gone"));
+}
+
 TEST_F(AuditTest, CuttingTheEndBelowACheckpointIsNamed) {
   fill(6);
   RawDb raw(path_);

@@ -677,22 +677,22 @@ TEST_F(ProviderStatusTest, SuspendResumeTerminateAndTerminatedIsFinal) {
   ASSERT_TRUE(p);
   EXPECT_EQ(p->status, kProviderActive);
   const auto v0 = *store_->credentials_version();
-  auto s = store_->set_provider_status("p", kProviderSuspended, 2);
+  auto s = store_->set_provider_status("p", kProviderSuspended, 2, {});
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->status, kProviderSuspended);
   EXPECT_EQ(s->status_ms, 2);
   EXPECT_FALSE(s->revoked_ms);
   EXPECT_NE(*store_->credentials_version(), v0);  // a running gateway notices
-  ASSERT_TRUE(store_->set_provider_status(p->id, kProviderActive, 3));
-  auto t = store_->set_provider_status(p->id, kProviderTerminated, 4);
+  ASSERT_TRUE(store_->set_provider_status(p->id, kProviderActive, 3, {}));
+  auto t = store_->set_provider_status(p->id, kProviderTerminated, 4, {});
   ASSERT_TRUE(t);
   EXPECT_EQ(t->status, kProviderTerminated);
   EXPECT_EQ(t->revoked_ms, 4);  // the token stops working
-  auto again = store_->set_provider_status(p->id, kProviderActive, 5);
+  auto again = store_->set_provider_status(p->id, kProviderActive, 5, {});
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, Errc::invalid_argument);
-  EXPECT_FALSE(store_->set_provider_status(p->id, "paused", 6));
-  EXPECT_EQ(store_->set_provider_status("nobody", kProviderSuspended, 6).error().code, Errc::not_found);
+  EXPECT_FALSE(store_->set_provider_status(p->id, "paused", 6, {}));
+  EXPECT_EQ(store_->set_provider_status("nobody", kProviderSuspended, 6, {}).error().code, Errc::not_found);
 }
 
 TEST_F(ProviderStatusTest, TotalsCountWhatAProviderServed) {
@@ -732,9 +732,13 @@ TEST_F(ProviderStatusTest, AgreementsOnlyMoveForwardAndAcceptancesAreRecordedOnc
   EXPECT_EQ(store_->get_agreement(9).error().code, Errc::not_found);
 
   AcceptanceRecord a{"prov_x", "node-1", 2, std::string(64, '2'), 20};
-  EXPECT_TRUE(*store_->record_acceptance(a));
+  const AuditEvent e{20, "provider.agreement_accepted", "", "prov_x", "{}"};
+  EXPECT_TRUE(*store_->record_acceptance(a, std::span<const AuditEvent>(&e, 1)));
   a.accepted_ms = 30;
-  EXPECT_FALSE(*store_->record_acceptance(a));  // the same node and version: the first time stays
+  EXPECT_FALSE(*store_->record_acceptance(a, std::span<const AuditEvent>(&e, 1)));  // the first time stays
+  int entries = 0;
+  ASSERT_TRUE(store_->scan_audit({}, [&](const AuditEntry&) { return ++entries > 0; }));
+  EXPECT_EQ(entries, 1);  // the entry only with the new acceptance, in its transaction
   auto list = store_->list_acceptances();
   ASSERT_TRUE(list);
   ASSERT_EQ(list->size(), 1u);
