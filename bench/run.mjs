@@ -125,8 +125,12 @@ async function marketplace({ fake, gatewaySet = [], agora = bin.agora }) {
   const sets = gatewaySet.flatMap((s) => ['--set', s]);
   const gateway = start(...pinned(GATEWAY_CPUS, agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0', ...sets]), 'agora gateway');
   const info = await until('gateway.json', () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));
+  // The node's identity key in the run's temp dir (builds before node
+  // identities had no --data-dir).
+  const nodeDir = execFileSync(agora, ['node', '--help']).toString().includes('--data-dir') ? ['--data-dir', path.join(dir, 'node')] : [];
   const node = start(...pinned(OTHER_CPUS, agora, ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token,
-                                                  '--ca-cert', info.ca_cert, '--engine', 'fake', '--fake', fake]), 'agora node (fake)');
+                                                  '--ca-cert', info.ca_cert, ...nodeDir, '--engine', 'fake', '--fake', fake]),
+                     'agora node (fake)');
   const ca = fs.readFileSync(info.ca_cert);
   await until('the node to register', async () => (await getText(`${info.base_url}/readyz`, ca)).status === 200);
   return {

@@ -177,7 +177,7 @@ async function agoraTarget() {
   start(agora, ['gateway', '--data-dir', dir, '--listen', '127.0.0.1:0'], 'agora gateway');
   const info = await until('gateway.json', async () => JSON.parse(fs.readFileSync(path.join(dir, 'gateway.json'), 'utf8')));
   const nodeArgs = ['node', '--gateway', info.node_url.replace(/\/v1\/node$/, ''), '--token', token, '--ca-cert', info.ca_cert,
-                    '--slots', String(slots), '--threads', String(threads), '--ctx', String(ctx)];
+                    '--data-dir', path.join(dir, 'node'), '--slots', String(slots), '--threads', String(threads), '--ctx', String(ctx)];
   if (smoke) nodeArgs.push('--engine', 'fake', '--fake', `name=bench,slots=${slots},ctx-per-slot=${ctx},token-interval-us=2000`);
   else nodeArgs.push('--model', `bench=${model}`);
   start(agora, nodeArgs, 'agora node');

@@ -323,11 +323,12 @@ void print_provider_nodes(const std::vector<store::NodeRecord>& nodes,
     return;
   }
   std::vector<std::vector<std::string>> rows{
-      {"NODE", "REGION", "AGENT", "MODELS", "AGREEMENT", "CONNECTED", "UPDATED"}};
+      {"NODE", "REGION", "AGENT", "IDENTITY KEY", "MODELS", "AGREEMENT", "CONNECTED", "UPDATED"}};
   for (const auto& n : nodes) {
     const bool stale = now - n.updated_ms > kStaleAfterMs;
     auto a = accepted.find(n.node_id);
     rows.push_back({n.node_id, n.region.empty() ? "-" : n.region, n.agent,
+                    n.identity_key.empty() ? "-" : n.identity_key.substr(0, 16) + "…",
                     models_text(parse_models(n.models_json)),
                     a == accepted.end() ? "none" : fmt::format("v{} {}", a->second.version, iso_utc(a->second.accepted_ms)),
                     iso_utc(n.connected_ms), age(now - n.updated_ms) + (stale ? " (stale)" : "")});
@@ -340,6 +341,7 @@ json::object node_json(const store::NodeRecord& n, int64_t now) {
   o["node_id"] = n.node_id;
   o["region"] = n.region;
   o["agent"] = n.agent;
+  o["identity_key"] = n.identity_key;
   o["models"] = parse_models(n.models_json);
   o["slots"] = n.slots;
   o["slots_busy"] = n.slots_busy;

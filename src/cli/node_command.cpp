@@ -12,6 +12,7 @@
 #include "engine/fake_engine.h"
 #include "engine/llama_engine.h"
 #include "common/file.h"
+#include "crypto/ed25519.h"
 #include "node/node.h"
 #include "protocol/agreement.h"
 
@@ -35,6 +36,7 @@ struct NodeArgs {
   int64_t heartbeat_timeout_ms = 15'000;
   int64_t auth_grace_ms = 10'000;
   std::vector<std::string> agreements;  // files
+  std::string data_dir;
 };
 
 std::vector<node::ServedModel> load_models(const NodeArgs& a) {
@@ -98,6 +100,15 @@ void run_node(NodeArgs a) {
   cfg.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
   cfg.auth_grace = std::chrono::milliseconds(a.auth_grace_ms);
   if (auto ctx = net::make_client_tls_context(cfg.tls); !ctx) fail(ctx.error().message);
+  if (a.data_dir.empty()) {
+    const char* env = std::getenv("AGORA_NODE_DATA_DIR");
+    a.data_dir = env && *env ? env : "./agora-node";
+  }
+  auto identity = node::load_node_identity(a.data_dir);
+  if (!identity) fail("node identity: " + identity.error().to_string());
+  cfg.identity = std::move(*identity);
+  std::fprintf(stderr, "agora node: identity key %s (%s/identity.key)\n",
+               crypto::to_hex(cfg.identity.public_key).c_str(), a.data_dir.c_str());
   if (a.agreements.empty()) {
     const auto& builtin = protocol::builtin_agreement();
     cfg.agreements.push_back(builtin.sha256);
@@ -180,6 +191,9 @@ void add_node_command(CLI::App& app) {
   cmd->add_option("--auth-grace-ms", a->auth_grace_ms,
                   "Keep retrying a refused token this long before giving up (a just-registered provider)")
       ->capture_default_str();
+  cmd->add_option("--data-dir", a->data_dir,
+                  "Where the node keeps its X25519 identity key (identity.key, mode 0600, made on first start; "
+                  "clients encrypt to it). Default: $AGORA_NODE_DATA_DIR, else ./agora-node");
   cmd->add_option("--agreement", a->agreements,
                   "A version of the provider data-handling agreement you accept (a Markdown file with a "
                   "\"Version: N\" line; repeatable). Default: the one built into agora, docs/PROVIDER_AGREEMENT.md. "

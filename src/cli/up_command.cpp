@@ -206,6 +206,9 @@ void run_up(const UpArgs& a) {
     // The local nodes accept the agreement this binary carries (the one its
     // gateway requires).
     nc.agreements = {protocol::builtin_agreement().sha256};
+    auto identity = node::load_node_identity(data_dir / "nodes" / nc.node_id);
+    if (!identity) fail("node identity: " + identity.error().to_string());
+    nc.identity = std::move(*identity);
     node::NodeEvents ev;
     ev.on_connected = [&, connected](const std::string&) {
       if (++*connected == a.nodes && !announced) {

@@ -909,6 +909,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   info.provider_id = provider.id;
   info.region = hello.region;
   info.agent = hello.agent;
+  info.identity_key = hello.identity_key;
   info.hardware = hello.hardware;
   info.connected_ms = clock_.unix_millis();
   info.held = !conn->agreed || conn->suspended;
@@ -936,6 +937,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
         boost::json::object{{"node_id", conn->node_id},
                             {"region", hello.region},
                             {"agent", hello.agent},
+                            {"identity_key", hello.identity_key},
                             {"models", std::move(audit_models)},
                             {"agreement_accepted", conn->agreed},
                             {"suspended", conn->suspended}});
@@ -1237,6 +1239,7 @@ void GatewayImpl::snapshot_nodes() {
     r.provider_id = n.provider_id;
     r.region = n.region;
     r.agent = n.agent;
+    r.identity_key = n.identity_key;
     r.connected_ms = n.connected_ms;
     r.updated_ms = now;
     boost::json::array models;

@@ -40,6 +40,7 @@ struct NodeInfo {
   std::string provider_id;
   std::string region;
   std::string agent;
+  std::string identity_key;  // X25519 public key, hex (hello)
   protocol::Hardware hardware;
   std::vector<NodeModel> models;
   int64_t connected_ms = 0;

@@ -20,6 +20,8 @@
 
 #include "common/log.h"
 #include "crypto/random.h"
+#include "crypto/ed25519.h"
+#include "crypto/secret_file.h"
 #include "crypto/sha256.h"
 #include "net/url.h"
 #include "protocol/messages.h"
@@ -239,6 +241,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     hello.region = config_.region;
     hello.hardware = hardware_;
     hello.agreements = config_.agreements;
+    if (!config_.identity.public_key.empty()) hello.identity_key = crypto::to_hex(config_.identity.public_key);
     for (const auto& m : models_) {
       const auto& info = m.engine->model_info();
       const auto stats = m.engine->stats();
@@ -459,6 +462,24 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
 std::shared_ptr<Node> make_node(boost::asio::io_context& io, NodeConfig config, std::vector<ServedModel> models,
                                 NodeEvents events) {
   return std::make_shared<NodeImpl>(io, std::move(config), std::move(models), std::move(events));
+}
+
+Result<crypto::hpke::KeyPair> load_node_identity(const std::filesystem::path& data_dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(data_dir, ec)) {
+    std::filesystem::create_directories(data_dir, ec);
+    if (ec) return make_error(Errc::io_error, "cannot create " + data_dir.string() + ": " + ec.message());
+    std::filesystem::permissions(data_dir, std::filesystem::perms::owner_all, std::filesystem::perm_options::replace,
+                                 ec);
+  }
+  auto secret = crypto::load_secret_file(data_dir / "identity.key", "node identity key", /*create=*/true);
+  if (!secret) return secret.error();
+  crypto::hpke::KeyPair kp;
+  kp.private_key = std::move(*secret);
+  auto pub = crypto::hpke::public_key_of(kp.private_key);
+  if (!pub) return pub.error();
+  kp.public_key = std::move(*pub);
+  return kp;
 }
 
 std::string model_name_for(const std::string& path) { return std::filesystem::path(path).stem().string(); }

@@ -16,7 +16,10 @@
 #include <string>
 #include <vector>
 
+#include <filesystem>
+
 #include "common/result.h"
+#include "crypto/hpke.h"
 #include "engine/engine.h"
 #include "net/tls.h"
 
@@ -40,7 +43,14 @@ struct NodeConfig {
   // Accept at once). The CLI fills it from --agreement files, by default
   // the agreement built into this binary.
   std::vector<std::string> agreements;
+  // The node's X25519 identity (crypto/hpke.h): its public key goes in the
+  // hello; clients seal requests to it. Empty: none announced.
+  crypto::hpke::KeyPair identity;
 };
+
+// The node's identity key in DATA_DIR/identity.key (0600; created on first
+// start). Errors: those of crypto::load_secret_file.
+Result<crypto::hpke::KeyPair> load_node_identity(const std::filesystem::path& data_dir);
 
 struct ServedModel {
   std::string name;  // what clients ask for

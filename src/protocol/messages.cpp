@@ -368,6 +368,7 @@ std::string encode(const Message& m) {
             json::array agreements;
             for (const auto& a : msg.agreements) agreements.push_back(json::string(a));
             o["agreements"] = std::move(agreements);
+            if (!msg.identity_key.empty()) o["identity_key"] = msg.identity_key;
           } else if constexpr (std::is_same_v<T, Welcome>) {
             o["protocol"] = msg.protocol;
             o["provider_id"] = msg.provider_id;
@@ -515,6 +516,10 @@ Result<Message> decode(std::string_view frame) {
         }
         h.agreements.emplace_back(x.get_string().data(), x.get_string().size());
       }
+    }
+    if (!r.str("identity_key", h.identity_key, false)) return r.error();
+    if (!h.identity_key.empty() && !is_digest(h.identity_key)) {
+      return bad("frame.identity_key must be an X25519 public key (64 lower-case hex characters)");
     }
     if (!r.ok()) return r.error();
     return Message{std::move(h)};

@@ -56,6 +56,9 @@ struct Hello {
   // SHA-256 (lower-case hex) of every version of the provider data-handling
   // agreement (docs/PROVIDER_AGREEMENT.md) this node's operator accepted.
   std::vector<std::string> agreements;
+  // The node's X25519 identity public key (lower-case hex, 64 digits): what
+  // clients seal requests to, and what attestation binds. Empty: none.
+  std::string identity_key;
 };
 
 // gateway -> node, the answer to a valid Hello.

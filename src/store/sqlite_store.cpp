@@ -263,6 +263,7 @@ ALTER TABLE providers ADD COLUMN hash_scheme TEXT NOT NULL DEFAULT 'sha256';
     // signed checkpoints.
     R"sql(
 ALTER TABLE providers ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+ALTER TABLE nodes ADD COLUMN identity_key TEXT NOT NULL DEFAULT '';
 ALTER TABLE providers ADD COLUMN status_ms INTEGER;
 
 CREATE TABLE agreements (
@@ -414,11 +415,10 @@ constexpr const char* kGetGeneration =
 constexpr const char* kDeleteNodes = "DELETE FROM nodes";
 constexpr const char* kInsertNode =
     "INSERT INTO nodes (node_id, provider_id, region, agent, models_json, slots, slots_busy, "
-    "connected_ms, "
-    "updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    "connected_ms, updated_ms, identity_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 constexpr const char* kListNodes =
     "SELECT node_id, provider_id, region, agent, models_json, slots, slots_busy, connected_ms, "
-    "updated_ms "
+    "updated_ms, identity_key "
     "FROM nodes ORDER BY provider_id, connected_ms, node_id";
 
 constexpr const char* kGetConversation =
@@ -575,6 +575,7 @@ NodeRecord read_node(const Query& q) {
   n.slots_busy = q.int32(6);
   n.connected_ms = q.int64(7);
   n.updated_ms = q.int64(8);
+  n.identity_key = q.text(9);
   return n;
 }
 
@@ -1303,7 +1304,8 @@ Status SqliteStore::replace_nodes(std::span<const NodeRecord> nodes) {
         .bind(6, int64_t{n.slots})
         .bind(7, int64_t{n.slots_busy})
         .bind(8, n.connected_ms)
-        .bind(9, n.updated_ms);
+        .bind(9, n.updated_ms)
+        .bind(10, n.identity_key);
     if (auto st = q->run(); !st) return st;
   }
   return tx.commit(kOp);

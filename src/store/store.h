@@ -178,6 +178,7 @@ struct NodeRecord {
   int32_t slots_busy = 0;
   int64_t connected_ms = 0;
   int64_t updated_ms = 0;
+  std::string identity_key;  // X25519 public key, hex; empty when the node sent none
 };
 
 class Store {

@@ -606,9 +606,15 @@ export class Gateway {
   // Starts a node for provider `token`. Either `model` (a GGUF file, served
   // as `modelName`) or `fake` (a --fake spec). Does not wait for it to
   // connect; see waitForModel.
-  startNode({ token, model, modelName, fake, slots, nodeId, backoffMaxMs = 500, args = [], name } = {}) {
+  startNode({ token, model, modelName, fake, slots, nodeId, backoffMaxMs = 500, args = [], name, dataDir } = {}) {
+    // Each node its own identity key, in a temp dir (never the source tree),
+    // unless the test gives one (to restart a node as itself).
+    if (!dataDir) {
+      dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agora-node-'));
+      tempDirs.push(dataDir);
+    }
     const a = ['--log-level', 'info', 'node', '--gateway', this.nodeUrl, '--token', token, '--ca-cert', this.caPath,
-               '--backoff-max-ms', String(backoffMaxMs)];
+               '--data-dir', dataDir, '--backoff-max-ms', String(backoffMaxMs)];
     if (model) a.push('--model', modelName ? `${modelName}=${model}` : model);
     if (fake !== undefined) a.push('--engine', 'fake', '--fake', fake);
     if (slots !== undefined) a.push('--slots', String(slots));

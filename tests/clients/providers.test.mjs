@@ -171,3 +171,35 @@ test('audit: every job is recorded with its key, provider, tokens and outcome; t
   assert.ok(report.entries >= 9);
   assert.match(gw.proc.err + gw.proc.out, new RegExp(`audit_checkpoint seq=${report.last_seq} hash=[0-9a-f]{64}`));
 });
+
+test('a node\'s X25519 identity key is made once (0600), kept across restarts and shown to the operator', async () => {
+  const gw = await Gateway.start({ providers: ['dave'] });
+  const dir = await tempDir('agora-identity-');
+  const { token } = gw.providers.dave;
+  const first = gw.startNode({ token, fake: 'name=ident,tokens=2', nodeId: 'node-ident', dataDir: dir });
+  const [, key] = await first.waitForOutput(/identity key ([0-9a-f]{64})/, { stream: 'err' });
+  const file = path.join(dir, 'identity.key');
+  assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+  assert.match(fs.readFileSync(file, 'utf8'), /^[0-9a-f]{64}\n$/);
+  assert.notEqual(fs.readFileSync(file, 'utf8').trim(), key, 'the file holds the private key, the log the public one');
+  await gw.waitForModel('ident');
+  const listed = async () => {
+    const list = JSON.parse((await agora(['providers', 'list', '--json', '--data-dir', gw.dataDir])).stdout);
+    return list[0].nodes.find((n) => n.node_id === 'node-ident')?.identity_key;
+  };
+  assert.equal(await waitFor('the node in providers list', listed), key);
+  await first.stop();
+  const again = gw.startNode({ token, fake: 'name=ident,tokens=2', nodeId: 'node-ident', dataDir: dir });
+  const [, key2] = await again.waitForOutput(/identity key ([0-9a-f]{64})/, { stream: 'err' });
+  assert.equal(key2, key, 'the same identity after a restart');
+  fs.chmodSync(file, 0o644);
+  const loose = gw.startNode({ token, fake: 'name=ident2,tokens=2', nodeId: 'node-loose', dataDir: dir });
+  const { code } = await loose.exited;
+  assert.equal(code, 1);
+  assert.match(loose.err, /permissions 0644 are too open for a secret; run: chmod 600/);
+  const connected = await waitFor('the connection in the audit trail', async () => {
+    const e = await auditEntries(gw, ['--kind', 'provider.connected']);
+    return e.length >= 1 ? e : null;
+  });
+  assert.equal(connected[0].data.identity_key, key);
+});

@@ -125,6 +125,7 @@ TEST(Messages, HelloRoundTrips) {
   h.hardware.memory_bytes = 1ull << 40;
   h.hardware.gpus = {"H100", "H100"};
   h.agreements = {std::string(64, 'd'), std::string(64, 'e')};
+  h.identity_key = std::string(64, '7');
 
   const Hello got = round_trip(h);
   EXPECT_EQ(got.protocol, h.protocol);
@@ -148,6 +149,7 @@ TEST(Messages, HelloRoundTrips) {
   EXPECT_EQ(got.hardware.memory_bytes, h.hardware.memory_bytes);
   EXPECT_EQ(got.hardware.gpus, h.hardware.gpus);
   EXPECT_EQ(got.agreements, h.agreements);
+  EXPECT_EQ(got.identity_key, h.identity_key);
 }
 
 TEST(Messages, HelloWithoutModelsOrHardwareRoundTrips) {
@@ -194,6 +196,7 @@ TEST(MessagesDecode, AgreementDigestsMustBeDigests) {
   EXPECT_TRUE(decode(R"({"type":"accept","sha256":")" + std::string(64, 'a') + "\"}"));
   EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":["short"]})"));
   EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":[7]})"));
+  EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"identity_key":"xyz"})"));
   std::string many = R"({"type":"hello","protocol":1,"node_id":"n","models":[],"agreements":[)";
   for (size_t i = 0; i <= kMaxAgreements; ++i) many += (i ? ",\"" : "\"") + std::string(64, 'a') + "\"";
   many += "]}";

@@ -499,6 +499,7 @@ void drop_schema4(RawDb& raw) {
     raw.exec(("DROP TABLE " + std::string(t)).c_str());
   }
   raw.exec("ALTER TABLE providers DROP COLUMN status");
+  raw.exec("ALTER TABLE nodes DROP COLUMN identity_key");
   raw.exec("ALTER TABLE providers DROP COLUMN status_ms");
 }
 
