@@ -14,6 +14,7 @@
 #include "crypto/aead.h"
 #include "gateway/http_exchange.h"
 #include "gateway/internal.h"
+#include "net/url.h"
 
 namespace agora::gateway {
 
@@ -536,6 +537,81 @@ awaitable<bool> list_models(Exchange& x) {
   co_return co_await send(x, json_response(x.req, http::status::ok, std::move(body)));
 }
 
+// GET /v1/providers?model=…&privacyLevel=…&region=a,b&confidential=…: the
+// nodes a client could seal a request to now — serving the model, taking
+// jobs (not held or draining), with an identity key, matching the
+// constraints — so the client can choose and check candidates itself.
+awaitable<bool> list_providers(Exchange& x, std::string_view query) {
+  auto params = net::parse_query(query);
+  if (!params) {
+    const ApiError api_err = invalid_request("", "Bad query string: " + params.error().message);
+    co_return co_await send_error(x, api_err);
+  }
+  std::string model, privacy = "standard";
+  std::vector<std::string> regions;
+  bool confidential = false;
+  for (const auto& [k, v] : *params) {
+    if (k == "model") {
+      model = v;
+    } else if (k == "privacyLevel") {
+      if (v != "standard" && v != "verified") {
+        const ApiError api_err = invalid_request("privacyLevel", "privacyLevel must be \"standard\" or \"verified\"");
+        co_return co_await send_error(x, api_err);
+      }
+      privacy = v;
+    } else if (k == "region") {
+      for (size_t start = 0; start <= v.size();) {
+        size_t end = v.find(',', start);
+        if (end == std::string::npos) end = v.size();
+        if (end > start) regions.push_back(v.substr(start, end - start));
+        start = end + 1;
+      }
+    } else if (k == "confidential") {
+      if (v != "true" && v != "false") {
+        const ApiError api_err = invalid_request("confidential", "confidential must be true or false");
+        co_return co_await send_error(x, api_err);
+      }
+      confidential = v == "true";
+    }
+  }
+  if (model.empty()) {
+    const ApiError api_err = invalid_request("model", "Give the model: /v1/providers?model=NAME");
+    co_return co_await send_error(x, api_err);
+  }
+  std::string body = "{\"object\":\"list\",\"data\":[";
+  bool first = true;
+  // No node has an attestation verdict yet: verified or confidential lists
+  // nobody (never a silent downgrade).
+  const bool attested_only = privacy == "verified" || confidential;
+  for (const auto& [conn, n] : x.g->router().nodes()) {
+    if (attested_only || n.held || n.draining || n.identity_key.empty()) continue;
+    if (!regions.empty() && std::find(regions.begin(), regions.end(), n.region) == regions.end()) continue;
+    const protocol::ModelAdvert* m = nullptr;
+    for (const auto& nm : n.models) {
+      if (nm.advert.name == model) m = &nm.advert;
+    }
+    if (!m) continue;
+    body += first ? "" : ",";
+    first = false;
+    body += "{\"id\":";
+    append_json_string(body, n.node_id);
+    body += ",\"object\":\"provider.node\",\"provider_id\":";
+    append_json_string(body, n.provider_id);
+    body += ",\"identity_key\":";
+    append_json_string(body, n.identity_key);
+    body += ",\"region\":";
+    append_json_string(body, n.region);
+    body += ",\"model\":";
+    append_json_string(body, m->name);
+    body += ",\"model_sha256\":";
+    append_json_string(body, m->sha256);
+    body += fmt::format(",\"ctx_per_slot\":{},\"slots\":{}", m->ctx_per_slot, m->slots);
+    body += ",\"attestation\":{\"level\":\"standard\",\"evidence\":null}}";
+  }
+  body += "]}";
+  co_return co_await send(x, json_response(x.req, http::status::ok, std::move(body)));
+}
+
 std::string generation_json(const store::GenerationRecord& r) {
   std::string b = "{\"id\":";
   append_json_string(b, r.id);
@@ -635,7 +711,11 @@ awaitable<bool> conversation_endpoint(Exchange& x, const KeyEntry& key, std::str
 
 awaitable<bool> handle(Exchange& x) {
   std::string_view target = x.req.target();
-  if (auto q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  std::string_view query;
+  if (auto q = target.find('?'); q != std::string_view::npos) {
+    query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
   const auto method = x.req.method();
   auto method_not_allowed = [&](const char* allow) -> awaitable<bool> {
     const ApiError api_err{405, "invalid_request_error", "method_not_allowed", "",
@@ -671,11 +751,12 @@ awaitable<bool> handle(Exchange& x) {
   const bool models = target == "/v1/models";
   const bool generation = target.starts_with("/v1/generations/");
   const bool conversation = target.starts_with("/v1/conversations/");
-  if (!chat && !models && !generation && !conversation) {
+  const bool providers = target == "/v1/providers";
+  if (!chat && !models && !generation && !conversation && !providers) {
     const ApiError api_err{404, "invalid_request_error", "not_found", "", "Unknown path " + std::string(target), 0};
     co_return co_await send_error(x, api_err);
   }
-  x.route = chat ? "chat" : models ? "models" : generation ? "generations" : "conversations";
+  x.route = chat ? "chat" : models ? "models" : generation ? "generations" : providers ? "providers" : "conversations";
   if (chat && method != http::verb::post) co_return co_await method_not_allowed("POST");
   if (conversation && method != http::verb::get && method != http::verb::delete_) {
     co_return co_await method_not_allowed("GET, DELETE");
@@ -690,6 +771,7 @@ awaitable<bool> handle(Exchange& x) {
   if (chat) co_return co_await chat_completions(x, key_copy);
   x.rate = x.g->rate_snapshot(key_copy);
   if (models) co_return co_await list_models(x);
+  if (providers) co_return co_await list_providers(x, query);
   if (conversation) {
     co_return co_await conversation_endpoint(x, key_copy,
                                              std::string(target.substr(std::string_view("/v1/conversations/").size())));

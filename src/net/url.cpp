@@ -180,4 +180,56 @@ std::string format_host_port(std::string_view host, uint16_t port) {
   return out;
 }
 
+namespace {
+Result<std::string> percent_decode(std::string_view in) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%') {
+      if (i + 2 >= in.size()) {
+        return make_error(Errc::invalid_argument, "a malformed %-escape in the query");
+      }
+      const int hi = hex(in[i + 1]), lo = hex(in[i + 2]);
+      if (hi < 0 || lo < 0) return make_error(Errc::invalid_argument, "a malformed %-escape in the query");
+      c = static_cast<char>(hi << 4 | lo);
+      i += 2;
+    }
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      return make_error(Errc::invalid_argument, "a control character in the query");
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t start = 0;
+  while (start <= query.size()) {
+    size_t end = query.find('&', start);
+    if (end == std::string_view::npos) end = query.size();
+    const std::string_view part = query.substr(start, end - start);
+    if (!part.empty()) {
+      const size_t eq = part.find('=');
+      auto name = percent_decode(part.substr(0, eq));
+      if (!name) return name.error();
+      auto value = percent_decode(eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1));
+      if (!value) return value.error();
+      out.emplace_back(std::move(*name), std::move(*value));
+    }
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace agora::net

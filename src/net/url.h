@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/result.h"
 
@@ -44,6 +46,11 @@ struct HostPort {
 // "localhost" (no port → `default_port`). Port 0 is allowed (any free
 // port). Errors (invalid_argument): a bad port (named), a malformed host.
 Result<HostPort> parse_host_port(std::string_view text, uint16_t default_port);
+
+// A query string ("model=tiny&region=eu%2Dwest", without the "?") as
+// name/value pairs in order, '+' and %XX decoded. Errors (invalid_argument):
+// a malformed %-escape, a decoded NUL or control character.
+Result<std::vector<std::pair<std::string, std::string>>> parse_query(std::string_view query);
 
 // "host:port", with brackets around an IPv6 literal ("[::1]:8443").
 std::string format_host_port(std::string_view host, uint16_t port);

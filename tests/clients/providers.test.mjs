@@ -203,3 +203,38 @@ test('a node\'s X25519 identity key is made once (0600), kept across restarts an
   });
   assert.equal(connected[0].data.identity_key, key);
 });
+
+test('GET /v1/providers lists the nodes a request can be sealed to, by model, region and trust level', async () => {
+  const gw = await Gateway.start({ providers: ['erin', 'frank'] });
+  const eu = gw.startNode({ token: gw.providers.erin.token, fake: 'name=listed,tokens=2', nodeId: 'node-eu', args: ['--region', 'eu-west'] });
+  gw.startNode({ token: gw.providers.frank.token, fake: 'name=listed,tokens=2', nodeId: 'node-us', args: ['--region', 'us-east'] });
+  gw.startNode({ token: gw.providers.frank.token, fake: 'name=other,tokens=2', nodeId: 'node-other' });
+  await gw.waitForModel('listed', { nodes: 2 });
+  const [, euKey] = await eu.waitForOutput(/identity key ([0-9a-f]{64})/, { stream: 'err' });
+  const key = await gw.createKey('lister');
+  const get = async (q, k = key) => {
+    const r = await gw.raw('GET', `/v1/providers${q}`, { key: k });
+    return { status: r.status, body: JSON.parse(r.body) };
+  };
+  const all = await get('?model=listed');
+  assert.equal(all.status, 200);
+  assert.deepEqual(all.body.data.map((n) => n.id).sort(), ['node-eu', 'node-us']);
+  const e = all.body.data.find((n) => n.id === 'node-eu');
+  assert.equal(e.identity_key, euKey);
+  assert.equal(e.provider_id, gw.providers.erin.id);
+  assert.equal(e.region, 'eu-west');
+  assert.match(e.model_sha256, /^[0-9a-f]{64}$/);
+  assert.deepEqual(e.attestation, { level: 'standard', evidence: null });
+  assert.deepEqual((await get('?model=listed&region=eu-west')).body.data.map((n) => n.id), ['node-eu']);
+  assert.deepEqual((await get('?model=listed&region=ap-south,us-east')).body.data.map((n) => n.id), ['node-us']);
+  // No node is attested yet: the trust levels list nobody, never a downgrade.
+  assert.deepEqual((await get('?model=listed&privacyLevel=verified')).body.data, []);
+  assert.deepEqual((await get('?model=listed&confidential=true')).body.data, []);
+  // A suspended provider's node takes no jobs: not a candidate.
+  await agora(['providers', 'suspend', '--data-dir', gw.dataDir, 'frank']);
+  await waitFor('the suspension', async () => (await get('?model=listed')).body.data.length === 1);
+  assert.equal((await get('')).status, 400);
+  assert.equal((await get('?model=listed&privacyLevel=secret')).status, 400);
+  assert.equal((await get('?model=%zz')).status, 400);
+  assert.equal((await gw.raw('GET', '/v1/providers?model=listed')).status, 401);
+});

@@ -159,3 +159,25 @@ TEST(FormatHostPort, RoundTripsThroughParseHostPort) {
 
 }  // namespace
 }  // namespace agora::net
+
+namespace agora::net {
+namespace {
+
+TEST(ParseQuery, DecodesPairsInOrder) {
+  auto q = parse_query("model=tiny&region=eu%2Dwest&region=us+east&flag&=x");
+  ASSERT_TRUE(q) << q.error().message;
+  ASSERT_EQ(q->size(), 5u);
+  EXPECT_EQ((*q)[0], (std::pair<std::string, std::string>{"model", "tiny"}));
+  EXPECT_EQ((*q)[1].second, "eu-west");
+  EXPECT_EQ((*q)[2].second, "us east");
+  EXPECT_EQ((*q)[3], (std::pair<std::string, std::string>{"flag", ""}));
+  EXPECT_EQ((*q)[4].first, "");
+  EXPECT_TRUE(parse_query("")->empty());
+  EXPECT_FALSE(parse_query("a=%4"));
+  EXPECT_FALSE(parse_query("a=%zz"));
+  EXPECT_FALSE(parse_query("a=%00"));
+  EXPECT_FALSE(parse_query("a=%0a"));
+}
+
+}  // namespace
+}  // namespace agora::net
