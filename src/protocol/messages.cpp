@@ -560,4 +560,21 @@ Result<Message> decode(std::string_view frame) {
   return bad("unknown frame type '" + type + "'");
 }
 
+std::string encode_request(const engine::GenerationRequest& r) { return json::serialize(request_to_json(r)); }
+
+Result<engine::GenerationRequest> decode_request(std::string_view text) {
+  if (text.size() > kMaxFrameBytes) return make_error(Errc::too_large, "protocol: request too large");
+  json::parse_options opts;
+  opts.max_depth = kMaxJsonDepth;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, {}, opts);
+  if (ec) return bad("request is not valid JSON: " + ec.message());
+  if (!v.is_object()) return bad("request must be a JSON object");
+  json::object holder;
+  Reader r(holder, "request");
+  engine::GenerationRequest out;
+  if (!request_from_json(r, v.get_object(), out)) return r.error();
+  return out;
+}
+
 }  // namespace agora::protocol

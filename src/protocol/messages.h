@@ -152,4 +152,9 @@ Result<Message> decode(std::string_view frame);
 
 engine::FinishReason parse_finish_reason(std::string_view s, bool* ok);
 
+// A generation request alone, as in a job frame's "request" (the sealed
+// payload of an end-to-end encrypted request). Errors: like decode().
+std::string encode_request(const engine::GenerationRequest& r);
+Result<engine::GenerationRequest> decode_request(std::string_view json);
+
 }  // namespace agora::protocol

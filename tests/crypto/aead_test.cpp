@@ -65,3 +65,25 @@ TEST(SecureWipe, ZeroesAndEmpties) {
 
 }  // namespace
 }  // namespace agora::crypto
+
+#include "crypto/encoding.h"
+
+namespace agora::crypto {
+namespace {
+
+TEST(Base64, Rfc4648VectorsAndOnlyCanonicalInput) {
+  const std::pair<const char*, const char*> v[] = {{"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},
+                                                   {"foo", "Zm9v"},  {"foob", "Zm9vYg=="},  {"fooba", "Zm9vYmE="},
+                                                   {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, enc] : v) {
+    EXPECT_EQ(to_base64(plain), enc);
+    EXPECT_EQ(*from_base64(enc), plain);
+  }
+  EXPECT_EQ(*from_base64(to_base64(std::string("\x00\xff\x10", 3))), std::string("\x00\xff\x10", 3));
+  for (const char* bad : {"Zg=", "Zg==\n", "Z=g=", "Zh==", "Zm9v!", "====", "Zg==Zg=="}) {
+    EXPECT_FALSE(from_base64(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace agora::crypto
