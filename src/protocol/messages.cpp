@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "common/json_text.h"
+#include "crypto/encoding.h"
 
 namespace agora::protocol {
 namespace json = boost::json;
@@ -116,6 +117,29 @@ class Reader {
   std::string where_;
   std::optional<Error> err_;
 };
+
+// A base64 field into raw bytes.
+bool b64(Reader& r, std::string_view key, std::string& out) {
+  std::string text;
+  if (!r.str(key, text)) return false;
+  auto raw = crypto::from_base64(text);
+  if (!raw) return r.fail(key, "must be base64");
+  out = std::move(*raw);
+  return true;
+}
+
+// An optional "sealed" chunk object.
+bool read_sealed_chunk(Reader& r, std::optional<SealedChunk>& out) {
+  const json::object* o = r.object("sealed", false);
+  if (!o) return r.ok();
+  Reader cr(*o, r.where() + ".sealed");
+  SealedChunk c;
+  if (!cr.integer("seq", c.seq) || !cr.boolean("final", c.final) || !b64(cr, "ciphertext", c.ciphertext)) {
+    return r.fail("sealed", "is malformed: " + cr.error().message);
+  }
+  out = std::move(c);
+  return true;
+}
 
 void put_usage(std::string& out, const engine::Usage& u) {
   out += "{\"prompt_tokens\":";
@@ -310,6 +334,15 @@ engine::FinishReason parse_finish_reason(std::string_view s, bool* ok) {
   return FinishReason::error;
 }
 
+void put_sealed_chunk(std::string& out, const SealedChunk& c) {
+  out += ",\"sealed\":{\"seq\":";
+  append_json_number(out, static_cast<int64_t>(c.seq));
+  out += c.final ? ",\"final\":true" : ",\"final\":false";
+  out += ",\"ciphertext\":\"";
+  out += crypto::to_base64(c.ciphertext);
+  out += "\"}";
+}
+
 void encode_delta(std::string& out, const Delta& d) {
   out += "{\"type\":\"delta\",\"job\":";
   append_json_number(out, static_cast<int64_t>(d.job));
@@ -319,6 +352,7 @@ void encode_delta(std::string& out, const Delta& d) {
     out += ",\"logprobs\":";
     put_logprobs(out, d.logprobs);
   }
+  if (d.sealed) put_sealed_chunk(out, *d.sealed);
   out += '}';
 }
 
@@ -338,6 +372,7 @@ std::string encode(const Message& m) {
           put_usage(out, msg.usage);
           out += ",\"timings\":";
           put_timings(out, msg.timings);
+          if (msg.sealed) put_sealed_chunk(out, *msg.sealed);
           out += '}';
         } else {
           json::object o;
@@ -389,6 +424,16 @@ std::string encode(const Message& m) {
             o["job"] = msg.job;
             o["model"] = msg.model;
             o["request"] = request_to_json(msg.request);
+            if (msg.sealed) {
+              json::array rs;
+              for (const auto& r : msg.sealed->recipients) rs.push_back(json::string(r));
+              o["sealed"] = json::object{{"issued_ms", msg.sealed->issued_ms},
+                                         {"stream", msg.sealed->stream},
+                                         {"recipients", std::move(rs)},
+                                         {"enc", crypto::to_base64(msg.sealed->enc)},
+                                         {"key", crypto::to_base64(msg.sealed->key)},
+                                         {"ciphertext", crypto::to_base64(msg.sealed->ciphertext)}};
+            }
           } else if constexpr (std::is_same_v<T, Cancel>) {
             o["job"] = msg.job;
           } else if constexpr (std::is_same_v<T, Failed>) {
@@ -423,6 +468,7 @@ Result<Message> decode(std::string_view frame) {
     if (auto* lps = r.array("logprobs", false)) {
       if (!read_logprobs(r, *lps, d.logprobs)) return r.error();
     }
+    if (!read_sealed_chunk(r, d.sealed)) return r.error();
     if (!r.ok()) return r.error();
     return Message{std::move(d)};
   }
@@ -450,8 +496,9 @@ Result<Message> decode(std::string_view frame) {
         return tr.error();
       }
     }
+    if (!read_sealed_chunk(r, d.sealed)) return r.error();
     if (!r.ok()) return r.error();
-    return Message{d};
+    return Message{std::move(d)};
   }
   if (type == "job") {
     Job j;
@@ -459,6 +506,23 @@ Result<Message> decode(std::string_view frame) {
     auto* req = r.object("request");
     if (!req) return r.error();
     if (!request_from_json(r, *req, j.request)) return r.error();
+    if (auto* so = r.object("sealed", false)) {
+      Reader sr(*so, "frame.sealed");
+      SealedJob sj;
+      if (!sr.integer("issued_ms", sj.issued_ms) || !sr.boolean("stream", sj.stream) || !b64(sr, "enc", sj.enc) ||
+          !b64(sr, "key", sj.key) || !b64(sr, "ciphertext", sj.ciphertext)) {
+        return sr.error();
+      }
+      auto* rs = sr.array("recipients");
+      if (!rs) return sr.error();
+      if (rs->empty() || rs->size() > 16) return bad("frame.sealed.recipients must list 1 to 16 nodes");
+      for (const auto& x : *rs) {
+        if (!x.is_string()) return bad("frame.sealed.recipients must hold node ids");
+        sj.recipients.emplace_back(x.get_string());
+      }
+      j.sealed = std::move(sj);
+    }
+    if (!r.ok()) return r.error();
     return Message{std::move(j)};
   }
   if (type == "cancel") {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -94,12 +95,29 @@ struct Reject {
   std::string message;
 };
 
+// End-to-end sealed requests (protocol/sealed.h; binary fields travel as
+// base64). The sealed part of a job: the header fields the job does not
+// already carry, and this node's share of the content key.
+struct SealedJob {
+  int64_t issued_ms = 0;
+  bool stream = false;
+  std::vector<std::string> recipients;
+  std::string enc, key, ciphertext;  // raw bytes
+};
+// One sealed response chunk.
+struct SealedChunk {
+  uint64_t seq = 0;
+  bool final = false;
+  std::string ciphertext;  // raw bytes
+};
+
 // gateway -> node: run this request. `job` is opaque and unique per
 // connection; the node never learns the API key or who the client is.
 struct Job {
   JobId job = 0;
   std::string model;
-  engine::GenerationRequest request;
+  engine::GenerationRequest request;  // sealed: only max_tokens is meaningful
+  std::optional<SealedJob> sealed;
 };
 
 // gateway -> node: stop this job; the node answers with Done(cancelled).
@@ -112,6 +130,7 @@ struct Delta {
   JobId job = 0;
   std::string text;
   std::vector<engine::TokenLogprob> logprobs;
+  std::optional<SealedChunk> sealed;  // a sealed job's output (text empty)
 };
 
 // node -> gateway: the job finished (any finish reason but error).
@@ -120,6 +139,7 @@ struct Done {
   engine::FinishReason finish = engine::FinishReason::stop;
   engine::Usage usage;
   engine::Timings timings;
+  std::optional<SealedChunk> sealed;  // a sealed job's final chunk
 };
 
 // node -> gateway: the job failed. `retryable` says another node may

@@ -180,6 +180,47 @@ TEST(Messages, WelcomeRoundTrips) {
   EXPECT_TRUE(got.agreement_accepted);
 }
 
+TEST(Messages, SealedJobDeltaAndDoneRoundTripTheirBytes) {
+  Job j;
+  j.job = 3;
+  j.model = "tiny";
+  j.request.max_tokens = 16;
+  SealedJob sj;
+  sj.issued_ms = 1'796'000'000'000;
+  sj.stream = true;
+  sj.recipients = {"n1", "n2"};
+  sj.enc = std::string("\x00\x01\xfe\xff", 4) + std::string(28, 'e');
+  sj.key = std::string(48, '\x9c');
+  sj.ciphertext = std::string("\x00sealed\"\n", 9);
+  j.sealed = sj;
+  const Job gj = round_trip(j);
+  ASSERT_TRUE(gj.sealed);
+  EXPECT_EQ(gj.sealed->issued_ms, sj.issued_ms);
+  EXPECT_TRUE(gj.sealed->stream);
+  EXPECT_EQ(gj.sealed->recipients, sj.recipients);
+  EXPECT_EQ(gj.sealed->enc, sj.enc);
+  EXPECT_EQ(gj.sealed->key, sj.key);
+  EXPECT_EQ(gj.sealed->ciphertext, sj.ciphertext);
+  EXPECT_FALSE(round_trip(Job{}).sealed);
+
+  Delta d;
+  d.job = 3;
+  d.sealed = SealedChunk{5, false, std::string("\x01\x02\x00", 3)};
+  const Delta gd = round_trip(d);
+  ASSERT_TRUE(gd.sealed);
+  EXPECT_EQ(gd.sealed->seq, 5u);
+  EXPECT_FALSE(gd.sealed->final);
+  EXPECT_EQ(gd.sealed->ciphertext, d.sealed->ciphertext);
+  Done done;
+  done.job = 3;
+  done.sealed = SealedChunk{6, true, "x"};
+  const Done gdone = round_trip(done);
+  ASSERT_TRUE(gdone.sealed);
+  EXPECT_TRUE(gdone.sealed->final);
+  EXPECT_FALSE(decode(R"({"type":"delta","job":1,"text":"","sealed":{"seq":0,"final":false,"ciphertext":"not base64!"}})"));
+  EXPECT_FALSE(decode(R"({"type":"job","job":1,"model":"m","request":{"messages":[{"role":"user","content":"x"}]},"sealed":{"issued_ms":1,"stream":false,"recipients":[],"enc":"","key":"","ciphertext":""}})"));
+}
+
 TEST(Messages, AgreementOfferAndAcceptRoundTrip) {
   AgreementOffer o{2, std::string(64, 'a'), "# Agreement\n\nVersion: 2\n\"quoted\"\n"};
   const AgreementOffer got = round_trip(o);
