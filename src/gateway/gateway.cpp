@@ -376,6 +376,8 @@ int64_t estimate_prompt_tokens(const engine::GenerationRequest& g) {
 RateLimiter::Decision GatewayImpl::admit(const KeyEntry& key, Job& job) {
   const auto& r = job.request;
   int64_t reserve = estimate_prompt_tokens(r.generation);
+  // A sealed prompt is reserved by its ciphertext's size.
+  if (r.sealed) reserve += (static_cast<int64_t>(r.sealed->ciphertext.size()) + 2) / 3;
   if (r.max_tokens_given) {
     reserve += r.generation.max_tokens;
   } else {
@@ -428,6 +430,8 @@ std::optional<ApiError> GatewayImpl::submit(const std::shared_ptr<Job>& job) {
       std::string what = r.confidential ? "confidential: true (no provider has a GPU TEE attestation)"
                          : r.privacy_level == "verified"
                              ? "privacyLevel \"verified\" (no provider has a valid attestation)"
+                         : !r.node_ids.empty()
+                             ? "agora_sealed (none of the nodes it is sealed to is connected and serves this model)"
                              : "routing_preferences.region (no provider serves this model there)";
       ApiError e{503, "server_error", "no_eligible_provider", "",
                  "No provider can serve this request under " + what, 30};
@@ -485,6 +489,14 @@ void GatewayImpl::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
   frame.job = job->id;
   frame.model = job->request.model;
   frame.request = job->request.generation;
+  if (const auto& sr = job->request.sealed) {
+    // Only this node's share of the content key travels to it.
+    for (const auto& k : sr->keys) {
+      if (k.node_id != node->node_id) continue;
+      frame.sealed = protocol::SealedJob{sr->header.issued_ms, sr->header.stream, sr->header.recipients, k.enc,
+                                         k.wrapped, sr->ciphertext};
+    }
+  }
   if (!job->request.max_tokens_given) frame.request.max_tokens = std::max(1, advert.ctx_per_slot);
   cit->second->jobs[job->id] = job;
   cit->second->send(protocol::encode(frame));

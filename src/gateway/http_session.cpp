@@ -177,6 +177,7 @@ Provenance provenance(const Job& job, int64_t overhead_us = -1) {
     p.conversation_turns = job.conversation->turns_used;
     p.conversation_turns_dropped = job.conversation->turns_dropped;
   }
+  if (job.request.sealed) p.node_id = job.node_id;
   return p;
 }
 
@@ -201,10 +202,12 @@ int64_t overhead_us(Exchange& x, const engine::Timings& t) {
 awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
   CompletionResult acc;
   acc.logprobs_requested = job->request.generation.logprobs;
+  acc.sealed = job->request.sealed.has_value();
   for (;;) {
     JobEvent e = co_await next_event(*x.g, *job);
     switch (e.kind) {
       case JobEvent::Kind::delta:
+        if (e.delta.sealed) acc.chunks.push_back(std::move(*e.delta.sealed));
         acc.text += e.delta.text;
         for (auto& lp : e.delta.logprobs) acc.logprobs.push_back(std::move(lp));
         continue;
@@ -212,6 +215,14 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
         job->state = Job::State::finished;
         acc.finish = e.done.finish;
         acc.usage = e.done.usage;
+        if (e.done.sealed) acc.chunks.push_back(std::move(*e.done.sealed));
+        if (acc.sealed && (acc.chunks.empty() || !acc.chunks.back().final)) {
+          // A sealed answer must end with the node's final chunk.
+          x.g->record(*job, e.done.usage, e.done.timings, engine::FinishReason::error);
+          const ApiError api_err{502, "server_error", "provider_failed", "",
+                                 "The provider's sealed answer has no final chunk", 0};
+          co_return co_await send_error(x, api_err);
+        }
         x.g->record(*job, e.done.usage, e.done.timings, e.done.finish);
         if (job->conversation) {
           job->answer = acc.text;
@@ -232,6 +243,7 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
         if (retryable(e)) {
           acc = CompletionResult{};
           acc.logprobs_requested = job->request.generation.logprobs;
+          acc.sealed = job->request.sealed.has_value();
           err = retry(*x.g, job, e);
           if (!err) continue;
         } else {
@@ -297,6 +309,11 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
                            Clock::TimePoint received) -> awaitable<bool> {
     job->state = Job::State::finished;
     x.g->record(*job, d.usage, d.timings, d.finish);
+    if (d.sealed) {
+      out.clear();
+      cw.sealed(out, *d.sealed);
+      if (!co_await write_chunk(x, out)) co_return false;
+    }
     if (job->conversation) {
       job->answer += text;
       remember(*x.g, *job, d.finish);
@@ -341,6 +358,16 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
         }
         // When the node's done is already here, the last text and the
         // finish_reason travel in one chunk.
+        if (e.delta.sealed) {
+          out.clear();
+          cw.sealed(out, *e.delta.sealed);
+          if (!co_await write_chunk(x, out)) {
+            x.g->abandon(job);
+            co_return false;
+          }
+          note_sent(e.received);
+          continue;
+        }
         if (!job->events.empty() && job->events.front().kind == JobEvent::Kind::done) {
           JobEvent d = std::move(job->events.front());
           job->events.pop_front();

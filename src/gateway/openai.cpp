@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "common/json_text.h"
+#include "crypto/encoding.h"
 #include "common/utf8.h"
 
 namespace agora::gateway {
@@ -234,6 +235,89 @@ std::optional<ApiError> parse_routing(const json::object& o, RoutingPreferences&
   return std::nullopt;
 }
 
+// The rest of a sealed request: what the gateway needs in plaintext, the
+// sealed object, and nothing that belongs inside it.
+std::variant<ChatRequest, ApiError> parse_sealed(const json::object& o, const json::value& sv, ChatRequest req) {
+  for (const char* k : {"messages", "prompt", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
+                        "frequency_penalty", "seed", "logit_bias", "stop", "logprobs", "top_logprobs", "tools",
+                        "functions", "response_format", "conversation_id", "conversation_ttl", "ignore_eos"}) {
+    if (o.contains(k)) {
+      return invalid_request(k, std::string("'") + k + "' belongs inside the sealed payload of an agora_sealed request");
+    }
+  }
+  std::optional<int64_t> max_tokens, n;
+  if (auto e = get_int(o, "max_tokens", max_tokens)) return *e;
+  std::optional<int64_t> max_completion;
+  if (auto e = get_int(o, "max_completion_tokens", max_completion)) return *e;
+  if (max_completion) max_tokens = max_completion;
+  if (!max_tokens || *max_tokens < 1) {
+    return invalid_request("max_tokens", "a sealed request needs 'max_tokens' (at least 1) in plaintext");
+  }
+  req.generation.max_tokens = static_cast<int32_t>(std::min<int64_t>(*max_tokens, std::numeric_limits<int32_t>::max()));
+  req.max_tokens_given = true;
+  if (auto e = get_int(o, "n", n)) return *e;
+  if (n && *n != 1) return invalid_request("n", "only n=1 is supported");
+  if (auto e = get_bool(o, "stream", req.stream)) return *e;
+  if (auto* so = field(o, "stream_options")) {
+    if (!so->is_object()) return wrong_type("stream_options", "an object", *so);
+    if (auto e = get_bool(so->get_object(), "include_usage", req.include_usage)) return *e;
+  }
+  if (auto e = parse_routing(o, req.routing)) return *e;
+
+  auto bad = [](std::string what) { return invalid_request("agora_sealed", "agora_sealed: " + std::move(what)); };
+  if (!sv.is_object()) return bad("must be an object");
+  const auto& so = sv.get_object();
+  auto str = [&](const char* k) -> const json::string* {
+    auto* v = so.if_contains(k);
+    return v && v->is_string() ? &v->get_string() : nullptr;
+  };
+  auto* ver = so.if_contains("v");
+  if (!ver || !ver->is_int64() || ver->get_int64() != 1) return bad("'v' must be 1");
+  if (auto* suite = str("suite"); !suite || *suite != protocol::sealed::kSuite) {
+    return bad("'suite' must be \"" + std::string(protocol::sealed::kSuite) + "\"");
+  }
+  auto* issued = so.if_contains("issued_ms");
+  if (!issued || !issued->is_int64() || issued->get_int64() < 0) return bad("'issued_ms' must be a Unix time in ms");
+  auto* ct = str("ciphertext");
+  auto ct_raw = ct ? crypto::from_base64(*ct) : std::nullopt;
+  if (!ct_raw || ct_raw->size() < crypto::kAeadTagBytes) return bad("'ciphertext' must be base64 of the sealed payload");
+  auto* rs = so.if_contains("recipients");
+  if (!rs || !rs->is_array() || rs->get_array().empty() || rs->get_array().size() > protocol::sealed::kMaxRecipients) {
+    return bad("'recipients' must list 1 to " + std::to_string(protocol::sealed::kMaxRecipients) + " nodes");
+  }
+  protocol::sealed::SealedRequest sr;
+  sr.header.model = req.model;
+  sr.header.max_tokens = req.generation.max_tokens;
+  sr.header.stream = req.stream;
+  sr.header.issued_ms = issued->get_int64();
+  for (const auto& rv : rs->get_array()) {
+    const json::object* r = rv.is_object() ? &rv.get_object() : nullptr;
+    const json::value* id = r ? r->if_contains("node_id") : nullptr;
+    const json::value* enc = r ? r->if_contains("enc") : nullptr;
+    const json::value* key = r ? r->if_contains("key") : nullptr;
+    if (!id || !id->is_string() || id->get_string().empty() || id->get_string().size() > 128 || !enc ||
+        !enc->is_string() || !key || !key->is_string()) {
+      return bad("each recipient needs 'node_id', 'enc' and 'key'");
+    }
+    auto enc_raw = crypto::from_base64(enc->get_string());
+    auto key_raw = crypto::from_base64(key->get_string());
+    if (!enc_raw || enc_raw->size() != crypto::hpke::kPublicKeyBytes || !key_raw ||
+        key_raw->size() != 32 + crypto::kAeadTagBytes) {
+      return bad("a recipient's 'enc' (32 bytes) or 'key' (48 bytes) is not valid base64 of its size");
+    }
+    std::string node_id(id->get_string());
+    if (std::find(sr.header.recipients.begin(), sr.header.recipients.end(), node_id) != sr.header.recipients.end()) {
+      return bad("node '" + node_id + "' is listed twice");
+    }
+    sr.header.recipients.push_back(node_id);
+    sr.keys.push_back(protocol::sealed::WrappedKey{std::move(node_id), std::move(*enc_raw), std::move(*key_raw)});
+  }
+  sr.ciphertext = std::move(*ct_raw);
+  req.routing.node_ids = sr.header.recipients;
+  req.sealed = std::move(sr);
+  return req;
+}
+
 }  // namespace
 
 std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, const RequestLimits& limits) {
@@ -261,6 +345,7 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     return invalid_request("model", "'model' must be 1 to 256 characters");
   }
   req.model = std::string(model->get_string());
+  if (auto* sealed = field(o, "agora_sealed")) return parse_sealed(o, *sealed, std::move(req));
 
   if (auto e = parse_messages(o, limits, g.messages)) return *e;
 
@@ -389,6 +474,14 @@ std::string usage_json(const engine::Usage& u) {
 
 namespace {
 
+void append_sealed_chunk(std::string& out, const protocol::SealedChunk& c) {
+  out += "{\"seq\":";
+  append_json_number(out, static_cast<int64_t>(c.seq));
+  out += c.final ? ",\"final\":true,\"ciphertext\":\"" : ",\"final\":false,\"ciphertext\":\"";
+  out += crypto::to_base64(c.ciphertext);
+  out += "\"}";
+}
+
 void append_provenance(std::string& out, const Provenance& p) {
   out += "\"agora\":{\"provider_id\":";
   append_json_string(out, p.provider_id);
@@ -401,6 +494,10 @@ void append_provenance(std::string& out, const Provenance& p) {
   if (p.overhead_us >= 0) {
     out += ",\"overhead_us\":";
     append_json_number(out, p.overhead_us);
+  }
+  if (!p.node_id.empty()) {
+    out += ",\"node_id\":";
+    append_json_string(out, p.node_id);
   }
   if (p.conversation_turns >= 0) {
     out += ",\"conversation\":{\"turns_used\":";
@@ -452,7 +549,8 @@ std::string completion_body(const std::string& id, int64_t created, const std::s
   out += ",\"model\":";
   append_json_string(out, model);
   out += ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-  append_json_string(out, r.text);
+  if (r.sealed) out += "null";
+  else append_json_string(out, r.text);
   out += ",\"refusal\":null},\"logprobs\":";
   if (r.logprobs_requested) append_logprobs_content(out, r.logprobs);
   else out += "null";
@@ -462,6 +560,14 @@ std::string completion_body(const std::string& id, int64_t created, const std::s
   out += usage_json(r.usage);
   out += ',';
   append_provenance(out, provenance);
+  if (r.sealed) {
+    out += ",\"agora_sealed\":{\"chunks\":[";
+    for (size_t i = 0; i < r.chunks.size(); ++i) {
+      if (i) out += ',';
+      append_sealed_chunk(out, r.chunks[i]);
+    }
+    out += "]}";
+  }
   out += '}';
   return out;
 }
@@ -475,6 +581,13 @@ ChunkWriter::ChunkWriter(std::string id, int64_t created, std::string model, boo
   prefix_ += ",\"model\":";
   append_json_string(prefix_, model);
   prefix_ += ",\"system_fingerprint\":null,";
+}
+
+void ChunkWriter::sealed(std::string& out, const protocol::SealedChunk& chunk) {
+  out += prefix_;
+  out += "\"choices\":[],\"agora_sealed\":";
+  append_sealed_chunk(out, chunk);
+  out += "}\n\n";
 }
 
 void ChunkWriter::open_chunk(std::string& out) {

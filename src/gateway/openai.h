@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "protocol/messages.h"
+#include "protocol/sealed.h"
 
 namespace agora::gateway {
 
@@ -38,6 +40,7 @@ struct RoutingPreferences {
   std::string privacy_level = "standard";  // "standard" | "verified"
   std::vector<std::string> regions;        // empty: anywhere
   bool confidential = false;
+  std::vector<std::string> node_ids;       // a sealed request's recipients; empty: any node
 };
 
 struct ChatRequest {
@@ -52,6 +55,9 @@ struct ChatRequest {
   // turns (encrypted) and prepends the earlier ones to each request.
   std::optional<std::string> conversation_id;
   std::optional<int64_t> conversation_ttl_s;  // sets the conversation's time to live
+  // End to end: "agora_sealed" instead of messages and sampling parameters
+  // (protocol/sealed.h); `generation` then holds max_tokens only.
+  std::optional<protocol::sealed::SealedRequest> sealed;
 };
 
 inline constexpr int64_t kMaxConversationTtlS = 365LL * 24 * 3600;
@@ -76,9 +82,16 @@ struct Provenance {
   // context; negative = no conversation (omitted).
   int32_t conversation_turns = -1;
   int32_t conversation_turns_dropped = 0;
+  // A sealed request: the node that served it (the client opens the answer
+  // with that node's context); empty otherwise (omitted).
+  std::string node_id;
 };
 
 struct CompletionResult {
+  // A sealed request's answer: the node's sealed chunks, in order (text
+  // stays empty; content is null in the response).
+  bool sealed = false;
+  std::vector<protocol::SealedChunk> chunks;
   std::string text;
   std::vector<engine::TokenLogprob> logprobs;
   bool logprobs_requested = false;
@@ -102,6 +115,8 @@ class ChunkWriter {
   // include_usage it also carries the provenance object.
   void finish(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& logprobs,
               engine::FinishReason reason, const Provenance& provenance);
+  // A sealed response chunk: choices [], "agora_sealed": {seq, final, ciphertext}.
+  void sealed(std::string& out, const protocol::SealedChunk& chunk);
   // With include_usage: the final chunk (choices: [], usage, provenance).
   void usage(std::string& out, const engine::Usage& usage, const Provenance& provenance);
   // The terminal marker.

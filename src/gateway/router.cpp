@@ -82,6 +82,7 @@ void Router::add(NodeInfo node) {
   remove(node.conn);
   const ConnId id = node.conn;
   const NodeInfo& n = nodes_.emplace(id, std::move(node)).first->second;
+  by_node_id_.emplace(n.node_id, id);
   for (const auto& m : n.models) {
     ModelIndex& mi = by_model_[m.advert.name];
     if (mi.nodes.insert(id).second) ++mi.region_nodes[n.region];
@@ -96,6 +97,12 @@ void Router::remove(ConnId conn) {
   if (it == nodes_.end()) return;
   const NodeInfo& n = it->second;
   unindex(n);
+  for (auto [lo, hi] = by_node_id_.equal_range(n.node_id); lo != hi; ++lo) {
+    if (lo->second == conn) {
+      by_node_id_.erase(lo);
+      break;
+    }
+  }
   for (const auto& m : n.models) {
     slots_total_ -= m.advert.slots;
     slots_busy_ -= m.in_flight;
@@ -138,6 +145,7 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
   if (prefs.confidential || prefs.privacy_level == "verified") return NoPick::constraint;
   const ModelIndex& mi = bm->second;
   const auto& regions = prefs.regions;
+  if (!prefs.node_ids.empty()) return pick_among(model, prefs, exclude);
 
   // The best ready entry not excluded, and how many nodes the regions allow.
   const Ready* best = nullptr;
@@ -167,6 +175,40 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
     if (!regions.empty() && !allowed(regions, nodes_.at(*c).region)) continue;
     ++tried;
   }
+  return tried < eligible ? NoPick::busy : NoPick::exhausted;
+}
+
+// A sealed request may go only to the nodes it was sealed to (at most 16):
+// the least loaded, then fastest, of those that serve the model in an
+// allowed region and take jobs now.
+std::variant<Pick, NoPick> Router::pick_among(const std::string& model, const RoutingPreferences& prefs,
+                                              std::span<const ConnId> exclude) const {
+  const Ready* best = nullptr;
+  Ready candidate;
+  Ready chosen;
+  size_t eligible = 0, tried = 0;
+  for (const auto& id : prefs.node_ids) {
+    for (auto [lo, hi] = by_node_id_.equal_range(id); lo != hi; ++lo) {
+      const NodeInfo& n = nodes_.at(lo->second);
+      if (!prefs.regions.empty() && !allowed(prefs.regions, n.region)) continue;
+      for (size_t i = 0; i < n.models.size(); ++i) {
+        if (n.models[i].advert.name != model) continue;
+        ++eligible;
+        if (contains(exclude, n.conn)) {
+          ++tried;
+          continue;
+        }
+        if (!is_ready(n, n.models[i])) continue;
+        candidate = key(n, i, n.ttft_ms);
+        if (!best || candidate < chosen) {
+          chosen = candidate;
+          best = &chosen;
+        }
+      }
+    }
+  }
+  if (best) return Pick{chosen.conn, chosen.model_index};
+  if (eligible == 0) return NoPick::constraint;
   return tried < eligible ? NoPick::busy : NoPick::exhausted;
 }
 

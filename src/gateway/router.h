@@ -2,7 +2,7 @@
 // (no I/O, no clock), owned and called by the gateway's event loop only.
 //
 // Among the nodes that serve the requested model, are not draining, satisfy
-// the routing preferences and have not already failed this request, it picks
+// the routing preferences (a sealed request: only the nodes it names) and have not already failed this request, it picks
 // the least loaded (in-flight / slots), then the fastest (lowest recent
 // time to first token).
 //
@@ -121,6 +121,8 @@ class Router {
   };
 
   static Ready key(const NodeInfo& n, size_t model_index, double ttft_ms);
+  std::variant<Pick, NoPick> pick_among(const std::string& model, const RoutingPreferences& prefs,
+                                        std::span<const ConnId> exclude) const;
   static const Ready* first_untried(const std::set<Ready>& ready, std::span<const ConnId> exclude);
   // Puts a node's ready entries into / takes them out of the index (add, remove, drain).
   void index(const NodeInfo& n);
@@ -130,6 +132,7 @@ class Router {
   void move(const NodeInfo& n, size_t i, bool was_ready, const Ready& before);
 
   std::unordered_map<ConnId, NodeInfo> nodes_;
+  std::unordered_multimap<std::string, ConnId> by_node_id_;  // (a reconnecting node briefly has two)
   std::unordered_map<std::string, ModelIndex> by_model_;
   int32_t slots_total_ = 0;
   int32_t slots_busy_ = 0;

@@ -25,6 +25,7 @@
 #include "crypto/sha256.h"
 #include "net/url.h"
 #include "protocol/messages.h"
+#include "protocol/sealed.h"
 
 namespace agora::node {
 namespace {
@@ -379,6 +380,58 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     send(protocol::encode(f));
   }
 
+  // A sealed job: refused when replayed or stale, opened with the node's
+  // identity key; `sealer` then seals its output. Errors are the job's
+  // failure (non-retryable: another node must not run a replay either).
+  Result<engine::GenerationRequest> open_sealed(const protocol::Job& job,
+                                                std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
+    namespace sealed = protocol::sealed;
+    const auto& sj = *job.sealed;
+    if (config_.identity.private_key.empty()) {
+      return make_error(Errc::invalid_argument, "this node has no identity key for sealed requests");
+    }
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    if (Status st = replay_.accept(sj.enc, sj.issued_ms, now); !st) return st.error();
+    sealed::Header h{job.model, job.request.max_tokens, sj.stream, sj.issued_ms, sj.recipients};
+    auto opened = sealed::open_request(h, sealed::WrappedKey{config_.node_id, sj.enc, sj.key}, sj.ciphertext,
+                                       config_.identity);
+    if (!opened) return opened.error();
+    // The header's max_tokens (what the gateway reserved and bills) bounds it.
+    if (opened->request.max_tokens <= 0 || opened->request.max_tokens > h.max_tokens) {
+      opened->request.max_tokens = h.max_tokens;
+    }
+    sealer = std::make_shared<sealed::ResponseSealer>(opened->context);
+    return std::move(opened->request);
+  }
+
+  // The frame for a finished job: plaintext, or for a sealed job its final
+  // chunk (the authenticated finish reason and usage), sealed on the loop
+  // after every delta.
+  std::string done_frame(protocol::JobId id, const engine::Completion& c,
+                         const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
+    if (c.finish == engine::FinishReason::error) {
+      protocol::Failed f;
+      f.job = id;
+      f.code = c.error ? std::string(errc_name(c.error->code)) : "internal";
+      f.message = c.error ? c.error->message : "generation failed";
+      f.retryable = false;
+      return protocol::encode(f);
+    }
+    protocol::Done d{id, c.finish, c.usage, c.timings, std::nullopt};
+    if (sealer) {
+      const std::string plain = protocol::encode(protocol::Done{0, c.finish, c.usage, c.timings, std::nullopt});
+      auto ct = sealer->seal(plain, /*final=*/true);
+      if (!ct) {
+        protocol::Failed f{id, "internal", "cannot seal the response: " + ct.error().message, false};
+        return protocol::encode(f);
+      }
+      d.sealed = protocol::SealedChunk{sealer->next_sequence() - 1, true, std::move(*ct)};
+    }
+    return protocol::encode(d);
+  }
+
   void start_job(protocol::Job job) {
     const size_t mi = model_index(job.model);
     if (mi == models_.size()) {
@@ -393,34 +446,41 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       fail_job(job.job, make_error(Errc::invalid_argument, "duplicate job id"), false);
       return;
     }
+    std::shared_ptr<protocol::sealed::ResponseSealer> sealer;
+    if (job.sealed) {
+      auto request = open_sealed(job, sealer);
+      if (!request) {
+        spdlog::warn("node_sealed_job_refused job={} error={}", job.job, logfmt_value(request.error().message));
+        fail_job(job.job, request.error(), false);
+        return;
+      }
+      job.request = std::move(*request);
+    }
     const uint64_t session = session_;
     const protocol::JobId id = job.job;
     std::weak_ptr<NodeImpl> weak = shared_from_this();
     engine::GenerationCallbacks cb;
-    // Engine thread -> loop; the writer encodes (see send_delta).
-    cb.on_event = [weak, id, session, this](const engine::StreamEvent& ev) {
+    // Engine thread -> loop; the writer encodes (see send_delta). A sealed
+    // job's chunks are sealed on the loop, in order, and never coalesced.
+    cb.on_event = [weak, id, session, sealer, this](const engine::StreamEvent& ev) {
       if (auto self = weak.lock()) {
-        asio::post(io_, [self, session, d = protocol::Delta{id, ev.text, ev.logprobs}]() mutable {
-          if (self->session_ == session) self->send_delta(std::move(d));
+        asio::post(io_, [self, session, sealer, d = protocol::Delta{id, ev.text, ev.logprobs, std::nullopt}]() mutable {
+          if (self->session_ != session) return;
+          if (!sealer) return self->send_delta(std::move(d));
+          const std::string plain =
+              protocol::encode(protocol::Message{protocol::Delta{0, d.text, d.logprobs, std::nullopt}});
+          auto ct = sealer->seal(plain, /*final=*/false);
+          if (!ct) return;  // only after the final chunk, which ends the job
+          self->send(protocol::encode(protocol::Message{protocol::Delta{
+              d.job, "", {}, protocol::SealedChunk{sealer->next_sequence() - 1, false, std::move(*ct)}}}));
         });
       }
     };
-    cb.on_done = [weak, id, session, this](engine::Completion c) {
-      std::string frame;
-      if (c.finish == engine::FinishReason::error) {
-        protocol::Failed f;
-        f.job = id;
-        f.code = c.error ? std::string(errc_name(c.error->code)) : "internal";
-        f.message = c.error ? c.error->message : "generation failed";
-        f.retryable = false;
-        frame = protocol::encode(f);
-      } else {
-        frame = protocol::encode(protocol::Done{id, c.finish, c.usage, c.timings});
-      }
+    cb.on_done = [weak, id, session, sealer, this](engine::Completion c) {
       if (auto self = weak.lock()) {
-        asio::post(io_, [self, id, session, frame = std::move(frame)]() mutable {
+        asio::post(io_, [self, id, session, sealer, c = std::move(c)]() mutable {
           self->jobs_.erase(id);
-          if (self->session_ == session) self->send(std::move(frame));
+          if (self->session_ == session) self->send(self->done_frame(id, c, sealer));
           self->maybe_finish_drain();
         });
       }
@@ -455,6 +515,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   std::optional<Error> fatal_;
   std::optional<std::chrono::steady_clock::time_point> first_refusal_;
   std::unordered_map<protocol::JobId, RunningJob> jobs_;
+  protocol::sealed::ReplayCache replay_;  // encapsulations of recent sealed jobs
 };
 
 }  // namespace

@@ -219,6 +219,31 @@ TEST(Router, HeldNodesAreSkippedButQueueAndComeBack) {
   EXPECT_EQ(picked(r, "m"), 1u);
 }
 
+// A sealed request goes only to the nodes it was sealed to.
+TEST(Router, NodeIdsRestrictThePickToTheRecipients) {
+  Router r;
+  r.add(make_node(1, {{"m", 4}}, "eu"));
+  r.add(make_node(2, {{"m", 4, 2}}, "eu"));
+  r.add(make_node(3, {{"m", 4}}, "us"));
+  RoutingPreferences p;
+  p.node_ids = {r.find(2)->node_id, r.find(3)->node_id};
+  auto first = r.pick("m", p, {});
+  ASSERT_TRUE(std::holds_alternative<Pick>(first));
+  EXPECT_EQ(std::get<Pick>(first).conn, 3u);  // the less loaded recipient, not node 1
+  p.regions = {"eu"};
+  EXPECT_EQ(std::get<Pick>(r.pick("m", p, {})).conn, 2u);
+  const std::vector<ConnId> tried{2};
+  EXPECT_EQ(std::get<NoPick>(r.pick("m", p, tried)), NoPick::exhausted);
+  r.set_held(2, true);
+  EXPECT_EQ(std::get<NoPick>(r.pick("m", p, {})), NoPick::busy);  // worth waiting for
+  p.node_ids = {"no-such-node"};
+  p.regions.clear();
+  EXPECT_EQ(std::get<NoPick>(r.pick("m", p, {})), NoPick::constraint);
+  r.remove(3);
+  p.node_ids = {"node-3"};
+  EXPECT_EQ(std::get<NoPick>(r.pick("m", p, {})), NoPick::constraint);
+}
+
 TEST(Router, ContextForIsTheSmallestAmongTheModelsNodes) {
   Router r;
   EXPECT_EQ(r.context_for("m"), 0);
