@@ -20,5 +20,6 @@ void add_admin_commands(CLI::App& app);  // keys, providers
 void add_audit_commands(CLI::App& app);  // audit verify, query, export, checkpoint
 void add_gateway_command(CLI::App& app);
 void add_node_command(CLI::App& app);
+void add_proxy_command(CLI::App& app);
 
 }  // namespace agora::cli

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   agora::cli::add_up_command(app);
   agora::cli::add_admin_commands(app);
   agora::cli::add_audit_commands(app);
+  agora::cli::add_proxy_command(app);
   agora::cli::add_gateway_command(app);
   agora::cli::add_node_command(app);
 

@@ -311,7 +311,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
     x.g->record(*job, d.usage, d.timings, d.finish);
     if (d.sealed) {
       out.clear();
-      cw.sealed(out, *d.sealed);
+      cw.sealed(out, *d.sealed, job->node_id);
       if (!co_await write_chunk(x, out)) co_return false;
     }
     if (job->conversation) {
@@ -360,7 +360,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
         // finish_reason travel in one chunk.
         if (e.delta.sealed) {
           out.clear();
-          cw.sealed(out, *e.delta.sealed);
+          cw.sealed(out, *e.delta.sealed, job->node_id);
           if (!co_await write_chunk(x, out)) {
             x.g->abandon(job);
             co_return false;

@@ -583,11 +583,14 @@ ChunkWriter::ChunkWriter(std::string id, int64_t created, std::string model, boo
   prefix_ += ",\"system_fingerprint\":null,";
 }
 
-void ChunkWriter::sealed(std::string& out, const protocol::SealedChunk& chunk) {
+void ChunkWriter::sealed(std::string& out, const protocol::SealedChunk& chunk, std::string_view node_id) {
   out += prefix_;
   out += "\"choices\":[],\"agora_sealed\":";
   append_sealed_chunk(out, chunk);
-  out += "}\n\n";
+  out.pop_back();
+  out += ",\"node_id\":";
+  append_json_string(out, node_id);
+  out += "}}\n\n";
 }
 
 void ChunkWriter::open_chunk(std::string& out) {

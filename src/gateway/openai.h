@@ -115,8 +115,9 @@ class ChunkWriter {
   // include_usage it also carries the provenance object.
   void finish(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& logprobs,
               engine::FinishReason reason, const Provenance& provenance);
-  // A sealed response chunk: choices [], "agora_sealed": {seq, final, ciphertext}.
-  void sealed(std::string& out, const protocol::SealedChunk& chunk);
+  // A sealed response chunk: choices [], "agora_sealed": {node_id, seq,
+  // final, ciphertext} (the node tells the client which context opens it).
+  void sealed(std::string& out, const protocol::SealedChunk& chunk, std::string_view node_id);
   // With include_usage: the final chunk (choices: [], usage, provenance).
   void usage(std::string& out, const engine::Usage& usage, const Provenance& provenance);
   // The terminal marker.
