@@ -451,7 +451,11 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       auto request = open_sealed(job, sealer);
       if (!request) {
         spdlog::warn("node_sealed_job_refused job={} error={}", job.job, logfmt_value(request.error().message));
-        fail_job(job.job, request.error(), false);
+        // A request this node cannot accept as sealed (replayed, stale,
+        // altered, not for it) is refused like any bad request.
+        Error e = request.error();
+        if (e.code != Errc::unavailable) e.code = Errc::invalid_argument;
+        fail_job(job.job, e, false);
         return;
       }
       job.request = std::move(*request);
