@@ -20,7 +20,7 @@ for sub in "model synth" "model info" "model run" "bench engine" "up"; do
   # shellcheck disable=SC2086
   check "$sub --help" "$agora" $sub --help >/dev/null
 done
-for sub in "audit verify" "audit query" "audit export" "audit checkpoint" "providers suspend" "providers resume" \
+for sub in "proxy" "audit verify" "audit query" "audit export" "audit checkpoint" "providers suspend" "providers resume" \
            "providers terminate" "providers agreement show" "providers agreement publish" "providers agreement acceptances"; do
   # shellcheck disable=SC2086
   check "$sub --help" "$agora" $sub --help >/dev/null
