@@ -16,6 +16,7 @@
 //   roofline   memory bandwidth and decode as a fraction of it
 //   scale      idle node connections (bench/idle) and router decision time
 //   engine     engine throughput (agora bench engine) and micro-benchmarks
+//   e2e        plain vs sealed (through agora proxy): latency, TTFT, CPU
 //   ab         not in the default set: this build's gateway overhead against
 //              another build's (--baseline BIN), alternating runs
 import { execFileSync } from 'node:child_process';
@@ -59,7 +60,7 @@ const bin = {
 };
 const out = path.resolve(opt('out', path.join(root, 'docs/BENCHMARKS.md')));
 const plots = path.resolve(opt('plots', smoke ? path.join(os.tmpdir(), `agora-bench-plots-${process.pid}`) : path.join(root, 'docs/bench')));
-const sections = (opt('only', 'gateway,streaming,node,roofline,scale,engine')).split(',');
+const sections = (opt('only', 'gateway,e2e,streaming,node,roofline,scale,engine')).split(',');
 const duration = Number(opt('duration', smoke ? 1 : 10));
 const warmup = smoke ? 0 : 2;
 const rates = opt('rates', smoke ? '100,200' : '1000,2000,5000,10000').split(',').map(Number);
@@ -379,6 +380,64 @@ async function benchAb() {
     table(['build', 'rate/s', 'ok', 'overhead p50 / p90 / p99 / p99.9 µs', 'latency p50 / p99 ms', 'gateway CPU %'], rows),
     '',
     `Reproduce: \`node bench/run.mjs --only ab --baseline OTHER/build/agora --baseline-label NAME\` (see the section's text).`,
+  ].join('\n'));
+}
+
+// ---------------------------------------------------------------- end to end
+
+// The cost of end-to-end encryption: the same gateway and fake node, driven
+// straight (plain) and through `agora proxy` (sealed), at the same rates,
+// unary and streamed. The proxy is the client's side: it runs beside the
+// load generator, off the gateway's core.
+async function benchE2e() {
+  const fake = `name=fake,tokens=${TOKENS},slots=4096`;
+  const t = await marketplace({ fake, gatewaySet: ['max_queue=100000'] });
+  const proxyProc = start(...pinned(OTHER_CPUS, bin.agora, ['proxy', '--gateway', t.info.base_url, '--api-key', t.key,
+                                                           '--ca-cert', t.info.ca_cert, '--listen', '127.0.0.1:0']),
+                          'agora proxy');
+  const port = await until('the proxy', () => (proxyProc.logs.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/) || [])[1]);
+  const sealedTarget = { ...t, name: 'sealed', pids: [t.gateway.pid, t.node.pid, proxyProc.pid],
+                         loadArgs: ['--url', `http://127.0.0.1:${port}/v1/chat/completions`, '--api-key', 'gk_unused'] };
+  const plainTarget = { ...t, name: 'plain', pids: [t.gateway.pid, t.node.pid, proxyProc.pid] };
+  const e2eRates = opt('rates') ? rates : (smoke ? [20] : [100, 300]);
+  const runs = [];
+  try {
+    if (!smoke) for (const x of [plainTarget, sealedTarget]) await load(x, { rate: 50, secs: 2, warm: 0 });
+    for (const stream of [false, true]) {
+      for (const rate of e2eRates) {
+        for (const x of [plainTarget, sealedTarget]) {
+          log(`${x.name} ${stream ? 'stream' : 'unary'} at ${rate}/s for ${duration} s`);
+          const r = await load(x, { rate, stream });
+          expect(r.ok === r.sent && r.sent > 0, `${x.name} at ${rate}/s: ok ${r.ok} of ${r.sent}`);
+          runs.push({ path: x.name, stream, rate, r });
+          log(`  ok ${r.ok}/${r.sent}, p50 ${num(r.latency_ms.p50, 2)} ms, p99 ${num(r.latency_ms.p99, 2)} ms`);
+          if (r.errors) await settle(x);
+        }
+      }
+    }
+  } finally {
+    await stop(proxyProc);
+    await t.close();
+  }
+  results.e2e = { runs: runs.map(({ path: p, stream, rate, r }) => ({ path: p, stream, rate, ok: r.ok, sent: r.sent,
+    latency_ms: r.latency_ms, ttft_ms: r.ttft_ms, achieved_rate: r.achieved_rate, usage: r.usage })) };
+  const rows = runs.map(({ path: p, stream, rate, r }) => [p, stream ? 'stream' : 'unary', num(rate),
+    `${num(r.ok)} / ${num(r.sent)}`, `${num(r.latency_ms.p50, 2)} / ${num(r.latency_ms.p90, 2)} / ${num(r.latency_ms.p99, 2)}`,
+    stream ? `${num(r.ttft_ms.p50, 2)} / ${num(r.ttft_ms.p99, 2)}` : '—',
+    num(r.usage[0].cpu_percent), num(r.usage[2].cpu_percent), num(r.cpu.percent)]);
+  save('e2e', [
+    `Machine: ${machineLine}.`,
+    '',
+    `One gateway and one fake-engine node (${TOKENS} tokens per answer), driven by \`agora-load\` (${CONNECTIONS} connections,`,
+    `${warmup} s warm-up, ${duration} s measured) **plain** (HTTPS straight to the gateway) and **sealed** (plain HTTP to`,
+    '`agora proxy`, which fetches candidates, seals with HPKE, posts over HTTPS and opens every chunk). Latency and TTFT',
+    'in ms from the scheduled send time. CPU: % of one core — gateway, proxy, load generator.',
+    pinning ? `Placement: the gateway alone on CPU ${GATEWAY_CPUS}; node, proxy and load generator on CPU ${OTHER_CPUS}.` : 'No CPU pinning in this run.',
+    '',
+    table(['path', 'mode', 'rate/s', 'ok', 'latency p50 / p90 / p99 ms', 'TTFT p50 / p99 ms', 'gateway CPU %', 'proxy CPU %',
+           'gen CPU %'], rows),
+    '',
+    'Reproduce: `node bench/run.mjs --only e2e [--rates 100,300]`.',
   ].join('\n'));
 }
 
@@ -750,7 +809,8 @@ function summary(all) {
 
 // ---------------------------------------------------------------- main
 
-const steps = { gateway: () => harnessOn(OTHER_CPUS, benchGateway), ab: () => harnessOn(OTHER_CPUS, benchAb), streaming: benchStreaming, node: benchNode, roofline: benchRoofline, scale: benchScale, engine: benchEngine };
+const steps = { gateway: () => harnessOn(OTHER_CPUS, benchGateway), ab: () => harnessOn(OTHER_CPUS, benchAb),
+                e2e: () => harnessOn(OTHER_CPUS, benchE2e), streaming: benchStreaming, node: benchNode, roofline: benchRoofline, scale: benchScale, engine: benchEngine };
 for (const s of sections) if (!steps[s]) { console.error(`unknown section '${s}' (have: ${Object.keys(steps).join(', ')})`); process.exit(2); }
 for (const [name] of Object.entries(bin)) if (!fs.existsSync(bin[name])) log(`note: ${rel(bin[name])} is not built`);
 let failed = 0;
