@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <unordered_map>
 
 #include "common/log.h"
 #include "crypto/ed25519.h"
@@ -53,15 +54,27 @@ std::string url_encode(std::string_view s) {
   return out;
 }
 
-// One request to the gateway on a TLS connection of its own: the response
-// header first, then the body as it arrives.
-struct Upstream {
-  explicit Upstream(asio::any_io_executor ex, asio::ssl::context& ctx) : stream(ex, ctx) {}
+// A TLS connection to the gateway, kept for the next request when the
+// response allows (keep-alive): a handshake per request doubled the cost
+// of a sealed request (docs/BENCHMARKS.md, section 6).
+struct Conn {
+  Conn(asio::any_io_executor ex, asio::ssl::context& ctx) : stream(ex, ctx) {}
   beast::ssl_stream<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
+};
+
+// One request to the gateway: the response header first, then the body as
+// it arrives.
+struct Upstream {
+  std::unique_ptr<Conn> conn;
   http::response_parser<http::string_body> parser;
   std::string error;  // why the body ended early, if it did
 };
+
+// Candidates for one (model, routing) are reused this long: listing them
+// per request would cost the gateway a request each.
+constexpr auto kCandidateTtl = std::chrono::seconds(2);
+constexpr size_t kMaxIdleConnections = 32;
 
 class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyImpl> {
  public:
@@ -167,46 +180,88 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
 
   // ---- the gateway
 
-  awaitable<Result<std::unique_ptr<Upstream>>> open_upstream(http::verb method, std::string target, std::string body) {
-    auto up = std::make_unique<Upstream>(io_.get_executor(), *tls_);
-    up->parser.body_limit(kMaxUpstreamBody);
+  awaitable<Result<std::unique_ptr<Conn>>> connect() {
+    auto conn = std::make_unique<Conn>(io_.get_executor(), *tls_);
     tcp::resolver resolver(io_);
     auto [rec, endpoints] =
         co_await resolver.async_resolve(gateway_.host, std::to_string(gateway_.port), as_tuple_awaitable);
     if (rec) co_return make_error(Errc::unavailable, "cannot resolve " + gateway_.host + ": " + rec.message());
-    auto& lowest = beast::get_lowest_layer(up->stream);
+    auto& lowest = beast::get_lowest_layer(conn->stream);
     lowest.expires_after(std::chrono::seconds(10));
     auto [cec, ep] = co_await lowest.async_connect(endpoints, as_tuple_awaitable);
     if (cec) co_return make_error(Errc::unavailable, "cannot connect to the gateway: " + cec.message());
-    if (Status st = net::prepare_client_stream(up->stream.native_handle(), gateway_.host, cfg_.tls); !st) {
+    lowest.socket().set_option(tcp::no_delay(true));
+    if (Status st = net::prepare_client_stream(conn->stream.native_handle(), gateway_.host, cfg_.tls); !st) {
       co_return st.error();
     }
-    auto [hec] = co_await up->stream.async_handshake(asio::ssl::stream_base::client, as_tuple_awaitable);
+    auto [hec] = co_await conn->stream.async_handshake(asio::ssl::stream_base::client, as_tuple_awaitable);
     if (hec) {
       co_return make_error(Errc::unavailable, "TLS handshake with the gateway failed: " +
-                                                  net::describe_tls_error(hec, up->stream.native_handle()));
+                                                  net::describe_tls_error(hec, conn->stream.native_handle()));
     }
-    Request req{method, target, 11};
-    req.set(http::field::host, net::format_host_port(gateway_.host, gateway_.port));
-    req.set(http::field::authorization, "Bearer " + cfg_.api_key);
-    req.set(http::field::user_agent, "agora-proxy/0.1.0");
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    req.body() = std::move(body);
-    req.prepare_payload();
-    lowest.expires_after(std::chrono::seconds(30));
-    auto [wec, wn] = co_await http::async_write(up->stream, req, as_tuple_awaitable);
-    if (wec) co_return make_error(Errc::unavailable, "writing to the gateway failed: " + wec.message());
-    lowest.expires_after(std::chrono::minutes(5));
-    auto [rhec, rhn] = co_await http::async_read_header(up->stream, up->buffer, up->parser, as_tuple_awaitable);
-    if (rhec) co_return make_error(Errc::unavailable, "no answer from the gateway: " + rhec.message());
-    co_return std::move(up);
+    co_return std::move(conn);
+  }
+
+  // Sends one request, on an idle kept-alive connection when there is one
+  // (a fresh one if that turns out closed), and reads the response header.
+  awaitable<Result<std::unique_ptr<Upstream>>> open_upstream(http::verb method, std::string target, std::string body) {
+    for (int attempt = 0;; ++attempt) {
+      std::unique_ptr<Conn> conn;
+      const bool reused = !idle_.empty() && attempt == 0;
+      if (reused) {
+        conn = std::move(idle_.back());
+        idle_.pop_back();
+      } else {
+        auto fresh = co_await connect();
+        if (!fresh) co_return fresh.error();
+        conn = std::move(*fresh);
+      }
+      Request req{method, target, 11};
+      req.set(http::field::host, net::format_host_port(gateway_.host, gateway_.port));
+      req.set(http::field::authorization, "Bearer " + cfg_.api_key);
+      req.set(http::field::user_agent, "agora-proxy/0.1.0");
+      if (!body.empty()) req.set(http::field::content_type, "application/json");
+      req.body() = body;
+      req.prepare_payload();
+      req.keep_alive(true);
+      auto& lowest = beast::get_lowest_layer(conn->stream);
+      lowest.expires_after(std::chrono::seconds(30));
+      auto [wec, wn] = co_await http::async_write(conn->stream, req, as_tuple_awaitable);
+      if (wec) {
+        if (reused) continue;  // the gateway closed the idle connection
+        co_return make_error(Errc::unavailable, "writing to the gateway failed: " + wec.message());
+      }
+      auto up = std::make_unique<Upstream>();
+      up->parser.body_limit(kMaxUpstreamBody);
+      lowest.expires_after(std::chrono::minutes(5));
+      auto [rhec, rhn] = co_await http::async_read_header(conn->stream, conn->buffer, up->parser, as_tuple_awaitable);
+      if (rhec) {
+        // An idle connection the gateway closed as we reused it: nothing
+        // was read, so it never saw the request (a sealed request sent
+        // twice would be refused as a replay anyway).
+        const bool closed = rhec == http::error::end_of_stream || rhec == asio::error::eof ||
+                            rhec == asio::ssl::error::stream_truncated || rhec == asio::error::connection_reset;
+        if (reused && closed) continue;
+        co_return make_error(Errc::unavailable, "no answer from the gateway: " + rhec.message());
+      }
+      up->conn = std::move(conn);
+      co_return std::move(up);
+    }
+  }
+
+  // A finished exchange gives its connection back for the next request.
+  void release(Upstream& up) {
+    if (!up.conn || !up.parser.is_done() || !up.parser.get().keep_alive() || !up.error.empty()) return;
+    if (idle_.size() >= kMaxIdleConnections) return;
+    beast::get_lowest_layer(up.conn->stream).expires_never();
+    idle_.push_back(std::move(up.conn));
   }
 
   // Reads more of the body; false when it is complete or failed.
   static awaitable<bool> read_more(Upstream& up) {
     if (up.parser.is_done()) co_return false;
-    beast::get_lowest_layer(up.stream).expires_after(std::chrono::minutes(5));
-    auto [ec, n] = co_await http::async_read_some(up.stream, up.buffer, up.parser, as_tuple_awaitable);
+    beast::get_lowest_layer(up.conn->stream).expires_after(std::chrono::minutes(5));
+    auto [ec, n] = co_await http::async_read_some(up.conn->stream, up.conn->buffer, up.parser, as_tuple_awaitable);
     if (ec && ec != http::error::need_buffer) {
       up.error = ec.message();
       co_return false;
@@ -227,6 +282,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   // carry no content.
   awaitable<bool> relay_error(beast::tcp_stream& s, const Request& req, Upstream& up) {
     co_await read_all(up);
+    release(up);
     auto& res = up.parser.get();
     std::vector<std::pair<std::string, std::string>> extra;
     for (const auto& f : res) {
@@ -253,6 +309,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
         co_return co_await send_error(s, req, e);
       }
       co_await read_all(**up);
+      release(**up);
       co_return co_await send(s, req, (*up)->parser.get().result(), (*up)->parser.get().body());
     }
     const ApiError e = api_error(404, "not_found", "agora proxy serves POST /v1/chat/completions and GET /v1/models");
@@ -282,23 +339,28 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     }
 
     // Candidates: nodes serving the model under the routing preferences,
-    // with an identity key.
+    // with an identity key (listed by the gateway, reused for a moment).
     std::string q = "/v1/providers?model=" + url_encode(r.model) + "&privacyLevel=" + url_encode(r.routing.privacy_level);
     if (!r.routing.regions.empty()) {
       std::string regions;
       for (const auto& x : r.routing.regions) regions += (regions.empty() ? "" : ",") + x;
       q += "&region=" + url_encode(regions);
     }
-    auto listed = co_await open_upstream(http::verb::get, q, "");
-    if (!listed) {
-      const ApiError e = api_error(502, "gateway_unreachable", listed.error().message);
-      co_return co_await send_error(s, req, e);
-    }
-    if ((*listed)->parser.get().result() != http::status::ok) co_return co_await relay_error(s, req, **listed);
-    co_await read_all(**listed);
     std::vector<protocol::sealed::Recipient> recipients;
     int32_t ctx = 0;
-    {
+    const auto now = std::chrono::steady_clock::now();
+    if (auto hit = candidates_.find(q); hit != candidates_.end() && now - hit->second.at < kCandidateTtl) {
+      recipients = hit->second.recipients;
+      ctx = hit->second.ctx;
+    } else {
+      auto listed = co_await open_upstream(http::verb::get, q, "");
+      if (!listed) {
+        const ApiError e = api_error(502, "gateway_unreachable", listed.error().message);
+        co_return co_await send_error(s, req, e);
+      }
+      if ((*listed)->parser.get().result() != http::status::ok) co_return co_await relay_error(s, req, **listed);
+      co_await read_all(**listed);
+      release(**listed);
       boost::system::error_code ec;
       json::value v = json::parse((*listed)->parser.get().body(), ec);
       const json::array* data = !ec && v.is_object() && v.get_object().contains("data") &&
@@ -320,6 +382,9 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
           ctx = ctx == 0 ? x : std::min(ctx, x);
         }
       }
+      if (candidates_.size() > 256) candidates_.clear();
+      if (!recipients.empty()) candidates_[q] = Candidates{now, recipients, ctx};
+      else candidates_.erase(q);
     }
     if (recipients.empty()) {
       const ApiError e = api_error(503, "no_sealable_provider",
@@ -370,9 +435,14 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       const ApiError e = api_error(502, "gateway_unreachable", up.error().message);
       co_return co_await send_error(s, req, e);
     }
-    if ((*up)->parser.get().result() != http::status::ok) co_return co_await relay_error(s, req, **up);
-    if (r.stream) co_return co_await streamed(s, req, r, *sealed, **up);
-    co_return co_await unary(s, req, r, *sealed, **up);
+    if ((*up)->parser.get().result() != http::status::ok) {
+      // Candidates gone (the request could be served by none): list anew.
+      if ((*up)->parser.get().result() == http::status::service_unavailable) candidates_.erase(q);
+      co_return co_await relay_error(s, req, **up);
+    }
+    const bool keep = r.stream ? co_await streamed(s, req, r, *sealed, **up) : co_await unary(s, req, r, *sealed, **up);
+    release(**up);
+    co_return keep;
   }
 
   // The HPKE context of the node that answered.
@@ -584,12 +654,23 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
                                                  : "the stream broke: " + up.error);
       }
     }
+    // The rest of the gateway's chunked body (its terminator), so the
+    // connection can serve the next request.
+    co_await read_all(up);
     co_return false;  // close: the stream's end
   }
+
+  struct Candidates {
+    std::chrono::steady_clock::time_point at;
+    std::vector<protocol::sealed::Recipient> recipients;
+    int32_t ctx = 0;
+  };
 
   asio::io_context& io_;
   ProxyConfig cfg_;
   net::Url gateway_;
+  std::vector<std::unique_ptr<Conn>> idle_;                // kept-alive connections to the gateway
+  std::unordered_map<std::string, Candidates> candidates_;  // by /v1/providers query
   std::shared_ptr<asio::ssl::context> tls_;
   tcp::acceptor acceptor_;
   uint16_t port_ = 0;
