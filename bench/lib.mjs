@@ -128,9 +128,9 @@ export function machine(root) {
 
 // ---------------------------------------------------------------- metrics
 
-export function getText(url, ca) {
+export function getText(url, ca, headers = {}) {
   return new Promise((resolve, reject) => {
-    https.get(url, { ca, agent: false }, (r) => {
+    https.get(url, { ca, agent: false, headers }, (r) => {
       let b = '';
       r.setEncoding('utf8');
       r.on('data', (d) => { b += d; });

@@ -135,7 +135,7 @@ async function marketplace({ fake, gatewaySet = [], agora = bin.agora }) {
   const ca = fs.readFileSync(info.ca_cert);
   await until('the node to register', async () => (await getText(`${info.base_url}/readyz`, ca)).status === 200);
   return {
-    name: 'agora', dir, key, info, ca, gateway, node, pids: [gateway.pid, node.pid],
+    name: 'agora', dir, key, token, info, ca, gateway, node, pids: [gateway.pid, node.pid],
     loadArgs: ['--url', `${info.base_url}/v1/chat/completions`, '--api-key', key, '--ca-cert', info.ca_cert],
     metrics: async () => (await getText(`${info.base_url}/metrics`, ca)).body,
     async close() { await stop(node); await stop(gateway); fs.rmSync(dir, { recursive: true, force: true }); },
@@ -164,8 +164,8 @@ async function portkey() {
 // One agora-load run against a target; returns its JSON summary plus the
 // CPU% and RSS of the target's processes over the run.
 async function load(target, { rate, stream = false, secs = duration, warm = warmup, connections = CONNECTIONS,
-                              maxTokens = TOKENS, timeout = 10 }) {
-  const args = [...target.loadArgs, '--model', 'fake', '--max-tokens', String(maxTokens), '--rate', String(rate),
+                              maxTokens = TOKENS, timeout = 10, model = 'fake' }) {
+  const args = [...target.loadArgs, '--model', model, '--max-tokens', String(maxTokens), '--rate', String(rate),
                 '--duration', String(secs), '--warmup', String(warm), '--connections', String(connections),
                 '--timeout', String(timeout), '--json', ...(stream ? ['--stream'] : [])];
   const { result, usage } = await sampled(target.pids, () => run(...pinned(OTHER_CPUS, bin.load, args)));
@@ -401,6 +401,17 @@ async function benchE2e() {
   const plainTarget = { ...t, name: 'plain', pids: [t.gateway.pid, t.node.pid, proxyProc.pid] };
   const e2eRates = opt('rates') ? rates : (smoke ? [20] : [100, 300]);
   const runs = [];
+  // A second node pacing its tokens like a real model (500 tokens/s, 200
+  // per answer), for decode tokens/s of one stream at a time.
+  const pacedTokens = smoke ? 20 : 200;
+  const pacedNode = start(...pinned(OTHER_CPUS, bin.agora, ['node', '--gateway', t.info.node_url.replace(/\/v1\/node$/, ''),
+                                                           '--token', t.token, '--ca-cert', t.info.ca_cert,
+                                                           '--data-dir', path.join(t.dir, 'paced-node'), '--engine', 'fake',
+                                                           '--fake', `name=paced,tokens=${pacedTokens},slots=8,token-interval-us=2000`]),
+                          'agora node (paced)');
+  await until('the paced node', async () => JSON.parse((await getText(`${t.info.base_url}/v1/models`, t.ca,
+    { authorization: `Bearer ${t.key}` })).body).data.some((m) => m.id === 'paced'));
+  const paced = [];
   try {
     if (!smoke) for (const x of [plainTarget, sealedTarget]) await load(x, { rate: 50, secs: 2, warm: 0 });
     for (const stream of [false, true]) {
@@ -415,10 +426,21 @@ async function benchE2e() {
         }
       }
     }
+    for (const x of [plainTarget, sealedTarget]) {
+      log(`${x.name}: one paced stream at a time`);
+      const r = await load(x, { rate: smoke ? 2 : 2, stream: true, connections: 1, maxTokens: pacedTokens, model: 'paced',
+                                secs: smoke ? 1 : duration });
+      expect(r.ok === r.sent && r.sent > 0, `${x.name} paced: ok ${r.ok} of ${r.sent}`);
+      const tokps = (pacedTokens - 1) / ((r.latency_ms.p50 - r.ttft_ms.p50) / 1000);
+      paced.push({ path: x.name, r, tokps });
+      log(`  ${num(tokps, 1)} tokens/s, TTFT p50 ${num(r.ttft_ms.p50, 2)} ms`);
+    }
   } finally {
+    await stop(pacedNode);
     await stop(proxyProc);
     await t.close();
   }
+  results.e2e_paced = paced.map(({ path: p, r, tokps }) => ({ path: p, tokens_per_s: tokps, ttft_ms: r.ttft_ms, latency_ms: r.latency_ms }));
   results.e2e = { runs: runs.map(({ path: p, stream, rate, r }) => ({ path: p, stream, rate, ok: r.ok, sent: r.sent,
     latency_ms: r.latency_ms, ttft_ms: r.ttft_ms, achieved_rate: r.achieved_rate, usage: r.usage })) };
   const rows = runs.map(({ path: p, stream, rate, r }) => [p, stream ? 'stream' : 'unary', num(rate),
@@ -436,6 +458,13 @@ async function benchE2e() {
     '',
     table(['path', 'mode', 'rate/s', 'ok', 'latency p50 / p90 / p99 ms', 'TTFT p50 / p99 ms', 'gateway CPU %', 'proxy CPU %',
            'gen CPU %'], rows),
+    '',
+    `Decode rate of one stream at a time from a node pacing ${pacedTokens} tokens at 500 tokens/s (what a real model`,
+    'does), tokens after the first ÷ (latency − TTFT), medians:',
+    '',
+    table(['path', 'tokens/s', 'TTFT p50 / p99 ms', 'latency p50 ms'],
+          paced.map(({ path: p, r, tokps }) => [p, num(tokps, 1), `${num(r.ttft_ms.p50, 2)} / ${num(r.ttft_ms.p99, 2)}`,
+                                               num(r.latency_ms.p50, 1)])),
     '',
     'Reproduce: `node bench/run.mjs --only e2e [--rates 100,300]`.',
   ].join('\n'));
