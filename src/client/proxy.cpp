@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cctype>
 #include <chrono>
 #include <unordered_map>
 
@@ -278,20 +279,28 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     }
   }
 
+  // The gateway's headers a client acts on (rate limits, retry advice),
+  // passed through as they are.
+  static std::vector<std::pair<std::string, std::string>> pass_through(const http::response_header<>& res) {
+    std::vector<std::pair<std::string, std::string>> extra;
+    for (const auto& f : res) {
+      std::string name(f.name_string());
+      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (name.starts_with("x-ratelimit-") || name == "retry-after" || name == "retry-after-ms" ||
+          name == "x-should-retry") {
+        extra.emplace_back(name, std::string(f.value()));
+      }
+    }
+    return extra;
+  }
+
   // Relays a gateway error (status, body, retry headers) as it is: errors
   // carry no content.
   awaitable<bool> relay_error(beast::tcp_stream& s, const Request& req, Upstream& up) {
     co_await read_all(up);
     release(up);
     auto& res = up.parser.get();
-    std::vector<std::pair<std::string, std::string>> extra;
-    for (const auto& f : res) {
-      const std::string name(f.name_string());
-      if (name.starts_with("x-ratelimit-") || name == "retry-after" || name == "retry-after-ms" ||
-          name == "x-should-retry") {
-        extra.emplace_back(name, std::string(f.value()));
-      }
-    }
+    const auto extra = pass_through(res.base());
     std::string body = res.body();
     if (body.empty()) body = gateway::error_body(api_error(static_cast<int>(res.result_int()), "gateway_error", "The gateway answered " + std::to_string(res.result_int())));
     co_return co_await send(s, req, res.result(), std::move(body), extra);
@@ -537,7 +546,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (const auto* x = o.if_contains("created"); x && x->is_int64()) created = x->get_int64();
     std::string out = gateway::completion_body(id, created, model, result, provenance_of(o, node->get_string()));
     crypto::secure_wipe(result.text);
-    co_return co_await send(s, req, http::status::ok, std::move(out));
+    co_return co_await send(s, req, http::status::ok, std::move(out), pass_through(up.parser.get().base()));
   }
 
   awaitable<bool> streamed(beast::tcp_stream& s, const Request& req, const gateway::ChatRequest& r,
@@ -546,6 +555,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     head.set(http::field::server, "agora-proxy");
     head.set(http::field::content_type, "text/event-stream; charset=utf-8");
     head.set(http::field::cache_control, "no-cache");
+    for (const auto& [k, v] : pass_through(up.parser.get().base())) head.set(k, v);
     head.keep_alive(false);  // the stream ends by closing
     http::response_serializer<http::empty_body> sr{head};
     auto [hec, hn] = co_await http::async_write_header(s, sr, as_tuple_awaitable);

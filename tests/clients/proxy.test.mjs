@@ -48,7 +48,11 @@ const ask = (content) => ({ model: MODEL, messages: [{ role: 'user', content }],
 
 test('through the proxy, unary and streamed answers are exactly those without encryption', async () => {
   const direct = await plain.chat.completions.create(ask('Say something about the sea'));
-  const sealed = await proxy.client.chat.completions.create(ask('Say something about the sea'));
+  const { data: sealed, response } = await proxy.client.chat.completions.create(ask('Say something about the sea'))
+    .withResponse();
+  // The rate-limit headers come through, as they would straight from the gateway.
+  assert.match(response.headers.get('x-ratelimit-remaining-requests') ?? '', /^\d+$/);
+  assert.match(response.headers.get('x-ratelimit-limit-tokens') ?? '', /^\d+$/);
   assert.equal(sealed.choices[0].message.content, direct.choices[0].message.content);
   assert.equal(sealed.choices[0].finish_reason, direct.choices[0].finish_reason);
   // (The second request may reuse the first's KV cache: cached_tokens differ.)
