@@ -1,0 +1,81 @@
+// Attestation verifiers: evidence a node produced for a gateway nonce →
+// a verdict (what level it grants, until when) or a reason for refusal.
+// Real evidence comes from Google (Play Integrity) and NVIDIA (NRAS); the
+// verifiers work offline against pinned keys and roots the operator
+// configures, and never trust the token to choose an algorithm.
+//
+// Nonces: the gateway issues a fresh random nonce per challenge; the
+// evidence must carry SHA-256(gateway nonce ‖ node identity public key)
+// (evidence_nonce), which binds it to the node's X25519 key. NonceRegistry
+// makes each gateway nonce single-use.
+//
+// Threading: verifiers are immutable after construction and thread-safe;
+// a NonceRegistry is used by one thread (the gateway's loop).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "attest/jose.h"
+#include "common/result.h"
+
+namespace agora::attest {
+
+struct Verdict {
+  std::string level;    // "verified" (device integrity) or "confidential" (GPU TEE)
+  std::string kind;     // "play_integrity" | "nvidia_cc"
+  int64_t verified_ms = 0;
+  int64_t expires_ms = 0;
+  std::string summary;  // what was checked, for operators (no secrets)
+};
+
+class AttestationVerifier {
+ public:
+  virtual ~AttestationVerifier() = default;
+  virtual std::string_view kind() const = 0;
+  // Errors: invalid_argument with the reason (format, signature, nonce,
+  // time, policy).
+  virtual Result<Verdict> verify(std::string_view evidence, std::string_view expected_nonce, int64_t now_ms) const = 0;
+};
+
+// The evidence nonce for a gateway nonce and a node's raw X25519 public
+// key: lower-case hex SHA-256(nonce ‖ key).
+std::string evidence_nonce(std::string_view gateway_nonce, std::string_view node_public_key);
+
+// Gateway nonces: issued per node, consumed once.
+class NonceRegistry {
+ public:
+  explicit NonceRegistry(int64_t lifetime_ms = 5 * 60 * 1000) : lifetime_ms_(lifetime_ms) {}
+  // A fresh 32-byte random nonce (hex) for `node_id`, replacing its last.
+  std::string issue(const std::string& node_id, int64_t now_ms);
+  // true once for the nonce issued to `node_id`, if not expired.
+  bool consume(const std::string& node_id, std::string_view nonce, int64_t now_ms);
+
+ private:
+  struct Issued {
+    std::string nonce;
+    int64_t expires_ms = 0;
+  };
+  int64_t lifetime_ms_;
+  std::unordered_map<std::string, Issued> issued_;
+};
+
+// ---- Google Play Integrity, locally decrypted mode
+
+struct PlayIntegrityPolicy {
+  std::string decryption_key;  // 32 bytes (A256KW)
+  Pkey verification_key;       // EC P-256 public key (ES256)
+  std::string package_name;
+  std::string certificate_sha256;  // as Google reports it (base64url SHA-256 of the signing cert)
+  bool require_strong = false;     // MEETS_STRONG_INTEGRITY instead of MEETS_DEVICE_INTEGRITY
+  int64_t max_age_ms = 5 * 60 * 1000;
+  int64_t max_future_ms = 60 * 1000;
+  int64_t verdict_lifetime_ms = 24LL * 3600 * 1000;
+};
+
+std::unique_ptr<AttestationVerifier> make_play_integrity_verifier(PlayIntegrityPolicy policy);
+
+}  // namespace agora::attest
