@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "attest/jose.h"
 #include "common/result.h"
@@ -77,5 +78,31 @@ struct PlayIntegrityPolicy {
 };
 
 std::unique_ptr<AttestationVerifier> make_play_integrity_verifier(PlayIntegrityPolicy policy);
+
+}  // namespace agora::attest
+
+namespace agora::attest {
+
+// ---- NVIDIA GPU confidential computing: an NRAS attestation result
+//
+// The evidence is the detached EAT bundle NRAS returns,
+//   [["JWT", "<overall token>"], {"GPU-0": "<device token>", …}],
+// every token an ES384 JWS whose x5c chain must validate to the pinned
+// root. The overall token vouches for each device token by its SHA-256
+// in "submods".
+struct NvidiaPolicy {
+  std::string root_pem;                 // the pinned NRAS signing root (PEM)
+  std::vector<std::string> hw_models;   // allowed "hwmodel" values
+  std::string min_driver_version;       // e.g. "550.54.15"
+  int64_t verdict_lifetime_ms = 24LL * 3600 * 1000;
+  int64_t leeway_s = 60;                // clock skew allowed on nbf / exp
+};
+
+// Errors: invalid_argument (a bad root PEM).
+Result<std::unique_ptr<AttestationVerifier>> make_nvidia_verifier(NvidiaPolicy policy);
+
+// Dotted version comparison ("550.54.15" < "550.100.1"): -1, 0, 1; a
+// non-numeric part compares as smaller.
+int compare_versions(std::string_view a, std::string_view b);
 
 }  // namespace agora::attest
