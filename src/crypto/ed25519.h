@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/result.h"
+#include "crypto/encoding.h"  // to_hex, from_hex
 
 namespace agora::crypto {
 
@@ -39,10 +40,5 @@ class Ed25519Signer {
 // True when `signature_hex` (64 bytes, hex) is a valid signature of
 // `message` under `public_key_hex` (32 bytes, hex). Malformed input: false.
 bool ed25519_verify(std::string_view public_key_hex, std::string_view message, std::string_view signature_hex);
-
-// Hex helpers (lower-case out; either case in). from_hex: nullopt when `hex`
-// has odd length or a non-hex digit.
-std::string to_hex(std::string_view bytes);
-std::optional<std::string> from_hex(std::string_view hex);
 
 }  // namespace agora::crypto

@@ -1,8 +1,44 @@
 #include "crypto/encoding.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 namespace agora::crypto {
+
+std::string to_hex(std::string_view b) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(b.size() * 2, '0');
+  for (size_t i = 0; i < b.size(); ++i) {
+    const auto c = static_cast<unsigned char>(b[i]);
+    out[2 * i] = kDigits[c >> 4];
+    out[2 * i + 1] = kDigits[c & 0xF];
+  }
+  return out;
+}
+
+std::string to_hex(std::span<const uint8_t> bytes) {
+  return to_hex(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+std::optional<std::string> from_hex(std::string_view hex) {
+  if (hex.size() % 2 != 0) return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out(hex.size() / 2, '\0');
+  for (size_t i = 0; i < out.size(); ++i) {
+    const int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      OPENSSL_cleanse(out.data(), out.size());
+      return std::nullopt;
+    }
+    out[i] = static_cast<char>((hi << 4) | lo);
+  }
+  return out;
+}
 
 std::string to_base64(std::string_view bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3), '\0');

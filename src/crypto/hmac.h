@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 
+#include "crypto/encoding.h"  // to_hex
+
 namespace agora::crypto {
 
 using Digest256 = std::array<uint8_t, 32>;
@@ -46,9 +48,6 @@ Digest256 hmac_sha256(std::span<const uint8_t> key, std::string_view message);
 // larger requests abort (a programming error, never input-driven).
 Digest256 hkdf_extract(std::span<const uint8_t> salt, std::span<const uint8_t> ikm);
 std::string hkdf_expand(std::span<const uint8_t> prk, std::span<const uint8_t> info, size_t length);
-
-// Lower-case hex of any bytes.
-std::string to_hex(std::span<const uint8_t> bytes);
 
 inline std::span<const uint8_t> as_bytes(std::string_view s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "common/file.h"
+#include "crypto/encoding.h"
 #include "crypto/hmac.h"
 #include "crypto/random.h"
 
@@ -20,13 +21,6 @@ namespace fs = std::filesystem;
 
 constexpr size_t kSecretBytes = 32;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // The file's text → 32 bytes. One line of 64 hex digits (a trailing
 // newline allowed).
 Result<std::string> parse(const fs::path& path, std::string text, std::string_view what) {
@@ -35,18 +29,10 @@ Result<std::string> parse(const fs::path& path, std::string text, std::string_vi
     OPENSSL_cleanse(text.data(), text.size());
     return make_error(Errc::corrupt, path.string() + ": not a " + std::string(what) + " (expected one line of 64 hex digits)");
   }
-  std::string out(kSecretBytes, '\0');
-  for (size_t i = 0; i < kSecretBytes; ++i) {
-    const int hi = hex_value(text[2 * i]), lo = hex_value(text[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      OPENSSL_cleanse(text.data(), text.size());
-      OPENSSL_cleanse(out.data(), out.size());
-      return make_error(Errc::corrupt, path.string() + ": not a " + std::string(what) + " (non-hex characters)");
-    }
-    out[i] = static_cast<char>(hi << 4 | lo);
-  }
+  auto out = from_hex(text);
   OPENSSL_cleanse(text.data(), text.size());
-  return out;
+  if (!out) return make_error(Errc::corrupt, path.string() + ": not a " + std::string(what) + " (non-hex characters)");
+  return std::move(*out);
 }
 
 Result<std::string> read_secret_file(const fs::path& path, std::string_view what) {
