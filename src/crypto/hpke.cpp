@@ -96,6 +96,15 @@ std::string extract_and_expand(std::string_view dh_secret, std::string_view kem_
 
 }  // namespace
 
+std::string compute_nonce(std::string_view base_nonce, uint64_t seq) {
+  std::string nonce(base_nonce);
+  for (size_t i = 0; i < 8 && i < nonce.size(); ++i) {
+    char& c = nonce[nonce.size() - 1 - i];
+    c = static_cast<char>(static_cast<unsigned char>(c) ^ ((seq >> (8 * i)) & 0xff));
+  }
+  return nonce;
+}
+
 uint16_t aead_id(AeadAlgorithm a) {
   switch (a) {
     case AeadAlgorithm::aes128gcm: return 0x0001;
@@ -195,12 +204,7 @@ Result<std::string> Context::next_nonce() const {
   if (seq_ == std::numeric_limits<uint64_t>::max()) {
     return make_error(Errc::unavailable, "hpke: the context's sequence number is exhausted");
   }
-  std::string nonce = base_nonce_;
-  for (size_t i = 0; i < 8; ++i) {
-    nonce[kAeadNonceBytes - 1 - i] =
-        static_cast<char>(static_cast<unsigned char>(nonce[kAeadNonceBytes - 1 - i]) ^ ((seq_ >> (8 * i)) & 0xff));
-  }
-  return nonce;
+  return compute_nonce(base_nonce_, seq_);
 }
 
 Result<std::string> Context::seal(std::string_view aad, std::string_view plaintext) {

@@ -25,6 +25,10 @@ inline constexpr uint16_t kKdfHkdfSha256 = 0x0001;
 inline constexpr size_t kPublicKeyBytes = 32;  // Npk = Nenc
 inline constexpr size_t kPrivateKeyBytes = 32;
 
+// ComputeNonce (RFC 9180 §5.2): `base_nonce` XOR the sequence number,
+// big-endian in its last bytes (sealed response chunks use it too).
+std::string compute_nonce(std::string_view base_nonce, uint64_t seq);
+
 // RFC 9180 AEAD ids.
 uint16_t aead_id(AeadAlgorithm a);
 

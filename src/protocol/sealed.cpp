@@ -41,14 +41,6 @@ std::string chunk_aad(uint64_t seq, bool final) {
   return aad;
 }
 
-std::string chunk_nonce(const std::string& base, uint64_t seq) {
-  std::string n = base;
-  for (size_t i = 0; i < 8; ++i) {
-    n[n.size() - 1 - i] = static_cast<char>(static_cast<unsigned char>(n[n.size() - 1 - i]) ^ ((seq >> (8 * i)) & 0xff));
-  }
-  return n;
-}
-
 }  // namespace
 
 std::string header_aad(const Header& h) {
@@ -132,7 +124,7 @@ ResponseSealer::ResponseSealer(const hpke::Context& context)
 
 Result<std::string> ResponseSealer::seal(std::string_view plaintext, bool final) {
   if (finished_) return make_error(Errc::invalid_argument, "sealed: the response is already complete");
-  auto ct = crypto::aead_seal(kAead, key_, chunk_nonce(nonce_, seq_), chunk_aad(seq_, final), plaintext);
+  auto ct = crypto::aead_seal(kAead, key_, hpke::compute_nonce(nonce_, seq_), chunk_aad(seq_, final), plaintext);
   if (!ct) return ct.error();
   ++seq_;
   finished_ = final;
@@ -150,7 +142,7 @@ Result<std::string> ResponseOpener::open(uint64_t seq, bool final, std::string_v
                                          " was due (reordered, dropped or replayed)");
   }
   // The claimed position and finality are only believed once they open.
-  auto pt = crypto::aead_open(kAead, key_, chunk_nonce(nonce_, seq), chunk_aad(seq, final), ciphertext);
+  auto pt = crypto::aead_open(kAead, key_, hpke::compute_nonce(nonce_, seq), chunk_aad(seq, final), ciphertext);
   if (!pt) return make_error(Errc::corrupt, "sealed: chunk " + std::to_string(seq) + " does not open (altered)");
   ++expected_;
   finished_ = final;
