@@ -504,10 +504,7 @@ void run_agreement_publish(const AgreementArgs& a) {
   auto master = load_master(a.data_dir, a.master_key, /*create=*/false);
   const int64_t now = now_ms();
   store::AgreementRecord r{parsed->version, parsed->sha256, parsed->text, now};
-  if (Status st = db->publish_agreement(r); !st) fail(st.error().to_string());
-  store::AuditEvent e{now, "agreement.published", "", "",
-                      json::serialize(json::object{{"version", r.version}, {"sha256", r.sha256}, {"by", "cli"}})};
-  if (Status st = db->append_audit(std::span<const store::AuditEvent>(&e, 1)); !st) fail(st.error().to_string());
+  if (Status st = store::publish_agreement(*db, r, "cli"); !st) fail(st.error().to_string());
   sign_audit(*db, *master);
   std::printf("published agreement version %d (sha256 %s): connected nodes get no further jobs until they accept "
               "it (a running gateway asks them within a second)\n",

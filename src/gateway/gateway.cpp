@@ -14,6 +14,7 @@
 #include "crypto/aead.h"
 #include "protocol/agreement.h"
 #include "store/audit.h"
+#include "store/credentials.h"
 #include "store/sqlite_store.h"
 
 namespace agora::gateway {
@@ -35,16 +36,11 @@ Status publish_builtin_agreement(store::Store& db, int64_t now_ms) {
   if (!current) return current.error();
   if (*current && (*current)->version >= builtin.version) return ok_status();
   store::AgreementRecord a{builtin.version, builtin.sha256, builtin.text, now_ms};
-  if (Status st = db.publish_agreement(a); !st) {
-    // Another gateway on the same database just did it, or the operator
-    // published this very text under another version: keep theirs.
-    if (st.error().code == Errc::invalid_argument) return ok_status();
-    return st;
-  }
-  store::AuditEvent e{now_ms, "agreement.published", "", "",
-                      boost::json::serialize(boost::json::object{
-                          {"version", a.version}, {"sha256", a.sha256}, {"by", "gateway (built-in)"}})};
-  return db.append_audit(std::span<const store::AuditEvent>(&e, 1));
+  Status st = store::publish_agreement(db, a, "gateway (built-in)");
+  // Another gateway on the same database just did it, or the operator
+  // published this very text under another version: keep theirs.
+  if (!st && st.error().code == Errc::invalid_argument) return ok_status();
+  return st;
 }
 
 }  // namespace

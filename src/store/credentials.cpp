@@ -231,6 +231,12 @@ Result<ProviderRecord> revoke_provider(Store& store, const crypto::MasterSecret&
   return r;
 }
 
+Status publish_agreement(Store& store, const AgreementRecord& a, std::string_view actor) {
+  const AuditEvent e{a.published_ms, "agreement.published", "", "",
+                     json::serialize(json::object{{"version", a.version}, {"sha256", a.sha256}, {"by", actor}})};
+  return store.publish_agreement(a, std::span<const AuditEvent>(&e, 1));
+}
+
 Result<ProviderRecord> set_provider_status(Store& store, const crypto::MasterSecret& master,
                                            const std::string& id_name_or_token, const std::string& status,
                                            int64_t now_ms, std::string_view actor) {

@@ -89,6 +89,11 @@ Result<ProviderRecord> set_provider_status(Store& store, const crypto::MasterSec
                                            const std::string& id_name_or_token, const std::string& status,
                                            int64_t now_ms, std::string_view actor = "cli");
 
+// Publishes a version of the provider agreement with its audit entry, in
+// one transaction (the CLI, and a gateway publishing its built-in one).
+// Errors: those of Store::publish_agreement.
+Status publish_agreement(Store& store, const AgreementRecord& a, std::string_view actor);
+
 // A key as JSON (the CLI's --json and the admin API): id, name, prefix,
 // role, created/created_ms, status ("active" | "expired" | "revoked"),
 // revoked/revoked_ms, expires/expires_ms, limits {rpm, tpm, max_concurrent}

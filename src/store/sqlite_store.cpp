@@ -612,7 +612,7 @@ class SqliteStore final : public Store {
                                              int64_t now_ms, std::span<const AuditEvent> audit) override;
   Result<ProviderTotals> provider_totals(const std::string& provider_id) override;
 
-  Status publish_agreement(const AgreementRecord& a) override;
+  Status publish_agreement(const AgreementRecord& a, std::span<const AuditEvent> audit) override;
   Result<std::optional<AgreementRecord>> current_agreement() override;
   Result<AgreementRecord> get_agreement(int32_t version) override;
   Result<bool> record_acceptance(const AcceptanceRecord& a, std::span<const AuditEvent> audit) override;
@@ -1030,7 +1030,7 @@ Result<ProviderTotals> SqliteStore::provider_totals(const std::string& provider_
   return t;
 }
 
-Status SqliteStore::publish_agreement(const AgreementRecord& a) {
+Status SqliteStore::publish_agreement(const AgreementRecord& a, std::span<const AuditEvent> audit) {
   constexpr std::string_view kOp = "publish_agreement";
   Transaction tx(*this);
   if (auto st = tx.begin(kOp); !st) return st;
@@ -1050,6 +1050,7 @@ Status SqliteStore::publish_agreement(const AgreementRecord& a) {
     }
     return st;
   }
+  if (auto st = append_audit_locked(audit, kOp); !st) return st;
   return tx.commit(kOp);
 }
 

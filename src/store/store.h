@@ -236,8 +236,9 @@ class Store {
 
   // ---- the provider agreement
   // Errors: invalid_argument when `a.version` is not above the current one
-  // or the text is already published.
-  virtual Status publish_agreement(const AgreementRecord& a) = 0;
+  // or the text is already published. `audit` is appended in the same
+  // transaction.
+  virtual Status publish_agreement(const AgreementRecord& a, std::span<const AuditEvent> audit) = 0;
   // The highest version; nullopt before any was published.
   virtual Result<std::optional<AgreementRecord>> current_agreement() = 0;
   // Errors: not_found.

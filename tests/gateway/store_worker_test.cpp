@@ -45,7 +45,9 @@ class GatedStore : public store::Store {
     return inner_->set_provider_status(k, s, t, a);
   }
   Result<store::ProviderTotals> provider_totals(const std::string& id) override { return inner_->provider_totals(id); }
-  Status publish_agreement(const store::AgreementRecord& a) override { return inner_->publish_agreement(a); }
+  Status publish_agreement(const store::AgreementRecord& a, std::span<const store::AuditEvent> e) override {
+    return inner_->publish_agreement(a, e);
+  }
   Result<std::optional<store::AgreementRecord>> current_agreement() override { return inner_->current_agreement(); }
   Result<store::AgreementRecord> get_agreement(int32_t v) override { return inner_->get_agreement(v); }
   Result<bool> record_acceptance(const store::AcceptanceRecord& a, std::span<const store::AuditEvent> e) override {

@@ -719,13 +719,13 @@ TEST_F(ProviderStatusTest, TotalsCountWhatAProviderServed) {
 TEST_F(ProviderStatusTest, AgreementsOnlyMoveForwardAndAcceptancesAreRecordedOnce) {
   EXPECT_FALSE(*store_->current_agreement());
   const auto v0 = *store_->credentials_version();
-  ASSERT_TRUE(store_->publish_agreement({1, std::string(64, '1'), "Version: 1", 10}));
+  ASSERT_TRUE(store_->publish_agreement({1, std::string(64, '1'), "Version: 1", 10}, {}));
   EXPECT_NE(*store_->credentials_version(), v0);
-  EXPECT_EQ(store_->publish_agreement({1, std::string(64, '2'), "Version: 1b", 11}).error().code,
+  EXPECT_EQ(store_->publish_agreement({1, std::string(64, '2'), "Version: 1b", 11}, {}).error().code,
             Errc::invalid_argument);
-  EXPECT_EQ(store_->publish_agreement({2, std::string(64, '1'), "Version: 1", 11}).error().code,
+  EXPECT_EQ(store_->publish_agreement({2, std::string(64, '1'), "Version: 1", 11}, {}).error().code,
             Errc::invalid_argument);  // the same text again
-  ASSERT_TRUE(store_->publish_agreement({2, std::string(64, '2'), "Version: 2", 12}));
+  ASSERT_TRUE(store_->publish_agreement({2, std::string(64, '2'), "Version: 2", 12}, {}));
   auto cur = store_->current_agreement();
   ASSERT_TRUE(cur && *cur);
   EXPECT_EQ((*cur)->version, 2);
