@@ -474,12 +474,18 @@ std::string usage_json(const engine::Usage& u) {
 
 namespace {
 
-void append_sealed_chunk(std::string& out, const protocol::SealedChunk& c) {
+// {"seq","final","ciphertext"[,"node_id"]}
+void append_sealed_chunk(std::string& out, const protocol::SealedChunk& c, std::string_view node_id = {}) {
   out += "{\"seq\":";
   append_json_number(out, static_cast<int64_t>(c.seq));
   out += c.final ? ",\"final\":true,\"ciphertext\":\"" : ",\"final\":false,\"ciphertext\":\"";
   out += crypto::to_base64(c.ciphertext);
-  out += "\"}";
+  out += '"';
+  if (!node_id.empty()) {
+    out += ",\"node_id\":";
+    append_json_string(out, node_id);
+  }
+  out += '}';
 }
 
 void append_provenance(std::string& out, const Provenance& p) {
@@ -586,11 +592,8 @@ ChunkWriter::ChunkWriter(std::string id, int64_t created, std::string model, boo
 void ChunkWriter::sealed(std::string& out, const protocol::SealedChunk& chunk, std::string_view node_id) {
   out += prefix_;
   out += "\"choices\":[],\"agora_sealed\":";
-  append_sealed_chunk(out, chunk);
-  out.pop_back();
-  out += ",\"node_id\":";
-  append_json_string(out, node_id);
-  out += "}}\n\n";
+  append_sealed_chunk(out, chunk, node_id);
+  out += "}\n\n";
 }
 
 void ChunkWriter::open_chunk(std::string& out) {
