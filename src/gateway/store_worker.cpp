@@ -70,17 +70,23 @@ void StoreWorker::stop() {
   if (control_.joinable()) control_.join();
 }
 
+// Backpressure (see the header): with `queue` at the cap, the caller waits
+// for the writer instead of growing memory or dropping anything.
+template <class Queue>
+void StoreWorker::wait_for_room(std::unique_lock<std::mutex>& lock, const Queue& queue) {
+  if (queue.size() < options_.max_backlog || write_stopping_) return;
+  ++backpressure_waits_;
+  if (backpressure_waits_ == 1 || backpressure_waits_ % 1024 == 0) {
+    spdlog::warn("store_backpressure pending={} waits={} note=\"the database writer is behind; requests wait for it\"",
+                 queue.size(), backpressure_waits_);
+  }
+  write_cv_.notify_one();
+  drained_.wait(lock, [&] { return queue.size() < options_.max_backlog || write_stopping_; });
+}
+
 void StoreWorker::record(store::GenerationRecord r) {
   std::unique_lock lock(write_mu_);
-  if (pending_.size() >= options_.max_backlog && !write_stopping_) {
-    ++backpressure_waits_;
-    if (backpressure_waits_ == 1 || backpressure_waits_ % 1024 == 0) {
-      spdlog::warn("store_backpressure pending={} waits={} note=\"the database writer is behind; requests wait for it\"",
-                   pending_.size(), backpressure_waits_);
-    }
-    write_cv_.notify_one();
-    drained_.wait(lock, [&] { return pending_.size() < options_.max_backlog || write_stopping_; });
-  }
+  wait_for_room(lock, pending_);
   pending_.push_back(std::move(r));
   if (pending_.size() == options_.batch) write_cv_.notify_one();
 }
@@ -93,13 +99,9 @@ void StoreWorker::accept_agreement(store::AcceptanceRecord a, store::AuditEvent 
 
 void StoreWorker::queue_event(PendingEvent p) {
   std::unique_lock lock(write_mu_);
-  // Bounded like the records: a starved writer slows the loop instead of
-  // growing memory (a node reconnecting in a loop adds two per session).
-  if (pending_audit_.size() >= options_.max_backlog && !write_stopping_) {
-    ++backpressure_waits_;
-    write_cv_.notify_one();
-    drained_.wait(lock, [&] { return pending_audit_.size() < options_.max_backlog || write_stopping_; });
-  }
+  // Bounded like the records (a node reconnecting in a loop adds two per
+  // session).
+  wait_for_room(lock, pending_audit_);
   pending_audit_.push_back(std::move(p));
 }
 

@@ -111,6 +111,8 @@ class StoreWorker {
     std::optional<store::AcceptanceRecord> acceptance;
   };
   void queue_event(PendingEvent p);
+  template <class Queue>
+  void wait_for_room(std::unique_lock<std::mutex>& lock, const Queue& queue);
   void run_writer();
   void run_control();
   void reload_credentials();
