@@ -15,9 +15,6 @@ namespace agora::crypto {
 
 enum class AeadAlgorithm { aes128gcm, aes256gcm, chacha20poly1305 };
 
-inline constexpr size_t kAesGcmKeyBytes = 32;  // AES-256-GCM
-inline constexpr size_t kAesGcmNonceBytes = 12;
-inline constexpr size_t kAesGcmTagBytes = 16;
 inline constexpr size_t kAeadNonceBytes = 12;
 inline constexpr size_t kAeadTagBytes = 16;
 

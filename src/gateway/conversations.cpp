@@ -58,7 +58,7 @@ Result<store::ConversationRecord> ConversationVault::seal(std::string_view owner
   row.created_ms = c.created_ms;
   row.updated_ms = c.updated_ms;
   row.expires_ms = c.expires_ms;
-  row.nonce = crypto::random_bytes(crypto::kAesGcmNonceBytes);
+  row.nonce = crypto::random_bytes(crypto::kAeadNonceBytes);
   std::string key = key_for(owner);
   auto sealed = crypto::aes256gcm_seal(key, row.nonce, aad_for(row.owner, row.id_mac), plaintext);
   crypto::secure_wipe(key);

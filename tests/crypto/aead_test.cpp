@@ -40,7 +40,7 @@ TEST(Aes256Gcm, SpecificationVectors) {
 TEST(Aes256Gcm, EveryChangeIsRefused) {
   const std::string key(32, 'k'), iv(12, 'n'), aad = "owner\0id", msg = "a conversation";
   const std::string sealed = *aes256gcm_seal(key, iv, aad, msg);
-  ASSERT_EQ(sealed.size(), msg.size() + kAesGcmTagBytes);
+  ASSERT_EQ(sealed.size(), msg.size() + kAeadTagBytes);
   EXPECT_EQ(*aes256gcm_open(key, iv, aad, sealed), msg);
   for (size_t i = 0; i < sealed.size(); ++i) {
     std::string bad = sealed;
