@@ -4,6 +4,7 @@
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "crypto/aead.h"
 #include "crypto/encoding.h"
@@ -76,6 +77,13 @@ Result<Pkey> public_key_from_pem(std::string_view pem) {
   EVP_PKEY* k = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (!k) return make_error(Errc::invalid_argument, "jose: not a PEM public key");
+  return Pkey(k);
+}
+
+Result<Pkey> public_key_from_der(std::string_view der) {
+  const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+  EVP_PKEY* k = d2i_PUBKEY(nullptr, &p, static_cast<long>(der.size()));
+  if (!k) return make_error(Errc::invalid_argument, "jose: not a DER public key");
   return Pkey(k);
 }
 

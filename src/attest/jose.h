@@ -32,6 +32,8 @@ using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
 
 // A PEM public key (SubjectPublicKeyInfo). Errors: invalid_argument.
 Result<Pkey> public_key_from_pem(std::string_view pem);
+// The same as DER bytes (as the Play Console gives it, once base64-decoded).
+Result<Pkey> public_key_from_der(std::string_view der);
 
 enum class JwsAlg { es256, es384 };
 

@@ -54,6 +54,8 @@ class NonceRegistry {
   std::string issue(const std::string& node_id, int64_t now_ms);
   // true once for the nonce issued to `node_id`, if not expired.
   bool consume(const std::string& node_id, std::string_view nonce, int64_t now_ms);
+  // Drops what was issued to `node_id` (its session ended).
+  void forget(const std::string& node_id) { issued_.erase(node_id); }
 
  private:
   struct Issued {

@@ -316,6 +316,34 @@ std::string models_text(const json::array& models) {
   return out;
 }
 
+// The node's attestation as the gateway last snapshotted it (an object;
+// empty from a gateway before schema 5).
+json::object parse_attestation(const std::string& text) {
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec || !v.is_object()) return json::object{{"level", "standard"}, {"status", "none"}};
+  return std::move(v.get_object());
+}
+
+// "confidential (nvidia_cc, expires 2026-12-02T10:00:00Z)", "standard (failed: …)".
+std::string attestation_text(const json::object& a) {
+  auto str = [&](const char* k) {
+    const auto* v = a.if_contains(k);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+  };
+  const std::string level = str("level").empty() ? "standard" : str("level");
+  const std::string status = str("status");
+  if (status == "verified") {
+    const auto* e = a.if_contains("expires_ms");
+    const int64_t expires = e && e->is_int64() ? e->get_int64() : 0;
+    return fmt::format("{} ({}, expires {})", level, str("kind"), iso_utc(expires));
+  }
+  if (status.empty() || status == "none") return level;
+  std::string why = str("error");
+  if (why.size() > 60) why = why.substr(0, 57) + "...";
+  return fmt::format("{} ({} {}{}{})", level, str("kind"), status, why.empty() ? "" : ": ", why);
+}
+
 void print_provider_nodes(const std::vector<store::NodeRecord>& nodes,
                           const std::map<std::string, store::AcceptanceRecord>& accepted, int64_t now) {
   if (nodes.empty()) {
@@ -323,7 +351,7 @@ void print_provider_nodes(const std::vector<store::NodeRecord>& nodes,
     return;
   }
   std::vector<std::vector<std::string>> rows{
-      {"NODE", "REGION", "AGENT", "IDENTITY KEY", "MODELS", "AGREEMENT", "CONNECTED", "UPDATED"}};
+      {"NODE", "REGION", "AGENT", "IDENTITY KEY", "MODELS", "AGREEMENT", "ATTESTATION", "CONNECTED", "UPDATED"}};
   for (const auto& n : nodes) {
     const bool stale = now - n.updated_ms > kStaleAfterMs;
     auto a = accepted.find(n.node_id);
@@ -331,7 +359,7 @@ void print_provider_nodes(const std::vector<store::NodeRecord>& nodes,
                     n.identity_key.empty() ? "-" : n.identity_key.substr(0, 16) + "…",
                     models_text(parse_models(n.models_json)),
                     a == accepted.end() ? "none" : fmt::format("v{} {}", a->second.version, iso_utc(a->second.accepted_ms)),
-                    iso_utc(n.connected_ms), age(now - n.updated_ms) + (stale ? " (stale)" : "")});
+                    attestation_text(parse_attestation(n.attestation_json)), iso_utc(n.connected_ms), age(now - n.updated_ms) + (stale ? " (stale)" : "")});
   }
   print_table(rows, "    ");
 }
@@ -343,6 +371,7 @@ json::object node_json(const store::NodeRecord& n, int64_t now) {
   o["agent"] = n.agent;
   o["identity_key"] = n.identity_key;
   o["models"] = parse_models(n.models_json);
+  o["attestation"] = parse_attestation(n.attestation_json);
   o["slots"] = n.slots;
   o["slots_busy"] = n.slots_busy;
   o["connected"] = iso_utc(n.connected_ms);

@@ -37,6 +37,9 @@ struct NodeArgs {
   int64_t auth_grace_ms = 10'000;
   std::vector<std::string> agreements;  // files
   std::string data_dir;
+  std::string attestation_cmd;
+  std::string attestation_kind = "nvidia_cc";
+  int64_t attestation_timeout_ms = 60'000;
 };
 
 std::vector<node::ServedModel> load_models(const NodeArgs& a) {
@@ -99,6 +102,9 @@ void run_node(NodeArgs a) {
   cfg.backoff_max = std::chrono::milliseconds(a.backoff_max_ms);
   cfg.heartbeat_timeout = std::chrono::milliseconds(a.heartbeat_timeout_ms);
   cfg.auth_grace = std::chrono::milliseconds(a.auth_grace_ms);
+  cfg.attestation_cmd = a.attestation_cmd;
+  if (!a.attestation_cmd.empty()) cfg.attestation_kind = a.attestation_kind;
+  cfg.attestation_timeout = std::chrono::milliseconds(a.attestation_timeout_ms);
   if (auto ctx = net::make_client_tls_context(cfg.tls); !ctx) fail(ctx.error().message);
   if (a.data_dir.empty()) {
     const char* env = std::getenv("AGORA_NODE_DATA_DIR");
@@ -198,6 +204,21 @@ void add_node_command(CLI::App& app) {
                   "A version of the provider data-handling agreement you accept (a Markdown file with a "
                   "\"Version: N\" line; repeatable). Default: the one built into agora, docs/PROVIDER_AGREEMENT.md. "
                   "A node gets no jobs until it has accepted the version its gateway requires.");
+  cmd->add_option("--attestation-cmd", a->attestation_cmd,
+                  "Command that prints attestation evidence for a gateway challenge: run by /bin/sh with the "
+                  "evidence nonce (SHA-256 of the gateway nonce and this node's identity key, hex) as its last "
+                  "argument and in $AGORA_EVIDENCE_NONCE (also $AGORA_GATEWAY_NONCE, $AGORA_IDENTITY_KEY, "
+                  "$AGORA_ATTESTATION_KIND); e.g. a wrapper around NVIDIA's attestation SDK that prints the NRAS "
+                  "result. Without it the node serves at the standard level.");
+  cmd->add_option("--attestation-kind", a->attestation_kind,
+                  "What --attestation-cmd prints: nvidia_cc (GPU confidential computing, an NRAS EAT bundle) or "
+                  "play_integrity (an Android Play Integrity token)")
+      ->check(CLI::IsMember({"nvidia_cc", "play_integrity"}))
+      ->capture_default_str();
+  cmd->add_option("--attestation-timeout-ms", a->attestation_timeout_ms,
+                  "Kill the attestation command if it runs longer than this")
+      ->check(CLI::Range(int64_t{100}, int64_t{600'000}))
+      ->capture_default_str();
   cmd->callback([a] { run_node(*a); });
 }
 

@@ -36,6 +36,24 @@ Status parse_ms(std::string_view key, std::string_view v, milliseconds& out, int
   return ok_status();
 }
 
+std::vector<std::string> split_list(std::string_view v) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= v.size()) {
+    size_t end = v.find(',', start);
+    if (end == std::string_view::npos) end = v.size();
+    if (end > start) out.emplace_back(v.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string join_list(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& n : v) s += (s.empty() ? "" : ",") + n;
+  return s;
+}
+
 struct Setting {
   const char* key;
   const char* help;
@@ -59,6 +77,21 @@ std::string quote(const std::string& s) {
     #name, help, [](GatewayConfig& c, std::string_view v) { return parse_ms(#name, v, c.field, lo, hi); }, \
         [](const GatewayConfig& c) { return std::to_string(c.field.count()); }                          \
   }
+#define PATH_SETTING(name, field, help)                                                    \
+  Setting {                                                                               \
+    #name, help,                                                                          \
+        [](GatewayConfig& c, std::string_view v) {                                        \
+          if (v.empty()) c.field.reset(); /* "" means unset (as to_toml writes it) */     \
+          else c.field = std::string(v);                                                  \
+          return ok_status();                                                             \
+        },                                                                                \
+        [](const GatewayConfig& c) { return quote(c.field ? c.field->string() : ""); }    \
+  }
+#define STRING_SETTING(name, field, help)                                                             \
+  Setting {                                                                                           \
+    #name, help, [](GatewayConfig& c, std::string_view v) { c.field = std::string(v); return ok_status(); }, \
+        [](const GatewayConfig& c) { return quote(c.field); }                                        \
+  }
 #define INT_SETTING(name, field, help, lo, hi)                                                             \
   Setting {                                                                                                \
     #name, help, [](GatewayConfig& c, std::string_view v) { return parse_int(#name, v, c.field, lo, hi); }, \
@@ -81,44 +114,15 @@ const std::vector<Setting>& table() {
          return ok_status();
        },
        [](const GatewayConfig& c) { return quote(c.listen); }},
-      {"tls_cert", "PEM certificate chain (else a local CA and certificate are created)",
-       [](GatewayConfig& c, std::string_view v) {
-         if (v.empty()) c.tls_cert.reset();  // "" means unset (as to_toml writes it)
-         else c.tls_cert = std::string(v);
-         return ok_status();
-       },
-       [](const GatewayConfig& c) { return quote(c.tls_cert ? c.tls_cert->string() : ""); }},
-      {"tls_key", "PEM private key for tls_cert",
-       [](GatewayConfig& c, std::string_view v) {
-         if (v.empty()) c.tls_key.reset();
-         else c.tls_key = std::string(v);
-         return ok_status();
-       },
-       [](const GatewayConfig& c) { return quote(c.tls_key ? c.tls_key->string() : ""); }},
+      PATH_SETTING(tls_cert, tls_cert, "PEM certificate chain (else a local CA and certificate are created)"),
+      PATH_SETTING(tls_key, tls_key, "PEM private key for tls_cert"),
       {"tls_names", "Extra host names/IPs (comma-separated) for the generated certificate",
        [](GatewayConfig& c, std::string_view v) {
-         c.tls_names.clear();
-         size_t start = 0;
-         while (start <= v.size()) {
-           size_t end = v.find(',', start);
-           if (end == std::string_view::npos) end = v.size();
-           if (end > start) c.tls_names.emplace_back(v.substr(start, end - start));
-           start = end + 1;
-         }
+         c.tls_names = split_list(v);
          return ok_status();
        },
-       [](const GatewayConfig& c) {
-         std::string s;
-         for (const auto& n : c.tls_names) s += (s.empty() ? "" : ",") + n;
-         return quote(s);
-       }},
-      {"master_key", "Master secret file (key hashing, conversation keys, audit signing); default DATA_DIR/master.key",
-       [](GatewayConfig& c, std::string_view v) {
-         if (v.empty()) c.master_key.reset();
-         else c.master_key = std::string(v);
-         return ok_status();
-       },
-       [](const GatewayConfig& c) { return quote(c.master_key ? c.master_key->string() : ""); }},
+       [](const GatewayConfig& c) { return quote(join_list(c.tls_names)); }},
+      PATH_SETTING(master_key, master_key, "Master secret file (key hashing, conversation keys, audit signing); default DATA_DIR/master.key"),
       INT_SETTING(default_rpm, default_rpm, "Requests per minute for keys without their own (0 = no limit)", 0,
                   1'000'000'000'000),
       INT_SETTING(default_tpm, default_tpm, "Tokens per minute for keys without their own (0 = no limit)", 0,
@@ -147,6 +151,35 @@ const std::vector<Setting>& table() {
                       365LL * 24 * 3600 * 1000),
       MS_SETTING(audit_checkpoint_interval_ms, audit_checkpoint_interval,
                  "How often new audit entries are signed (a checkpoint; also at shutdown)", 100),
+      LONG_MS_SETTING(attestation_lifetime_ms, attestation_lifetime,
+                      "How long an attestation verdict lasts (the node is re-challenged before it ends)", 1000,
+                      30LL * 24 * 3600 * 1000),
+      LONG_MS_SETTING(attestation_refresh_ms, attestation_refresh,
+                      "Re-challenge a node this long before its verdict expires (at most half the lifetime)", 0,
+                      30LL * 24 * 3600 * 1000),
+      MS_SETTING(attestation_timeout_ms, attestation_timeout,
+                 "A challenged node must answer with evidence within this, else it drops to standard", 100),
+      MS_SETTING(attestation_retry_ms, attestation_retry,
+                 "After a failed attestation, challenge again after this (doubling each time, at most an hour)", 100),
+      PATH_SETTING(nvidia_root_cert, nvidia_root_cert,
+                   "PEM root certificate NVIDIA attestation results (NRAS) must chain to; enables confidential"),
+      {"nvidia_hw_models", "GPU models (hwmodel claims, comma-separated) accepted for confidential",
+       [](GatewayConfig& c, std::string_view v) {
+         c.nvidia_hw_models = split_list(v);
+         return ok_status();
+       },
+       [](const GatewayConfig& c) { return quote(join_list(c.nvidia_hw_models)); }},
+      STRING_SETTING(nvidia_min_driver, nvidia_min_driver, "Oldest GPU driver version accepted for confidential"),
+      PATH_SETTING(play_integrity_decryption_key, play_integrity_decryption_key,
+                   "File with the Play Integrity decryption key (base64, from the Play Console); enables verified"),
+      PATH_SETTING(play_integrity_verification_key, play_integrity_verification_key,
+                   "File with the Play Integrity verification key (base64 DER or PEM, from the Play Console)"),
+      STRING_SETTING(play_integrity_package, play_integrity_package,
+                     "Android package name Play Integrity tokens must be for"),
+      STRING_SETTING(play_integrity_cert_sha256, play_integrity_cert_sha256,
+                     "The app signing certificate digest Play Integrity tokens must list (as Google reports it)"),
+      INT_SETTING(play_integrity_strong, play_integrity_strong,
+                  "1: require MEETS_STRONG_INTEGRITY (hardware-backed) instead of MEETS_DEVICE_INTEGRITY", 0, 1),
   };
   return t;
 }

@@ -85,6 +85,10 @@ Status GatewayImpl::start() {
   if (!ctx) return ctx.error();
   ssl_ = *ctx;
 
+  auto verifiers = load_verifiers(config_);
+  if (!verifiers) return verifiers.error();
+  verifiers_ = std::move(*verifiers);
+
   auto master = crypto::MasterSecret::load(
       config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);
   if (!master) return master.error();
@@ -132,7 +136,10 @@ Status GatewayImpl::start() {
   });
   asio::co_spawn(io_, snapshot_loop(), asio::detached);
   asio::co_spawn(io_, heartbeat_loop(), asio::detached);
-  spdlog::info("gateway_listening url={} data_dir={}", base_url(), logfmt_value(config_.data_dir.string()));
+  std::string kinds;
+  for (const auto& [kind, v] : verifiers_) kinds += (kinds.empty() ? "" : ",") + kind;
+  spdlog::info("gateway_listening url={} data_dir={} attestation={}", base_url(),
+               logfmt_value(config_.data_dir.string()), kinds.empty() ? "none" : kinds);
   return ok_status();
 }
 
@@ -404,6 +411,29 @@ std::shared_ptr<Job> GatewayImpl::new_job(ChatRequest request, const KeyEntry& k
   return job;
 }
 
+// Why no node may serve `r` (the router said NoPick::constraint): the
+// constraint that is not met, never a silent downgrade.
+ApiError GatewayImpl::unmet_constraint(const ChatRequest& r) const {
+  const auto& p = r.routing;
+  const Level level = required_level(p);
+  std::string what;
+  if (!p.node_ids.empty()) {
+    what = "agora_sealed: none of the nodes it is sealed to is connected, serves this model";
+    if (level != Level::standard) what += std::string(" and has a live ") + std::string(level_name(level)) + " attestation";
+    if (!p.regions.empty()) what += " in the regions asked for";
+  } else if (level != Level::standard && router_.eligible(r.model, level, {}) == 0) {
+    what = level == Level::confidential
+               ? "confidential: true: no provider serving this model has a live GPU TEE (confidential computing) attestation"
+               : "routing_preferences.privacyLevel \"verified\": no provider serving this model has a live device or GPU attestation";
+  } else {
+    std::string regions;
+    for (const auto& reg : p.regions) regions += (regions.empty() ? "" : ", ") + reg;
+    what = "routing_preferences.region: no provider serves this model in " + regions;
+    if (level != Level::standard) what += std::string(" at the ") + std::string(level_name(level)) + " level";
+  }
+  return ApiError{503, "server_error", "no_eligible_provider", "", "No provider can serve this request under " + what, 30};
+}
+
 std::optional<ApiError> GatewayImpl::submit(const std::shared_ptr<Job>& job) {
   if (stopping_) {
     ApiError e{503, "server_error", "shutting_down", "", "the gateway is shutting down", 5};
@@ -422,15 +452,7 @@ std::optional<ApiError> GatewayImpl::submit(const std::shared_ptr<Job>& job) {
       return e;
     }
     case NoPick::constraint: {
-      const auto& r = job->request.routing;
-      std::string what = r.confidential ? "confidential: true (no provider has a GPU TEE attestation)"
-                         : r.privacy_level == "verified"
-                             ? "privacyLevel \"verified\" (no provider has a valid attestation)"
-                         : !r.node_ids.empty()
-                             ? "agora_sealed (none of the nodes it is sealed to is connected and serves this model)"
-                             : "routing_preferences.region (no provider serves this model there)";
-      ApiError e{503, "server_error", "no_eligible_provider", "",
-                 "No provider can serve this request under " + what, 30};
+      const ApiError e = unmet_constraint(job->request);
       return e;
     }
     case NoPick::busy: {
@@ -474,6 +496,7 @@ void GatewayImpl::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
   job->provider_id = node->provider_id;
   job->node_id = node->node_id;
   job->model_sha256 = advert.sha256;
+  job->attestation = node->level;
   job->saw_output = false;
   job->dispatched = clock_.now();
   ++job->attempts;
@@ -565,7 +588,7 @@ void GatewayImpl::record(Job& job, const engine::Usage& usage, const engine::Tim
   r.node_id = job.node_id;
   r.model = job.request.model;
   r.model_sha256 = job.model_sha256;
-  r.attestation = "standard";
+  r.attestation = std::string(level_name(job.attestation));
   r.finish_reason = engine::finish_reason_name(finish);
   r.stream = job.request.stream;
   r.prompt_tokens = usage.prompt_tokens;
@@ -767,6 +790,9 @@ std::optional<std::string> check_hello(const protocol::Hello& h) {
   }
   if (!printable(h.region, false)) return std::string("region must be printable ASCII without spaces");
   if (h.models.empty() || h.models.size() > 64) return std::string("a node must serve 1 to 64 models");
+  if (!h.attestation.empty() && h.identity_key.empty()) {
+    return std::string("attestation binds the node's identity key: a node offering attestation must send identity_key");
+  }
   if (h.region.size() > 64) return std::string("region must be at most 64 characters");
   std::unordered_set<std::string> names;
   for (const auto& m : h.models) {
@@ -949,6 +975,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
                             {"models", std::move(audit_models)},
                             {"agreement_accepted", conn->agreed},
                             {"suspended", conn->suspended}});
+  attestation_start(conn, hello.attestation);
   if (agreement_ && conn->agreed) {
     agreement_accepted(*conn, "hello");
   } else if (agreement_) {
@@ -1179,6 +1206,10 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
     router_.set_draining(n.id);
     return;
   }
+  if (auto* e = std::get_if<protocol::Evidence>(&m)) {
+    on_evidence(n, std::move(*e));
+    return;
+  }
   if (auto* a = std::get_if<protocol::Accept>(&m)) {
     if (!agreement_ || a->sha256 != agreement_->sha256) {
       // An older version, or one this gateway never offered: not enough.
@@ -1203,6 +1234,7 @@ void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::strin
   if (const NodeInfo* info = router_.find(n->id)) {
     for (const auto& m : info->models) models.push_back(m.advert.name);
   }
+  attestation_end(*n);
   router_.remove(n->id);
   conns_.erase(n->id);
   for (auto& [id, job] : n->jobs) {
@@ -1261,6 +1293,14 @@ void GatewayImpl::snapshot_nodes() {
                                            {"busy", m.in_flight}});
     }
     r.models_json = boost::json::serialize(models);
+    const NodeAttestation& a = n.attestation;
+    r.attestation_json = boost::json::serialize(boost::json::object{{"level", level_name(n.level)},
+                                                                    {"kind", a.kind},
+                                                                    {"status", a.status},
+                                                                    {"error", a.error},
+                                                                    {"verified_ms", a.verified_ms},
+                                                                    {"expires_ms", a.expires_ms},
+                                                                    {"summary", a.summary}});
     out.push_back(std::move(r));
   }
   store_->set_nodes(std::move(out));

@@ -68,6 +68,24 @@ struct GatewayConfig {
 
   // Audit trail: new entries are signed this often (and at shutdown).
   std::chrono::milliseconds audit_checkpoint_interval{60'000};
+
+  // Attestation (docs/SECURITY.md, "Attestation levels"). A verifier is on
+  // when its root or keys are configured; a node offering evidence of a kind
+  // without one stays at "standard".
+  std::chrono::milliseconds attestation_lifetime{24LL * 3600 * 1000};  // a verdict lasts this long
+  std::chrono::milliseconds attestation_refresh{3600LL * 1000};  // re-challenge this long before expiry
+  std::chrono::milliseconds attestation_timeout{60'000};  // evidence is due within this of a challenge
+  std::chrono::milliseconds attestation_retry{60'000};    // after a failure (doubling, at most an hour)
+  // NVIDIA GPU confidential computing (NRAS results).
+  std::optional<std::filesystem::path> nvidia_root_cert;  // the pinned NRAS signing root, PEM
+  std::vector<std::string> nvidia_hw_models{"GH100 A01 GSP BROM"};
+  std::string nvidia_min_driver = "550.54.15";
+  // Android Play Integrity, locally decrypted mode (the keys from the Play Console).
+  std::optional<std::filesystem::path> play_integrity_decryption_key;    // base64 AES-256 key
+  std::optional<std::filesystem::path> play_integrity_verification_key;  // base64 DER or PEM EC P-256 key
+  std::string play_integrity_package;
+  std::string play_integrity_cert_sha256;
+  bool play_integrity_strong = false;  // require MEETS_STRONG_INTEGRITY
 };
 
 class Gateway {

@@ -172,7 +172,8 @@ std::optional<ApiError> retry(GatewayImpl& g, const std::shared_ptr<Job>& job, c
 }
 
 Provenance provenance(const Job& job, int64_t overhead_us = -1) {
-  Provenance p{job.provider_id, job.model_sha256, job.generation_id, "standard", overhead_us};
+  Provenance p{job.provider_id, job.model_sha256, job.generation_id, std::string(level_name(job.attestation)),
+               overhead_us};
   if (job.conversation) {
     p.conversation_turns = job.conversation->turns_used;
     p.conversation_turns_dropped = job.conversation->turns_dropped;
@@ -557,11 +558,47 @@ awaitable<bool> list_models(Exchange& x) {
       if (i) body += ',';
       append_json_string(body, m.sha256[i]);
     }
-    body += fmt::format("],\"nodes\":{},\"slots\":{},\"slots_busy\":{},\"slots_free\":{},\"context_length\":{}}}}}",
+    body += fmt::format("],\"nodes\":{},\"slots\":{},\"slots_busy\":{},\"slots_free\":{},\"context_length\":{}",
                         m.nodes, m.slots, m.busy, m.slots - m.busy, m.ctx_per_slot);
+    // Capacity by attestation level: nodes at that level or above.
+    body += ",\"capacity\":{";
+    for (size_t l = 0; l < kLevels; ++l) {
+      const Capacity& c = m.by_level[l];
+      body += fmt::format("{}\"{}\":{{\"nodes\":{},\"slots\":{},\"slots_busy\":{},\"slots_free\":{}}}", l ? "," : "",
+                          level_name(static_cast<Level>(l)), c.nodes, c.slots, c.busy, c.slots - c.busy);
+    }
+    body += "}}}";
   }
   body += "]}";
   co_return co_await send(x, json_response(x.req, http::status::ok, std::move(body)));
+}
+
+// A node's attestation for clients: the level it serves at, and with a
+// live verdict the evidence and the gateway nonce it answers, so a client
+// can verify it itself (agora proxy --confidential does) and bind the
+// node's identity key: evidence nonce = SHA-256(nonce ‖ identity key).
+void append_attestation(std::string& body, const NodeInfo& n) {
+  const NodeAttestation& a = n.attestation;
+  body += "{\"level\":";
+  append_json_string(body, level_name(n.level));
+  body += ",\"status\":";
+  append_json_string(body, a.status);
+  if (a.kind.empty()) {
+    body += ",\"kind\":null";
+  } else {
+    body += ",\"kind\":";
+    append_json_string(body, a.kind);
+  }
+  if (n.level == Level::standard) {
+    body += ",\"evidence\":null}";
+    return;
+  }
+  body += fmt::format(",\"verified_at\":{},\"expires_at\":{},\"verified_ms\":{},\"expires_ms\":{},\"nonce\":",
+                      a.verified_ms / 1000, a.expires_ms / 1000, a.verified_ms, a.expires_ms);
+  append_json_string(body, a.nonce);
+  body += ",\"evidence\":";
+  append_json_string(body, a.evidence);
+  body += '}';
 }
 
 // GET /v1/providers?model=…&privacyLevel=…&region=a,b&confidential=…: the
@@ -607,11 +644,12 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
   }
   std::string body = "{\"object\":\"list\",\"data\":[";
   bool first = true;
-  // No node has an attestation verdict yet: verified or confidential lists
-  // nobody (never a silent downgrade).
-  const bool attested_only = privacy == "verified" || confidential;
+  RoutingPreferences wanted;
+  wanted.privacy_level = privacy;
+  wanted.confidential = confidential;
+  const Level need = required_level(wanted);
   for (const auto& [conn, n] : x.g->router().nodes()) {
-    if (attested_only || n.held || n.draining || n.identity_key.empty()) continue;
+    if (n.level < need || n.held || n.draining || n.identity_key.empty()) continue;
     if (!regions.empty() && std::find(regions.begin(), regions.end(), n.region) == regions.end()) continue;
     const protocol::ModelAdvert* m = nullptr;
     for (const auto& nm : n.models) {
@@ -633,7 +671,9 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
     body += ",\"model_sha256\":";
     append_json_string(body, m->sha256);
     body += fmt::format(",\"ctx_per_slot\":{},\"slots\":{}", m->ctx_per_slot, m->slots);
-    body += ",\"attestation\":{\"level\":\"standard\",\"evidence\":null}}";
+    body += ",\"attestation\":";
+    append_attestation(body, n);
+    body += '}';
   }
   body += "]}";
   co_return co_await send(x, json_response(x.req, http::status::ok, std::move(body)));

@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "gateway/attestation.h"
 #include "gateway/conversations.h"
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
@@ -108,6 +109,7 @@ struct Job {
   enum class State { idle, queued, running, finished } state = State::idle;
   ConnId conn = 0;                 // node running it (state running)
   std::string provider_id, node_id, model_sha256;
+  Level attestation = Level::standard;  // the level of the node running it, when dispatched
   std::vector<ConnId> tried;       // nodes that failed it
   int attempts = 0;
   bool saw_output = false;         // a delta arrived from the current node
@@ -178,6 +180,14 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   std::vector<std::string> agreements;
   bool agreed = false;
   bool suspended = false;
+  // Attestation (gateway/attestation.cpp): the outstanding challenge's
+  // nonce ("" none) and when it was sent, failures in a row, and the one
+  // timer for this node's next attestation event (evidence due, verdict
+  // expiry, re-challenge); only nodes that offer evidence have one.
+  std::string attest_nonce;
+  int64_t challenged_ms = 0;
+  int attest_failures = 0;
+  std::unique_ptr<asio::steady_timer> attest_timer;
 
   // Queues a text message (the writer sends the queue in order).
   void send(std::string text) { queue(net::ws::Opcode::text, std::move(text)); }
@@ -232,6 +242,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // Places a job on a node or in the queue. Returns an error (404, 503) if
   // neither is possible.
   std::optional<ApiError> submit(const std::shared_ptr<Job>& job);
+  ApiError unmet_constraint(const ChatRequest& r) const;
   // The client is gone or the response is complete: forget the job; a
   // running one is cancelled on its node.
   void abandon(const std::shared_ptr<Job>& job);
@@ -284,6 +295,17 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // The node accepted the current agreement: recorded, and it may serve.
   void agreement_accepted(NodeConn& n, const char* how);
   void audit(std::string kind, std::string provider_id, boost::json::object data);
+  // Attestation (attestation.cpp): after the welcome, challenge a node that
+  // offers evidence; check its answer; the timer's work (evidence overdue,
+  // verdict expired, re-challenge due); a failure or expiry drops the node
+  // to standard at once.
+  void attestation_start(const std::shared_ptr<NodeConn>& n, const std::string& kind);
+  void challenge(NodeConn& n);
+  void on_evidence(NodeConn& n, protocol::Evidence e);
+  void attestation_due(const std::shared_ptr<NodeConn>& n);
+  void attestation_lost(NodeConn& n, const char* status, const std::string& why);
+  void arm_attestation(const std::shared_ptr<NodeConn>& n);
+  void attestation_end(NodeConn& n);
   // The connected nodes changed: snapshot_nodes() runs kSnapshotDelay later,
   // once for a whole burst of changes (it walks every node, so once per
   // change would cost O(nodes^2) while thousands connect); `agora providers
@@ -316,6 +338,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   std::unordered_set<std::string> suspended_providers_;               // by id
   std::optional<store::AgreementRecord> agreement_;                   // the version nodes must accept
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
+  Verifiers verifiers_;
+  attest::NonceRegistry nonces_;  // by connection id
 
   Router router_;
   std::unordered_map<ConnId, std::shared_ptr<NodeConn>> conns_;

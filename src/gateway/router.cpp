@@ -19,7 +19,45 @@ bool allowed(const std::vector<std::string>& regions, const std::string& region)
   return std::find(regions.begin(), regions.end(), region) != regions.end();
 }
 
+// Model i's first listing on the node (a name listed twice counts once).
+bool first_listing(const NodeInfo& n, size_t i) {
+  for (size_t j = 0; j < i; ++j) {
+    if (n.models[j].advert.name == n.models[i].advert.name) return false;
+  }
+  return true;
+}
+
+size_t tier_count(Level l) { return static_cast<size_t>(l) + 1; }
+
 }  // namespace
+
+std::string_view level_name(Level level) {
+  switch (level) {
+    case Level::verified:
+      return "verified";
+    case Level::confidential:
+      return "confidential";
+    case Level::standard:
+      break;
+  }
+  return "standard";
+}
+
+bool parse_level(std::string_view name, Level& out) {
+  for (Level l : {Level::standard, Level::verified, Level::confidential}) {
+    if (name == level_name(l)) {
+      out = l;
+      return true;
+    }
+  }
+  return false;
+}
+
+Level required_level(const RoutingPreferences& prefs) {
+  if (prefs.confidential) return Level::confidential;
+  if (prefs.privacy_level == "verified") return Level::verified;
+  return Level::standard;
+}
 
 // std::strong_order keeps the ordering strict and total even for a NaN TTFT.
 bool Router::Ready::operator<(const Ready& o) const {
@@ -38,8 +76,11 @@ void Router::index(const NodeInfo& n) {
   for (size_t i = 0; i < n.models.size(); ++i) {
     if (!is_ready(n, n.models[i])) continue;
     ModelIndex& mi = by_model_[n.models[i].advert.name];
-    mi.ready.insert(key(n, i, n.ttft_ms));
-    mi.ready_by_region[n.region].insert(key(n, i, n.ttft_ms));
+    const Ready k = key(n, i, n.ttft_ms);
+    for (size_t t = 0; t < tier_count(n.level); ++t) {
+      mi.tiers[t].ready.insert(k);
+      mi.tiers[t].ready_by_region[n.region].insert(k);
+    }
   }
 }
 
@@ -48,11 +89,31 @@ void Router::unindex(const NodeInfo& n) {
     if (!is_ready(n, n.models[i])) continue;
     auto bm = by_model_.find(n.models[i].advert.name);
     if (bm == by_model_.end()) continue;
-    bm->second.ready.erase(key(n, i, n.ttft_ms));
-    auto rr = bm->second.ready_by_region.find(n.region);
-    if (rr == bm->second.ready_by_region.end()) continue;
-    rr->second.erase(key(n, i, n.ttft_ms));
-    if (rr->second.empty()) bm->second.ready_by_region.erase(rr);
+    const Ready k = key(n, i, n.ttft_ms);
+    for (size_t t = 0; t < tier_count(n.level); ++t) {
+      Tier& tier = bm->second.tiers[t];
+      tier.ready.erase(k);
+      auto rr = tier.ready_by_region.find(n.region);
+      if (rr == tier.ready_by_region.end()) continue;
+      rr->second.erase(k);
+      if (rr->second.empty()) tier.ready_by_region.erase(rr);
+    }
+  }
+}
+
+void Router::count(const NodeInfo& n, int delta) {
+  for (size_t i = 0; i < n.models.size(); ++i) {
+    if (!first_listing(n, i)) continue;
+    auto bm = by_model_.find(n.models[i].advert.name);
+    if (bm == by_model_.end()) continue;
+    for (size_t t = 0; t < tier_count(n.level); ++t) {
+      Tier& tier = bm->second.tiers[t];
+      if (delta > 0) ++tier.nodes;
+      else --tier.nodes;
+      auto rn = tier.region_nodes.try_emplace(n.region, 0).first;
+      rn->second += delta;
+      if (rn->second == 0) tier.region_nodes.erase(rn);
+    }
   }
 }
 
@@ -72,10 +133,13 @@ void Router::move(const NodeInfo& n, size_t i, bool was_ready, const Ready& befo
       set.insert(after);
     }
   };
-  reposition(mi.ready);
-  auto rr = mi.ready_by_region.try_emplace(n.region).first;
-  reposition(rr->second);
-  if (rr->second.empty()) mi.ready_by_region.erase(rr);
+  for (size_t t = 0; t < tier_count(n.level); ++t) {
+    Tier& tier = mi.tiers[t];
+    reposition(tier.ready);
+    auto rr = tier.ready_by_region.try_emplace(n.region).first;
+    reposition(rr->second);
+    if (rr->second.empty()) tier.ready_by_region.erase(rr);
+  }
 }
 
 void Router::add(NodeInfo node) {
@@ -84,11 +148,11 @@ void Router::add(NodeInfo node) {
   const NodeInfo& n = nodes_.emplace(id, std::move(node)).first->second;
   by_node_id_.emplace(n.node_id, id);
   for (const auto& m : n.models) {
-    ModelIndex& mi = by_model_[m.advert.name];
-    if (mi.nodes.insert(id).second) ++mi.region_nodes[n.region];
+    by_model_[m.advert.name].nodes.insert(id);
     slots_total_ += m.advert.slots;
     slots_busy_ += m.in_flight;
   }
+  count(n, +1);
   index(n);
 }
 
@@ -97,6 +161,7 @@ void Router::remove(ConnId conn) {
   if (it == nodes_.end()) return;
   const NodeInfo& n = it->second;
   unindex(n);
+  count(n, -1);
   for (auto [lo, hi] = by_node_id_.equal_range(n.node_id); lo != hi; ++lo) {
     if (lo->second == conn) {
       by_node_id_.erase(lo);
@@ -108,13 +173,8 @@ void Router::remove(ConnId conn) {
     slots_busy_ -= m.in_flight;
     auto bm = by_model_.find(m.advert.name);
     if (bm == by_model_.end()) continue;
-    ModelIndex& mi = bm->second;
-    if (mi.nodes.erase(conn) == 0) continue;  // the same model listed twice
-    if (auto rn = mi.region_nodes.find(n.region);
-        rn != mi.region_nodes.end() && --rn->second == 0) {
-      mi.region_nodes.erase(rn);
-    }
-    if (mi.nodes.empty()) by_model_.erase(bm);
+    bm->second.nodes.erase(conn);
+    if (bm->second.nodes.empty()) by_model_.erase(bm);
   }
   nodes_.erase(it);
 }
@@ -141,24 +201,23 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
                                         std::span<const ConnId> exclude) const {
   auto bm = by_model_.find(model);
   if (bm == by_model_.end()) return NoPick::unknown_model;
-  // Attestation does not exist yet: no node qualifies for these levels.
-  if (prefs.confidential || prefs.privacy_level == "verified") return NoPick::constraint;
-  const ModelIndex& mi = bm->second;
-  const auto& regions = prefs.regions;
   if (!prefs.node_ids.empty()) return pick_among(model, prefs, exclude);
+  const Level level = required_level(prefs);
+  const Tier& tier = bm->second.tiers[static_cast<size_t>(level)];
+  const auto& regions = prefs.regions;
 
-  // The best ready entry not excluded, and how many nodes the regions allow.
+  // The best ready entry not excluded, and how many nodes the preferences allow.
   const Ready* best = nullptr;
   size_t eligible = 0;
   if (regions.empty()) {
-    best = first_untried(mi.ready, exclude);
-    eligible = mi.nodes.size();
+    best = first_untried(tier.ready, exclude);
+    eligible = tier.nodes;
   } else {
     for (auto r = regions.begin(); r != regions.end(); ++r) {
       if (std::find(regions.begin(), r, *r) != r) continue;  // listed twice
-      if (auto rn = mi.region_nodes.find(*r); rn != mi.region_nodes.end())
+      if (auto rn = tier.region_nodes.find(*r); rn != tier.region_nodes.end())
         eligible += static_cast<size_t>(rn->second);
-      if (auto rr = mi.ready_by_region.find(*r); rr != mi.ready_by_region.end()) {
+      if (auto rr = tier.ready_by_region.find(*r); rr != tier.ready_by_region.end()) {
         const Ready* c = first_untried(rr->second, exclude);
         if (c && (!best || *c < *best)) best = c;
       }
@@ -171,25 +230,41 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
   // (full or draining, it is still worth waiting for), else exhausted.
   size_t tried = 0;
   for (auto c = exclude.begin(); c != exclude.end(); ++c) {
-    if (std::find(exclude.begin(), c, *c) != c || !mi.nodes.contains(*c)) continue;
-    if (!regions.empty() && !allowed(regions, nodes_.at(*c).region)) continue;
+    if (std::find(exclude.begin(), c, *c) != c || !bm->second.nodes.contains(*c)) continue;
+    const NodeInfo& n = nodes_.at(*c);
+    if (n.level < level || (!regions.empty() && !allowed(regions, n.region))) continue;
     ++tried;
   }
   return tried < eligible ? NoPick::busy : NoPick::exhausted;
 }
 
+size_t Router::eligible(const std::string& model, Level level, const std::vector<std::string>& regions) const {
+  auto bm = by_model_.find(model);
+  if (bm == by_model_.end()) return 0;
+  const Tier& tier = bm->second.tiers[static_cast<size_t>(level)];
+  if (regions.empty()) return tier.nodes;
+  size_t n = 0;
+  for (auto r = regions.begin(); r != regions.end(); ++r) {
+    if (std::find(regions.begin(), r, *r) != r) continue;
+    if (auto rn = tier.region_nodes.find(*r); rn != tier.region_nodes.end()) n += static_cast<size_t>(rn->second);
+  }
+  return n;
+}
+
 // A sealed request may go only to the nodes it was sealed to (at most 16):
-// the least loaded, then fastest, of those that serve the model in an
-// allowed region and take jobs now.
+// the least loaded, then fastest, of those that serve the model at the
+// level asked for in an allowed region and take jobs now.
 std::variant<Pick, NoPick> Router::pick_among(const std::string& model, const RoutingPreferences& prefs,
                                               std::span<const ConnId> exclude) const {
   const Ready* best = nullptr;
   Ready candidate;
   Ready chosen;
   size_t eligible = 0, tried = 0;
+  const Level level = required_level(prefs);
   for (const auto& id : prefs.node_ids) {
     for (auto [lo, hi] = by_node_id_.equal_range(id); lo != hi; ++lo) {
       const NodeInfo& n = nodes_.at(lo->second);
+      if (n.level < level) continue;
       if (!prefs.regions.empty() && !allowed(prefs.regions, n.region)) continue;
       for (size_t i = 0; i < n.models.size(); ++i) {
         if (n.models[i].advert.name != model) continue;
@@ -254,6 +329,16 @@ void Router::set_held(ConnId conn, bool held) {
   index(*n);
 }
 
+void Router::set_level(ConnId conn, Level level) {
+  auto* n = find(conn);
+  if (!n || n->level == level) return;
+  unindex(*n);
+  count(*n, -1);
+  n->level = level;
+  count(*n, +1);
+  index(*n);
+}
+
 void Router::record_ttft(ConnId conn, double ms) {
   auto* n = find(conn);
   if (!n) return;
@@ -285,10 +370,15 @@ std::vector<ModelSummary> Router::models() const {
       const NodeInfo& n = nodes_.at(c);
       ++s.nodes;
       if (s.created_ms == 0 || n.connected_ms < s.created_ms) s.created_ms = n.connected_ms;
+      for (size_t t = 0; t < tier_count(n.level); ++t) ++s.by_level[t].nodes;
       for (const auto& m : n.models) {
         if (m.advert.name != name) continue;
         s.slots += m.advert.slots;
         s.busy += m.in_flight;
+        for (size_t t = 0; t < tier_count(n.level); ++t) {
+          s.by_level[t].slots += m.advert.slots;
+          s.by_level[t].busy += m.in_flight;
+        }
         if (s.ctx_per_slot == 0 || m.advert.ctx_per_slot < s.ctx_per_slot)
           s.ctx_per_slot = m.advert.ctx_per_slot;
         if (std::find(s.sha256.begin(), s.sha256.end(), m.advert.sha256) == s.sha256.end()) {

@@ -1,18 +1,27 @@
 // Router: which connected node serves the next request. Pure bookkeeping
 // (no I/O, no clock), owned and called by the gateway's event loop only.
 //
-// Among the nodes that serve the requested model, are not draining, satisfy
-// the routing preferences (a sealed request: only the nodes it names) and have not already failed this request, it picks
-// the least loaded (in-flight / slots), then the fastest (lowest recent
-// time to first token).
+// Among the nodes that serve the requested model, are not draining or held,
+// satisfy the routing preferences (the attestation level asked for, the
+// regions allowed; a sealed request: only the nodes it names) and have not
+// already failed this request, it picks the least loaded (in-flight /
+// slots), then the fastest (lowest recent time to first token).
+//
+// Attestation levels are ordered: a node with a live GPU TEE verdict
+// ("confidential") also serves "verified" and "standard" requests; one with
+// a device verdict ("verified") serves "verified" and "standard". The
+// gateway sets a node's level from its verdict and drops it to standard the
+// moment the verdict fails or expires; the router never upgrades a level.
 //
 // Cost: every (node, model) pair that could take a job now sits in an ordered
-// index per model (and per model and region), kept up to date by add, remove,
-// acquire, release, set_draining, set_held and record_ttft (O(log n) each), so pick()
-// takes the first entry that is not excluded: O(regions asked x excluded
-// nodes), independent of how many nodes serve the model.
+// index per model and level (and per model, level and region), kept up to
+// date by add, remove, acquire, release, set_draining, set_held, set_level
+// and record_ttft (O(levels x log n) each), so pick() takes the first entry
+// that is not excluded: O(regions asked x excluded nodes), independent of
+// how many nodes serve the model.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <set>
 #include <span>
@@ -29,9 +38,35 @@ namespace agora::gateway {
 
 using ConnId = uint64_t;
 
+// What a node's hardware has proven, lowest first.
+enum class Level : uint8_t { standard = 0, verified = 1, confidential = 2 };
+inline constexpr size_t kLevels = 3;
+std::string_view level_name(Level level);
+// "standard" | "verified" | "confidential" -> the level; false if none.
+bool parse_level(std::string_view name, Level& out);
+// The level a request needs: confidential: true -> confidential;
+// privacyLevel "verified" -> verified; else standard.
+Level required_level(const RoutingPreferences& prefs);
+
 struct NodeModel {
   protocol::ModelAdvert advert;
   int32_t in_flight = 0;
+};
+
+// A node's attestation as the gateway last established it (for listings;
+// routing uses NodeInfo::level alone).
+struct NodeAttestation {
+  std::string kind;             // the evidence the hello offered ("" none)
+  std::string status = "none";  // none | unverifiable | pending | verified | failed | expired
+  std::string error;            // why, when failed, expired or unverifiable
+  // The live verdict (status verified): when, until when, what was checked,
+  // and the evidence with the gateway nonce it answers (clients re-verify).
+  int64_t verified_ms = 0;
+  int64_t expires_ms = 0;
+  std::string summary;
+  std::string evidence;
+  std::string nonce;
+  int64_t next_challenge_ms = 0;
 };
 
 struct NodeInfo {
@@ -48,6 +83,10 @@ struct NodeInfo {
   // No jobs for now, reversibly: the node has not accepted the current
   // agreement, or its provider is suspended. Requests wait in the queue.
   bool held = false;
+  // The attestation level of its live verdict (standard: none); routing
+  // state, changed through Router::set_level only.
+  Level level = Level::standard;
+  NodeAttestation attestation;
   double ttft_ms = 0;  // exponentially weighted; 0 until measured
 };
 
@@ -63,8 +102,16 @@ enum class NoPick {
   exhausted,      // every eligible node already failed this request
 };
 
+// Nodes serving a model at one attestation level or above.
+struct Capacity {
+  int32_t nodes = 0;
+  int32_t slots = 0;
+  int32_t busy = 0;
+};
+
 struct ModelSummary {
   std::string name;
+  std::array<Capacity, kLevels> by_level;  // [l]: nodes at level l or above
   std::vector<std::string> sha256;  // distinct files serving this name
   int32_t nodes = 0;
   int32_t slots = 0;
@@ -92,9 +139,14 @@ class Router {
   void set_draining(ConnId conn);
   // Holds a node (no jobs) or lets it serve again.
   void set_held(ConnId conn, bool held);
+  // The node's attestation level (from its live verdict, or standard).
+  void set_level(ConnId conn, Level level);
   void record_ttft(ConnId conn, double ms);
 
   bool serves(const std::string& model) const { return by_model_.contains(model); }
+  // How many nodes serve `model` at `level` or above, in `regions` (empty:
+  // anywhere), whether or not they are busy: why a NoPick::constraint.
+  size_t eligible(const std::string& model, Level level, const std::vector<std::string>& regions) const;
   // The smallest ctx_per_slot among the nodes serving `model` (0: none).
   int32_t context_for(const std::string& model) const;
   std::vector<ModelSummary> models() const;
@@ -113,11 +165,16 @@ class Router {
     size_t model_index = 0;
     bool operator<(const Ready& o) const;
   };
-  struct ModelIndex {
-    std::unordered_set<ConnId> nodes;                       // every node serving it
-    std::unordered_map<std::string, int32_t> region_nodes;  // how many of them per region
+  // The nodes serving a model at one level or above.
+  struct Tier {
+    size_t nodes = 0;                                       // how many
+    std::unordered_map<std::string, int32_t> region_nodes;  // how many per region
     std::set<Ready> ready;                                  // all regions
     std::unordered_map<std::string, std::set<Ready>> ready_by_region;
+  };
+  struct ModelIndex {
+    std::unordered_set<ConnId> nodes;  // every node serving it
+    std::array<Tier, kLevels> tiers;   // [l]: the nodes at level l or above
   };
 
   static Ready key(const NodeInfo& n, size_t model_index, double ttft_ms);
@@ -127,6 +184,8 @@ class Router {
   // Puts a node's ready entries into / takes them out of the index (add, remove, drain).
   void index(const NodeInfo& n);
   void unindex(const NodeInfo& n);
+  // Adds (+1) or takes away (-1) the node from its models' tier counts.
+  void count(const NodeInfo& n, int delta);
   // After a change to model i's load or the node's TTFT: moves its entry from
   // `before` (the key it had, if it was ready) to where it belongs now.
   void move(const NodeInfo& n, size_t i, bool was_ready, const Ready& before);

@@ -23,7 +23,9 @@
 #include "crypto/ed25519.h"
 #include "crypto/secret_file.h"
 #include "crypto/sha256.h"
+#include "crypto/encoding.h"
 #include "net/url.h"
+#include "node/attestation_command.h"
 #include "protocol/messages.h"
 #include "protocol/sealed.h"
 
@@ -101,12 +103,18 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     asio::post(io_, [self = shared_from_this()] { self->stop_now(); });
   }
 
+  ~NodeImpl() override {
+    attest_cancel_->store(true);
+    if (attest_thread_.joinable()) attest_thread_.join();
+  }
+
   std::optional<Error> fatal_error() const override { return fatal_; }
   const std::string& node_id() const override { return config_.node_id; }
 
  private:
   void stop_now() {
     stopping_ = true;
+    attest_cancel_->store(true);
     cancel_all_jobs();
     backoff_timer_.cancel();
     if (ws_) beast::get_lowest_layer(*ws_).cancel();
@@ -243,6 +251,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     hello.hardware = hardware_;
     hello.agreements = config_.agreements;
     if (!config_.identity.public_key.empty()) hello.identity_key = crypto::to_hex(config_.identity.public_key);
+    if (!config_.attestation_cmd.empty()) hello.attestation = config_.attestation_kind;
     for (const auto& m : models_) {
       const auto& info = m.engine->model_info();
       const auto stats = m.engine->stats();
@@ -348,6 +357,8 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       if (it != jobs_.end()) models_[it->second.model].engine->cancel(it->second.request);
     } else if (auto* a = std::get_if<protocol::AgreementOffer>(&m)) {
       on_agreement(*a);
+    } else if (auto* ch = std::get_if<protocol::Challenge>(&m)) {
+      on_challenge(*ch);
     } else {
       spdlog::warn("node_unexpected_frame type={}", protocol::message_type(m));
     }
@@ -369,6 +380,60 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
                               "agreement: get the document from the gateway's operator (`agora providers agreement "
                               "show`), read it, and restart the node with --agreement FILE"));
     if (events_.on_agreement_required) events_.on_agreement_required(a.version, a.sha256);
+  }
+
+  // Runs the attestation command for the challenge on a thread of its own
+  // (it may take seconds: a device or NVIDIA's service) and answers with
+  // its output, or with why there is none.
+  void on_challenge(const protocol::Challenge& ch) {
+    protocol::Evidence ev;
+    ev.nonce = ch.nonce;
+    ev.kind = config_.attestation_kind;
+    if (config_.attestation_cmd.empty()) {
+      ev.kind = "nvidia_cc";  // any valid kind: the gateway asked a node that offered none
+      ev.error = "this node has no attestation command";
+      send(protocol::encode(ev));
+      return;
+    }
+    if (attest_running_) {
+      ev.error = "the previous attestation command is still running";
+      send(protocol::encode(ev));
+      return;
+    }
+    if (attest_thread_.joinable()) attest_thread_.join();  // finished: its result was posted
+    const std::string pub = crypto::to_hex(config_.identity.public_key);
+    const std::string evidence_nonce =
+        crypto::sha256_hex(crypto::from_hex(ch.nonce).value_or("") + config_.identity.public_key);
+    AttestationCommand cmd;
+    cmd.command = config_.attestation_cmd;
+    cmd.nonce = evidence_nonce;
+    cmd.timeout = config_.attestation_timeout;
+    cmd.max_output = protocol::kMaxEvidenceBytes;
+    cmd.env = {{"AGORA_EVIDENCE_NONCE", evidence_nonce},
+               {"AGORA_GATEWAY_NONCE", ch.nonce},
+               {"AGORA_IDENTITY_KEY", pub},
+               {"AGORA_ATTESTATION_KIND", config_.attestation_kind}};
+    spdlog::info("node_attestation_started node={} kind={}", config_.node_id, config_.attestation_kind);
+    attest_running_ = true;
+    const uint64_t session = session_;
+    attest_thread_ = std::thread([weak = weak_from_this(), cancel = attest_cancel_, cmd = std::move(cmd),
+                                  ev = std::move(ev), session, &io = io_]() mutable {
+      auto r = run_attestation_command(cmd, *cancel);
+      if (cancel->load()) return;
+      if (r) ev.evidence = std::move(*r);
+      else ev.error = r.error().message.substr(0, protocol::kMaxEvidenceErrorBytes);
+      asio::post(io, [weak, ev = std::move(ev), session]() mutable {
+        auto self = weak.lock();
+        if (!self) return;
+        self->attest_running_ = false;
+        if (ev.error.empty()) {
+          spdlog::info("node_attestation_evidence node={} bytes={}", self->config_.node_id, ev.evidence.size());
+        } else {
+          spdlog::warn("node_attestation_failed node={} error={}", self->config_.node_id, logfmt_value(ev.error));
+        }
+        if (self->session_ == session) self->send(protocol::encode(ev));
+      });
+    });
   }
 
   void fail_job(protocol::JobId id, const Error& e, bool retryable) {
@@ -520,6 +585,10 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   std::optional<std::chrono::steady_clock::time_point> first_refusal_;
   std::unordered_map<protocol::JobId, RunningJob> jobs_;
   protocol::sealed::ReplayCache replay_;  // encapsulations of recent sealed jobs
+  // The attestation command's thread (one at a time), and its stop flag.
+  std::thread attest_thread_;
+  bool attest_running_ = false;
+  std::shared_ptr<std::atomic<bool>> attest_cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace

@@ -46,6 +46,13 @@ struct NodeConfig {
   // The node's X25519 identity (crypto/hpke.h): its public key goes in the
   // hello; clients seal requests to it. Empty: none announced.
   crypto::hpke::KeyPair identity;
+  // Attestation: the kind of evidence this node offers ("nvidia_cc",
+  // "play_integrity"; empty: none) and the command that produces it for a
+  // challenge (node/attestation_command.h). Needs an identity key: the
+  // evidence binds it.
+  std::string attestation_kind;
+  std::string attestation_cmd;
+  std::chrono::milliseconds attestation_timeout{60'000};
 };
 
 // The node's identity key in DATA_DIR/identity.key (0600; created on first

@@ -319,7 +319,8 @@ bool request_from_json(Reader& parent, const json::object& o, engine::Generation
 
 std::string_view message_type(const Message& m) {
   static constexpr std::string_view kNames[] = {"hello", "welcome", "reject", "job",       "cancel", "delta",
-                                                "done",  "failed",  "drain",  "agreement", "accept"};
+                                                "done",  "failed",  "drain",  "agreement", "accept",
+                                                "challenge", "evidence"};
   static_assert(std::size(kNames) == std::variant_size_v<Message>);
   return kNames[m.index()];
 }
@@ -404,6 +405,7 @@ std::string encode(const Message& m) {
             for (const auto& a : msg.agreements) agreements.push_back(json::string(a));
             o["agreements"] = std::move(agreements);
             if (!msg.identity_key.empty()) o["identity_key"] = msg.identity_key;
+            if (!msg.attestation.empty()) o["attestation"] = msg.attestation;
           } else if constexpr (std::is_same_v<T, Welcome>) {
             o["protocol"] = msg.protocol;
             o["provider_id"] = msg.provider_id;
@@ -417,6 +419,13 @@ std::string encode(const Message& m) {
             o["text"] = msg.text;
           } else if constexpr (std::is_same_v<T, Accept>) {
             o["sha256"] = msg.sha256;
+          } else if constexpr (std::is_same_v<T, Challenge>) {
+            o["nonce"] = msg.nonce;
+          } else if constexpr (std::is_same_v<T, Evidence>) {
+            o["nonce"] = msg.nonce;
+            o["kind"] = msg.kind;
+            if (msg.error.empty()) o["evidence"] = msg.evidence;
+            else o["error"] = msg.error;
           } else if constexpr (std::is_same_v<T, Reject>) {
             o["code"] = msg.code;
             o["message"] = msg.message;
@@ -585,6 +594,10 @@ Result<Message> decode(std::string_view frame) {
     if (!h.identity_key.empty() && !is_digest(h.identity_key)) {
       return bad("frame.identity_key must be an X25519 public key (64 lower-case hex characters)");
     }
+    if (!r.str("attestation", h.attestation, false)) return r.error();
+    if (!h.attestation.empty() && !is_attestation_kind(h.attestation)) {
+      return bad("frame.attestation must be \"nvidia_cc\" or \"play_integrity\"");
+    }
     if (!r.ok()) return r.error();
     return Message{std::move(h)};
   }
@@ -621,8 +634,33 @@ Result<Message> decode(std::string_view frame) {
     if (!is_digest(a.sha256)) return bad("frame.sha256 must be 64 lower-case hex characters");
     return Message{std::move(a)};
   }
+  if (type == "challenge") {
+    Challenge c;
+    if (!r.str("nonce", c.nonce)) return r.error();
+    if (!is_digest(c.nonce)) return bad("frame.nonce must be 64 lower-case hex characters");
+    return Message{std::move(c)};
+  }
+  if (type == "evidence") {
+    Evidence e;
+    if (!r.str("nonce", e.nonce) || !r.str("kind", e.kind) || !r.str("evidence", e.evidence, false) ||
+        !r.str("error", e.error, false)) {
+      return r.error();
+    }
+    if (!is_digest(e.nonce)) return bad("frame.nonce must be 64 lower-case hex characters");
+    if (!is_attestation_kind(e.kind)) return bad("frame.kind must be \"nvidia_cc\" or \"play_integrity\"");
+    if (e.evidence.empty() == e.error.empty()) return bad("an evidence frame carries either evidence or an error");
+    if (e.evidence.size() > kMaxEvidenceBytes) {
+      return make_error(Errc::too_large, "protocol: evidence larger than " + std::to_string(kMaxEvidenceBytes) + " bytes");
+    }
+    if (e.error.size() > kMaxEvidenceErrorBytes) {
+      return bad("frame.error is longer than " + std::to_string(kMaxEvidenceErrorBytes) + " bytes");
+    }
+    return Message{std::move(e)};
+  }
   return bad("unknown frame type '" + type + "'");
 }
+
+bool is_attestation_kind(std::string_view kind) { return kind == "nvidia_cc" || kind == "play_integrity"; }
 
 std::string encode_request(const engine::GenerationRequest& r) { return json::serialize(request_to_json(r)); }
 

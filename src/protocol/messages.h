@@ -25,6 +25,11 @@ inline constexpr size_t kMaxFrameBytes = 8u << 20;
 inline constexpr unsigned kMaxJsonDepth = 16;
 // Most agreement digests a hello may list.
 inline constexpr size_t kMaxAgreements = 16;
+// Largest attestation evidence an Evidence frame may carry (an NRAS EAT
+// bundle for 8 GPUs with their certificate chains is ~40 KiB).
+inline constexpr size_t kMaxEvidenceBytes = 128u << 10;
+// Longest reason an Evidence frame may give for having no evidence.
+inline constexpr size_t kMaxEvidenceErrorBytes = 1024;
 
 using JobId = uint64_t;
 
@@ -60,6 +65,10 @@ struct Hello {
   // The node's X25519 identity public key (lower-case hex, 64 digits): what
   // clients seal requests to, and what attestation binds. Empty: none.
   std::string identity_key;
+  // The attestation evidence this node can produce, if any: "nvidia_cc"
+  // (GPU confidential computing, an NRAS result) or "play_integrity"
+  // (an Android device). Empty: none; the node serves at "standard".
+  std::string attestation;
 };
 
 // gateway -> node, the answer to a valid Hello.
@@ -87,6 +96,21 @@ struct AgreementOffer {
 // node -> gateway: the node's operator accepted the agreement `sha256`.
 struct Accept {
   std::string sha256;
+};
+
+// gateway -> node: prove your attestation now. The evidence must be bound
+// to SHA-256(nonce ‖ the node's identity public key) (attest/verifier.h).
+struct Challenge {
+  std::string nonce;  // 64 lower-case hex digits, single use
+};
+
+// node -> gateway: the answer to a Challenge: the evidence, or why there is
+// none (the attestation command failed).
+struct Evidence {
+  std::string nonce;  // the challenge's nonce, as sent
+  std::string kind;   // "nvidia_cc" | "play_integrity"
+  std::string evidence;
+  std::string error;  // set instead of evidence when the node has none
 };
 
 // gateway -> node, then the connection closes: the hello was refused.
@@ -154,8 +178,8 @@ struct Failed {
 // node -> gateway: no new jobs please; in-flight ones will finish.
 struct Drain {};
 
-using Message =
-    std::variant<Hello, Welcome, Reject, Job, Cancel, Delta, Done, Failed, Drain, AgreementOffer, Accept>;
+using Message = std::variant<Hello, Welcome, Reject, Job, Cancel, Delta, Done, Failed, Drain, AgreementOffer, Accept,
+                             Challenge, Evidence>;
 
 // The frame's "type" field for each alternative.
 std::string_view message_type(const Message& m);
@@ -169,6 +193,9 @@ void encode_delta(std::string& out, const Delta& d);
 // Parses one frame. Errors: invalid_argument naming what is wrong (not JSON,
 // too deep, unknown type, a missing or mistyped field), too_large.
 Result<Message> decode(std::string_view frame);
+
+// "nvidia_cc" or "play_integrity".
+bool is_attestation_kind(std::string_view kind);
 
 engine::FinishReason parse_finish_reason(std::string_view s, bool* ok);
 

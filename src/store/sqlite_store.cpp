@@ -321,6 +321,11 @@ CREATE TABLE audit_checkpoints (
   signature  TEXT NOT NULL
 ) STRICT;
 )sql",
+    // 5: each connected node's attestation (level, verdict, expiry) as the
+    // gateway last saw it, for `agora providers list`.
+    R"sql(
+ALTER TABLE nodes ADD COLUMN attestation TEXT NOT NULL DEFAULT '';
+)sql",
 };
 static_assert(std::size(kMigrations) == kSqliteSchemaVersion, "one migration per schema version");
 
@@ -415,10 +420,10 @@ constexpr const char* kGetGeneration =
 constexpr const char* kDeleteNodes = "DELETE FROM nodes";
 constexpr const char* kInsertNode =
     "INSERT INTO nodes (node_id, provider_id, region, agent, models_json, slots, slots_busy, "
-    "connected_ms, updated_ms, identity_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    "connected_ms, updated_ms, identity_key, attestation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 constexpr const char* kListNodes =
     "SELECT node_id, provider_id, region, agent, models_json, slots, slots_busy, connected_ms, "
-    "updated_ms, identity_key "
+    "updated_ms, identity_key, attestation "
     "FROM nodes ORDER BY provider_id, connected_ms, node_id";
 
 constexpr const char* kGetConversation =
@@ -576,6 +581,7 @@ NodeRecord read_node(const Query& q) {
   n.connected_ms = q.int64(7);
   n.updated_ms = q.int64(8);
   n.identity_key = q.text(9);
+  n.attestation_json = q.text(10);
   return n;
 }
 
@@ -1306,7 +1312,8 @@ Status SqliteStore::replace_nodes(std::span<const NodeRecord> nodes) {
         .bind(7, int64_t{n.slots_busy})
         .bind(8, n.connected_ms)
         .bind(9, n.updated_ms)
-        .bind(10, n.identity_key);
+        .bind(10, n.identity_key)
+        .bind(11, n.attestation_json);
     if (auto st = q->run(); !st) return st;
   }
   return tx.commit(kOp);

@@ -26,7 +26,7 @@
 namespace agora::store {
 
 // The schema version this build writes (PRAGMA user_version).
-inline constexpr int kSqliteSchemaVersion = 4;
+inline constexpr int kSqliteSchemaVersion = 5;
 
 // The database file inside a data directory: data_dir / "agora.db".
 std::filesystem::path database_path(const std::filesystem::path& data_dir);

@@ -179,6 +179,9 @@ struct NodeRecord {
   int64_t connected_ms = 0;
   int64_t updated_ms = 0;
   std::string identity_key;  // X25519 public key, hex; empty when the node sent none
+  // JSON object: {"level","kind","status","error","verified_ms","expires_ms","summary"}
+  // ("" from a gateway before schema 5).
+  std::string attestation_json;
 };
 
 class Store {

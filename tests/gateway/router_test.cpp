@@ -176,15 +176,50 @@ TEST(Router, RegionConstraint) {
   EXPECT_EQ(no_pick(r, "m", eu, {2}), NoPick::exhausted);
 }
 
-TEST(Router, VerifiedAndConfidentialAreConstraints) {
+TEST(Router, VerifiedAndConfidentialNeedTheLevel) {
   Router r;
-  r.add(make_node(1, {{"m", 4}}));
+  r.add(make_node(1, {{"m", 4}}, "eu", 1));
   RoutingPreferences verified;
   verified.privacy_level = "verified";
-  EXPECT_EQ(no_pick(r, "m", verified), NoPick::constraint);
   RoutingPreferences confidential;
   confidential.confidential = true;
+  EXPECT_EQ(no_pick(r, "m", verified), NoPick::constraint);
   EXPECT_EQ(no_pick(r, "m", confidential), NoPick::constraint);
+  EXPECT_EQ(r.eligible("m", Level::verified, {}), 0u);
+
+  // A device verdict serves verified (and standard), not confidential.
+  r.add(make_node(2, {{"m", 4}}, "eu", 5));
+  r.set_level(2, Level::verified);
+  EXPECT_EQ(picked(r, "m", verified), 2u);
+  EXPECT_EQ(no_pick(r, "m", confidential), NoPick::constraint);
+  EXPECT_EQ(picked(r, "m"), 1u);  // the faster standard node for a standard request
+
+  // A GPU TEE verdict serves all three.
+  r.add(make_node(3, {{"m", 4}}, "us", 9));
+  r.set_level(3, Level::confidential);
+  EXPECT_EQ(picked(r, "m", confidential), 3u);
+  EXPECT_EQ(picked(r, "m", verified), 2u);
+  EXPECT_EQ(r.eligible("m", Level::verified, {}), 2u);
+  EXPECT_EQ(r.eligible("m", Level::confidential, {"eu"}), 0u);
+  RoutingPreferences confidential_eu = confidential;
+  confidential_eu.regions = {"eu"};
+  EXPECT_EQ(no_pick(r, "m", confidential_eu), NoPick::constraint);
+
+  // Busy, then exhausted, within the level.
+  EXPECT_EQ(no_pick(r, "m", confidential, {3}), NoPick::exhausted);
+  for (int i = 0; i < 4; ++i) r.acquire(Pick{3, 0});
+  EXPECT_EQ(no_pick(r, "m", confidential), NoPick::busy);
+
+  // Dropping the verdict takes the node out of the attested tiers at once.
+  r.set_level(2, Level::standard);
+  EXPECT_EQ(no_pick(r, "m", verified), NoPick::busy);  // only node 3, full
+  r.set_level(3, Level::standard);
+  EXPECT_EQ(no_pick(r, "m", verified), NoPick::constraint);
+  auto models = r.models();
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].by_level[0].nodes, 3);
+  EXPECT_EQ(models[0].by_level[1].nodes, 0);
+  EXPECT_EQ(models[0].by_level[0].busy, 4);
 }
 
 TEST(Router, DrainingNodesAreSkipped) {

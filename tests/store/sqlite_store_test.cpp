@@ -491,9 +491,9 @@ TEST_F(SqliteStoreTest, ReopeningKeepsData) {
   EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(kSqliteSchemaVersion));
 }
 
-// Takes a current database back to schema 2's columns.
-// Makes a schema-4 database look like schema 3 again.
+// Makes a current (schema-5) database look like schema 3 again.
 void drop_schema4(RawDb& raw) {
+  raw.exec("ALTER TABLE nodes DROP COLUMN attestation");  // schema 5
   raw.exec("DROP TRIGGER agreements_insert");
   for (const char* t : {"agreements", "agreement_acceptances", "audit_log", "audit_checkpoints", "conversations"}) {
     raw.exec(("DROP TABLE " + std::string(t)).c_str());

@@ -1,0 +1,154 @@
+#include "node/attestation_command.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "common/utf8.h"
+
+extern char** environ;
+
+namespace agora::node {
+namespace {
+
+struct Pipe {
+  int fd[2] = {-1, -1};
+  ~Pipe() {
+    for (int f : fd) {
+      if (f >= 0) ::close(f);
+    }
+  }
+  void close_end(int i) {
+    if (fd[i] >= 0) ::close(fd[i]);
+    fd[i] = -1;
+  }
+};
+
+std::string trim(std::string s) {
+  auto space = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
+  while (!s.empty() && space(s.back())) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && space(s[i])) ++i;
+  return s.substr(i);
+}
+
+// The last line or so of standard error, printable, for the error message.
+std::string tail(const std::string& err) {
+  std::string t = trim(err);
+  if (t.size() > 300) t = t.substr(t.size() - 300);
+  for (char& c : t) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return is_valid_utf8(t) ? t : std::string("(not UTF-8)");
+}
+
+}  // namespace
+
+Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel) {
+  Pipe out, err;
+  if (::pipe2(out.fd, O_CLOEXEC) != 0 || ::pipe2(err.fd, O_CLOEXEC) != 0) {
+    return make_error(Errc::unavailable, std::string("attestation command: pipe: ") + std::strerror(errno));
+  }
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, out.fd[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err.fd[1], 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+
+  const std::string script = c.command + " \"$@\"";
+  std::vector<std::string> args = {"/bin/sh", "-c", script, "agora-attestation", c.nonce};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e && *e; ++e) {
+    bool replaced = false;
+    for (const auto& [k, v] : c.env) {
+      if (std::strncmp(*e, k.c_str(), k.size()) == 0 && (*e)[k.size()] == '=') replaced = true;
+    }
+    if (!replaced) env_strings.emplace_back(*e);
+  }
+  for (const auto& [k, v] : c.env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = 0;
+  const int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return make_error(Errc::unavailable, std::string("attestation command: cannot start /bin/sh: ") + std::strerror(rc));
+  out.close_end(1);
+  err.close_end(1);
+
+  std::string stdout_text, stderr_text;
+  bool too_large = false;
+  std::string killed;
+  const auto deadline = std::chrono::steady_clock::now() + c.timeout;
+  bool out_open = true, err_open = true;
+  while (out_open || err_open) {
+    if (cancel.load()) {
+      killed = "cancelled (the node is stopping)";
+      break;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      killed = "killed after " + std::to_string(c.timeout.count()) + " ms without finishing";
+      break;
+    }
+    pollfd fds[2] = {{out_open ? out.fd[0] : -1, POLLIN, 0}, {err_open ? err.fd[0] : -1, POLLIN, 0}};
+    const int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 100)));
+    if (n < 0 && errno != EINTR) break;
+    char buf[16384];
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
+      if (got <= 0) {
+        (i == 0 ? out_open : err_open) = false;
+        continue;
+      }
+      std::string& dst = i == 0 ? stdout_text : stderr_text;
+      if (i == 0 && dst.size() + static_cast<size_t>(got) > c.max_output) {
+        too_large = true;
+        killed = "printed more than " + std::to_string(c.max_output) + " bytes";
+        break;
+      }
+      if (i == 1 && dst.size() > 64 * 1024) dst.erase(0, 32 * 1024);  // keep the end
+      dst.append(buf, static_cast<size_t>(got));
+    }
+    if (too_large) break;
+  }
+  if (!killed.empty()) ::kill(-pid, SIGKILL);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (too_large) return make_error(Errc::too_large, "attestation command " + killed);
+  if (!killed.empty()) return make_error(Errc::unavailable, "attestation command " + killed);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                                        : "was killed by signal " + std::to_string(WTERMSIG(status));
+    const std::string t = tail(stderr_text);
+    return make_error(Errc::unavailable, "attestation command " + how + (t.empty() ? "" : ": " + t));
+  }
+  std::string evidence = trim(std::move(stdout_text));
+  if (evidence.empty()) return make_error(Errc::invalid_argument, "attestation command printed nothing");
+  if (!is_valid_utf8(evidence)) return make_error(Errc::invalid_argument, "attestation command printed something that is not UTF-8 text");
+  return evidence;
+}
+
+}  // namespace agora::node
