@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/signals.h"
 #include "client/proxy.h"
+#include "common/file.h"
 
 namespace agora::cli {
 namespace {
@@ -21,6 +22,10 @@ struct ProxyArgs {
   std::string ca_fingerprint;
   bool confidential = false;
   size_t candidates = 3;
+  std::string nvidia_root;
+  std::vector<std::string> nvidia_hw_models{"GH100 A01 GSP BROM"};
+  std::string nvidia_min_driver = "550.54.15";
+  int64_t max_evidence_age_ms = 24LL * 3600 * 1000;
 };
 
 void run_proxy(ProxyArgs a) {
@@ -36,6 +41,18 @@ void run_proxy(ProxyArgs a) {
   if (!a.ca_fingerprint.empty()) cfg.tls.pinned_fingerprint = a.ca_fingerprint;
   cfg.confidential = a.confidential;
   cfg.candidates = a.candidates;
+  cfg.max_evidence_age_ms = a.max_evidence_age_ms;
+  if (!a.nvidia_root.empty()) {
+    auto pem = read_file(a.nvidia_root, 1u << 20);
+    if (!pem) fail("--nvidia-root: " + pem.error().message);
+    attest::NvidiaPolicy policy;
+    policy.root_pem = std::move(*pem);
+    policy.hw_models = a.nvidia_hw_models;
+    policy.min_driver_version = a.nvidia_min_driver;
+    auto v = attest::make_nvidia_verifier(std::move(policy));
+    if (!v) fail("--nvidia-root: " + v.error().message);
+    cfg.nvidia = std::move(*v);
+  }
   boost::asio::io_context io(1);
   auto proxy = client::make_proxy(io, cfg);
   if (Status st = proxy->start(); !st) fail(st.error().to_string());
@@ -44,8 +61,9 @@ void run_proxy(ProxyArgs a) {
   std::fflush(stdout);
   if (a.confidential) {
     std::fprintf(stderr,
-                 "agora proxy: --confidential: every request is refused until attestation evidence can be "
-                 "verified (not yet supported)\n");
+                 "agora proxy: --confidential: every request goes only to nodes whose GPU TEE evidence verifies "
+                 "against %s\n",
+                 a.nvidia_root.c_str());
   }
   on_stop_signals(io, [&] { io.stop(); });
   io.run();
@@ -69,8 +87,19 @@ void add_proxy_command(CLI::App& app) {
       ->check(CLI::Range(1, 16))
       ->capture_default_str();
   cmd->add_flag("--confidential", a->confidential,
-                "Only GPU-TEE-attested nodes, verified by the proxy itself (refuses every request until attestation "
-                "support exists)");
+                "Send every request only to GPU-TEE-attested nodes whose evidence the proxy verifies itself "
+                "(needs --nvidia-root); without it, only requests with confidential: true are");
+  cmd->add_option("--nvidia-root", a->nvidia_root,
+                  "PEM root certificate that NVIDIA attestation results (NRAS) must chain to, pinned here and not "
+                  "taken from the gateway");
+  cmd->add_option("--nvidia-hw-model", a->nvidia_hw_models, "GPU model (hwmodel claim) to accept (repeatable)")
+      ->capture_default_str();
+  cmd->add_option("--nvidia-min-driver", a->nvidia_min_driver, "Oldest GPU driver version to accept")
+      ->capture_default_str();
+  cmd->add_option("--max-evidence-age-ms", a->max_evidence_age_ms,
+                  "Refuse evidence the gateway verified longer ago than this")
+      ->check(CLI::Range(int64_t{1000}, int64_t{30LL * 24 * 3600 * 1000}))
+      ->capture_default_str();
   cmd->callback([a] { run_proxy(*a); });
 }
 

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "crypto/ed25519.h"
 #include "crypto/encoding.h"
+#include "crypto/sha256.h"
 #include "gateway/openai.h"
 #include "net/url.h"
 #include "protocol/messages.h"
@@ -89,6 +90,10 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (!cfg_.api_key.starts_with("gk_")) return make_error(Errc::invalid_argument, "--api-key must be a gk_… key");
     if (cfg_.candidates < 1 || cfg_.candidates > protocol::sealed::kMaxRecipients) {
       return make_error(Errc::invalid_argument, "--candidates must be 1 to 16");
+    }
+    if (cfg_.confidential && !cfg_.nvidia) {
+      return make_error(Errc::invalid_argument,
+                        "--confidential needs --nvidia-root (the NRAS root the proxy verifies GPU evidence against)");
     }
     auto ctx = net::make_client_tls_context(cfg_.tls);
     if (!ctx) return ctx.error();
@@ -330,11 +335,12 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     auto parsed = gateway::parse_chat_request(req.body(), limits);
     if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(s, req, *err);
     auto& r = std::get<gateway::ChatRequest>(parsed);
-    if (cfg_.confidential || r.routing.confidential) {
+    const bool confidential = cfg_.confidential || r.routing.confidential;
+    if (confidential && !cfg_.nvidia) {
       const ApiError e = api_error(
-          503, "attestation_unavailable",
-          "confidential: agora proxy cannot verify GPU attestation evidence yet (it arrives with attestation "
-          "support), so it refuses to send this request");
+          400, "attestation_unverifiable",
+          "confidential: true needs agora proxy to verify GPU evidence itself: start it with --nvidia-root FILE "
+          "(the pinned NRAS root); nothing was sent");
       co_return co_await send_error(s, req, e);
     }
     if (r.sealed) {
@@ -355,6 +361,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       for (const auto& x : r.routing.regions) regions += (regions.empty() ? "" : ",") + x;
       q += "&region=" + url_encode(regions);
     }
+    if (confidential) q += "&confidential=true";
     std::vector<protocol::sealed::Recipient> recipients;
     int32_t ctx = 0;
     const auto now = std::chrono::steady_clock::now();
@@ -385,6 +392,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
         if (!id || !id->is_string() || !key || !key->is_string()) continue;
         auto raw = crypto::from_hex(key->get_string());
         if (!raw || raw->size() != crypto::hpke::kPublicKeyBytes) continue;
+        if (confidential && !attested(*n, *raw)) continue;
         recipients.push_back({std::string(id->get_string()), std::move(*raw)});
         if (c && c->is_int64() && c->get_int64() > 0) {
           const auto x = static_cast<int32_t>(std::min<int64_t>(c->get_int64(), INT32_MAX));
@@ -398,7 +406,9 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (recipients.empty()) {
       const ApiError e = api_error(503, "no_sealable_provider",
                                    "No connected provider can receive a sealed request for '" + r.model +
-                                       "' under these routing preferences; nothing was sent");
+                                       "' under these routing preferences" +
+                                       (confidential ? " with GPU TEE evidence this proxy verified" : "") +
+                                       "; nothing was sent");
       co_return co_await send_error(s, req, e);
     }
 
@@ -438,6 +448,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       routing["region"] = std::move(regions);
     }
     body["routing_preferences"] = std::move(routing);
+    if (confidential) body["confidential"] = true;  // the gateway enforces it too
 
     auto up = co_await open_upstream(http::verb::post, "/v1/chat/completions", json::serialize(body));
     if (!up) {
@@ -670,6 +681,44 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     co_return false;  // close: the stream's end
   }
 
+  // Whether a listed node's GPU TEE evidence verifies here: the pinned
+  // root, the GPU policy, and the nonce binding its identity key `key`
+  // (raw). The gateway's verification time must be recent, and the tokens
+  // must have been valid then. Verified evidence is remembered until it is
+  // too old, so a re-listing costs a hash, not the signatures.
+  bool attested(const json::object& node, const std::string& key) {
+    const auto* a = node.if_contains("attestation");
+    const json::object* o = a ? a->if_object() : nullptr;
+    auto str = [&](const char* k) {
+      const auto* v = o ? o->if_contains(k) : nullptr;
+      return v && v->is_string() ? std::string(v->get_string()) : std::string();
+    };
+    const auto* vms = o ? o->if_contains("verified_ms") : nullptr;
+    if (!o || str("level") != "confidential" || str("kind") != "nvidia_cc" || !vms || !vms->is_int64()) return false;
+    const std::string evidence = str("evidence"), nonce = str("nonce");
+    const int64_t verified_ms = vms->get_int64();
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    if (verified_ms > now + 60'000 || now - verified_ms > cfg_.max_evidence_age_ms) return false;
+    auto gateway_nonce = crypto::from_hex(nonce);
+    if (!gateway_nonce || evidence.empty()) return false;
+    const std::string id = crypto::sha256_hex(nonce + "|" + crypto::to_hex(key) + "|" + std::to_string(verified_ms) +
+                                              "|" + evidence);
+    if (auto hit = verified_.find(id); hit != verified_.end()) return now - hit->second <= cfg_.max_evidence_age_ms;
+    auto v = cfg_.nvidia->verify(evidence, attest::evidence_nonce(*gateway_nonce, key), verified_ms);
+    if (!v || v->level != "confidential") {
+      const auto* nid = node.if_contains("id");
+      spdlog::warn("proxy_evidence_refused node={} reason={}",
+                   logfmt_value(nid && nid->is_string() ? std::string(nid->get_string()) : std::string("?")),
+                   logfmt_value(v ? std::string("not confidential") : v.error().message));
+      return false;
+    }
+    if (verified_.size() > 4096) verified_.clear();
+    verified_[id] = verified_ms;
+    return true;
+  }
+
   struct Candidates {
     std::chrono::steady_clock::time_point at;
     std::vector<protocol::sealed::Recipient> recipients;
@@ -681,6 +730,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   net::Url gateway_;
   std::vector<std::unique_ptr<Conn>> idle_;                // kept-alive connections to the gateway
   std::unordered_map<std::string, Candidates> candidates_;  // by /v1/providers query
+  std::unordered_map<std::string, int64_t> verified_;       // evidence verified here -> its verification time
   std::shared_ptr<asio::ssl::context> tls_;
   tcp::acceptor acceptor_;
   uint16_t port_ = 0;

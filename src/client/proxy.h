@@ -7,9 +7,16 @@
 // unary or streamed, chunk by chunk, in order, up to its final chunk — into
 // the OpenAI response the SDK expects.
 //
+// Confidential requests (--confidential, or confidential: true in a
+// request) go only to nodes whose GPU TEE evidence the proxy verified
+// itself against its own pinned NRAS root: the evidence the gateway lists
+// must chain to that root, meet the GPU policy and carry SHA-256(the
+// gateway's nonce ‖ the node's identity key), so the key the proxy seals to
+// is the one inside the attested machine, whatever the gateway says.
+//
 // Fails closed: when it cannot seal (no candidate with an identity key, a
-// feature the sealed path does not carry, --confidential before
-// attestation exists) it answers with an error and sends nothing; a sealed
+// feature the sealed path does not carry, no candidate whose evidence
+// verifies) it answers with an error and sends nothing; a sealed
 // answer that does not open, arrives out of order or ends without its
 // final chunk is an error, never partial plaintext passed off as complete.
 //
@@ -21,6 +28,7 @@
 #include <memory>
 #include <string>
 
+#include "attest/verifier.h"
 #include "common/result.h"
 #include "net/tls.h"
 
@@ -31,7 +39,13 @@ struct ProxyConfig {
   std::string api_key;      // gk_…
   std::string listen = "127.0.0.1:8787";
   net::ClientTlsOptions tls;
-  bool confidential = false;  // refuse: attestation is not verifiable yet
+  bool confidential = false;  // every request confidential (GPU TEE only, evidence verified here)
+  // Verifies GPU TEE evidence (attest::make_nvidia_verifier with the pinned
+  // NRAS root); confidential requests are refused without one.
+  std::shared_ptr<const attest::AttestationVerifier> nvidia;
+  // Evidence older than this (by the gateway's verification time) is not
+  // trusted, whatever the gateway says about its verdict.
+  int64_t max_evidence_age_ms = 24LL * 3600 * 1000;
   size_t candidates = 3;      // nodes each request is sealed to (failover within them)
   size_t max_body_bytes = 4u << 20;
 };

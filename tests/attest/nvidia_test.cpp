@@ -12,78 +12,14 @@
 #include "attest/verifier.h"
 #include "crypto/encoding.h"
 #include "crypto/sha256.h"
+#include "test_pki.h"
 
 namespace agora::attest {
 namespace {
 
 namespace json = boost::json;
 
-struct Cert {
-  Pkey key;
-  X509* x509 = nullptr;
-  Cert() = default;
-  Cert(Cert&& o) noexcept : key(std::move(o.key)), x509(std::exchange(o.x509, nullptr)) {}
-  Cert& operator=(Cert&& o) noexcept {
-    if (this != &o) {
-      X509_free(x509);
-      key = std::move(o.key);
-      x509 = std::exchange(o.x509, nullptr);
-    }
-    return *this;
-  }
-  ~Cert() { X509_free(x509); }
-};
-
-void add_ext(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx;
-  X509V3_set_ctx_nodb(&ctx);
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  ASSERT_NE(ext, nullptr);
-  X509_add_ext(cert, ext, -1);
-  X509_EXTENSION_free(ext);
-}
-
-// A certificate for a fresh P-384 key: self-signed when `issuer` is null.
-Cert make_cert(const char* cn, const Cert* issuer, bool ca, const char* key_usage) {
-  Cert c;
-  c.key = Pkey(EVP_EC_gen("P-384"));
-  c.x509 = X509_new();
-  X509_set_version(c.x509, 2);
-  static long serial = 1;
-  ASN1_INTEGER_set(X509_get_serialNumber(c.x509), serial++);
-  X509_gmtime_adj(X509_getm_notBefore(c.x509), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(c.x509), 3600);
-  X509_set_pubkey(c.x509, c.key.get());
-  X509_NAME* name = X509_get_subject_name(c.x509);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);
-  X509_set_issuer_name(c.x509, issuer ? X509_get_subject_name(issuer->x509) : name);
-  X509* iss = issuer ? issuer->x509 : c.x509;
-  add_ext(c.x509, iss, NID_basic_constraints, ca ? "critical,CA:TRUE" : "critical,CA:FALSE");
-  if (key_usage) add_ext(c.x509, iss, NID_key_usage, key_usage);
-  add_ext(c.x509, iss, NID_subject_key_identifier, "hash");
-  if (issuer) add_ext(c.x509, iss, NID_authority_key_identifier, "keyid:always");
-  X509_sign(c.x509, issuer ? issuer->key.get() : c.key.get(), EVP_sha384());
-  return c;
-}
-
-std::string der_b64(X509* x) {
-  unsigned char* der = nullptr;
-  const int n = i2d_X509(x, &der);
-  std::string out = crypto::to_base64(std::string(reinterpret_cast<char*>(der), static_cast<size_t>(n)));
-  OPENSSL_free(der);
-  return out;
-}
-
-std::string pem(X509* x) {
-  BIO* bio = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(bio, x);
-  char* p = nullptr;
-  const long n = BIO_get_mem_data(bio, &p);
-  std::string out(p, static_cast<size_t>(n));
-  BIO_free(bio);
-  return out;
-}
+using namespace test_pki;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -107,42 +43,16 @@ class Nvidia : public ::testing::Test {
     now_ = now_ms();
   }
 
-  json::object gpu_claims() const {
-    return {{"eat_nonce", nonce_},
-            {"nbf", now_ / 1000 - 10},
-            {"exp", now_ / 1000 + 3600},
-            {"measres", "success"},
-            {"secboot", true},
-            {"dbgstat", "disabled"},
-            {"hwmodel", "GH100 A01 GSP BROM"},
-            {"x-nvidia-gpu-driver-version", "550.90.07"}};
-  }
+  json::object gpu_claims() const { return test_pki::gpu_claims(nonce_, now_ / 1000); }
   std::string sign(const json::object& claims, const Cert& signer, std::vector<const Cert*> chain,
                    json::object header = {{"alg", "ES384"}}) const {
-    json::array x5c;
-    for (const Cert* c : chain) x5c.push_back(json::string(der_b64(c->x509)));
-    header["x5c"] = std::move(x5c);
-    auto t = sign_jws(header, json::serialize(claims), JwsAlg::es384, signer.key.get());
-    EXPECT_TRUE(t);
-    return *t;
+    return sign_with_chain(claims, signer, chain, std::move(header));
   }
   std::string gpu_token(json::object claims) const { return sign(claims, leaf_, {&leaf_, &inter_}); }
   // The bundle over `gpus`; `tweak` edits the overall claims.
   std::string bundle(const std::map<std::string, std::string>& gpus,
                      const std::function<void(json::object&)>& tweak = {}) const {
-    json::object submods;
-    for (const auto& [name, tok] : gpus) {
-      submods[name] = json::array{"DIGEST", json::array{"SHA256", crypto::sha256_hex(tok)}};
-    }
-    json::object overall{{"eat_nonce", nonce_},
-                         {"nbf", now_ / 1000 - 10},
-                         {"exp", now_ / 1000 + 3600},
-                         {"x-nvidia-overall-att-result", true},
-                         {"submods", std::move(submods)}};
-    if (tweak) tweak(overall);
-    json::object devices;
-    for (const auto& [name, tok] : gpus) devices[name] = tok;
-    return json::serialize(json::array{json::array{"JWT", sign(overall, leaf_, {&leaf_, &inter_})}, devices});
+    return eat_bundle(nonce_, now_ / 1000, gpus, leaf_, {&leaf_, &inter_}, tweak);
   }
   ::testing::AssertionResult refused(const std::string& evidence, const std::string& why) const {
     auto r = verifier_->verify(evidence, nonce_, now_);

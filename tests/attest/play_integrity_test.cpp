@@ -6,6 +6,7 @@
 
 #include "attest/verifier.h"
 #include "crypto/random.h"
+#include "test_pki.h"
 
 namespace agora::attest {
 namespace {
@@ -21,23 +22,10 @@ struct Keys {
   Pkey signing{EVP_EC_gen("P-256")};
 };
 
-json::object verdict_payload(const std::string& nonce) {
-  return json::object{
-      {"requestDetails", json::object{{"requestPackageName", kPackage}, {"nonce", nonce}, {"timestampMillis", kNow - 1000}}},
-      {"appIntegrity", json::object{{"appRecognitionVerdict", "PLAY_RECOGNIZED"},
-                                    {"packageName", kPackage},
-                                    {"certificateSha256Digest", json::array{"other", kCert}},
-                                    {"versionCode", "42"}}},
-      {"deviceIntegrity", json::object{{"deviceRecognitionVerdict", json::array{"MEETS_DEVICE_INTEGRITY"}}}},
-      {"accountDetails", json::object{{"appLicensingVerdict", "LICENSED"}}}};
-}
+json::object verdict_payload(const std::string& nonce) { return test_pki::play_payload(nonce, kNow, kPackage, kCert); }
 
 std::string mint(const Keys& k, const json::object& payload, json::object header = {{"alg", "ES256"}}) {
-  auto jws = sign_jws(header, json::serialize(payload), JwsAlg::es256, k.signing.get());
-  EXPECT_TRUE(jws);
-  auto jwe = encrypt_jwe(*jws, k.kek);
-  EXPECT_TRUE(jwe);
-  return *jwe;
+  return test_pki::play_token(payload, k.kek, k.signing.get(), std::move(header));
 }
 
 class PlayIntegrity : public ::testing::Test {

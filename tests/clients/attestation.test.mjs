@@ -1,0 +1,234 @@
+// Attestation and routing by trust, end to end: real `agora gateway` and
+// `agora node` processes, the official openai SDK, and `agora proxy`.
+// A test PKI made here (tests/attest/test_attester.cpp) stands in for
+// NVIDIA's attestation service and for Google Play Integrity: the gateway
+// pins its NRAS root and Play Integrity keys; each attested node runs
+// agora-test-attester as its --attestation-cmd.
+//
+//   gpu    the real tiny model, GPU TEE evidence  -> confidential
+//   phone  fake engine, Play Integrity evidence   -> verified
+//   plain  fake engine, no evidence               -> standard
+//
+// Verdicts here last 6 s and are renewed 3 s before they end, so renewal,
+// failure and expiry all happen within the test. A control file per node
+// makes its attestation command fail or hang.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import OpenAI from 'openai';
+import { Gateway, Proc, agora, ensureTinyModel, tempDir, waitFor } from './harness.mjs';
+
+const ATTESTER = process.env.AGORA_TEST_ATTESTER ||
+  new URL('../../build/tests/attest/agora-test-attester', import.meta.url).pathname;
+const MODEL = 'tiny';
+
+let gw;
+let pki;
+let client;
+const control = {};  // node -> its control file
+
+function attest(args) {
+  return new Promise((resolve, reject) => {
+    execFile(ATTESTER, args, { timeout: 30000 }, (error, stdout, stderr) =>
+      (error ? reject(new Error(`${ATTESTER} ${args.join(' ')}: ${error.message}\n${stderr}`)) : resolve(stdout)));
+  });
+}
+
+async function providers(query) {
+  const r = await gw.raw('GET', `/v1/providers?model=${MODEL}${query}`, { key: gw.key });
+  assert.equal(r.status, 200, r.body);
+  return JSON.parse(r.body).data;
+}
+
+const byId = (list) => Object.fromEntries(list.map((n) => [n.id, n]));
+
+async function startProxy(extra) {
+  const p = new Proc('agora proxy', ['--log-level', 'info', 'proxy', '--gateway', gw.baseUrl, '--api-key', gw.key,
+                                     '--ca-cert', gw.caPath, '--listen', '127.0.0.1:0', ...extra]);
+  const m = await p.waitForOutput(/listening on (http:\/\/127\.0\.0\.1:\d+\/v1)/);
+  return { proc: p, client: new OpenAI({ baseURL: m[1], apiKey: 'unused', maxRetries: 0, timeout: 60000 }) };
+}
+
+const ask = (extra = {}) => ({ model: MODEL, messages: [{ role: 'user', content: 'Tell me about the sea' }],
+                               max_tokens: 8, temperature: 0, seed: 1, ...extra });
+
+async function status503(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    assert.ok(e instanceof OpenAI.APIError, `${e}`);
+    return e;
+  }
+  assert.fail('the request was served');
+}
+
+before(async () => {
+  const model = await ensureTinyModel();
+  pki = await tempDir('agora-pki-');
+  await attest(['init', pki]);
+  gw = await Gateway.start({
+    providers: ['gpu', 'phone', 'plain'],
+    set: {
+      nvidia_root_cert: path.join(pki, 'nvidia-root.pem'),
+      play_integrity_decryption_key: path.join(pki, 'play-decryption.b64'),
+      play_integrity_verification_key: path.join(pki, 'play-verification.b64'),
+      play_integrity_package: fs.readFileSync(path.join(pki, 'play-package'), 'utf8').trim(),
+      play_integrity_cert_sha256: fs.readFileSync(path.join(pki, 'play-cert-digest'), 'utf8').trim(),
+      attestation_lifetime_ms: 6000,
+      attestation_refresh_ms: 3000,
+      attestation_timeout_ms: 30000,
+      attestation_retry_ms: 300,
+    },
+  });
+  client = gw.client();
+  for (const n of ['gpu', 'phone']) control[n] = path.join(pki, `${n}.control`);
+  gw.startNode({ token: gw.providers.gpu.token, model, modelName: MODEL, slots: 2, nodeId: 'node-gpu',
+                 args: ['--attestation-kind', 'nvidia_cc',
+                        '--attestation-cmd', `${ATTESTER} nvidia ${pki} --control ${control.gpu}`] });
+  gw.startNode({ token: gw.providers.phone.token, fake: `name=${MODEL},tokens=4`, nodeId: 'node-phone',
+                 args: ['--attestation-kind', 'play_integrity',
+                        '--attestation-cmd', `${ATTESTER} play ${pki} --control ${control.phone}`] });
+  gw.startNode({ token: gw.providers.plain.token, fake: `name=${MODEL},tokens=4`, nodeId: 'node-plain' });
+  await gw.waitForModel(MODEL, { nodes: 3, timeoutMs: 60000 });
+  await waitFor('both attested nodes verified', async () => {
+    const n = byId(await providers(''));
+    return n['node-gpu']?.attestation.level === 'confidential' && n['node-phone']?.attestation.level === 'verified';
+  }, { timeoutMs: 30000 });
+});
+
+test('levels, verdicts and evidence show in /v1/providers, /v1/models and agora providers list', async () => {
+  const all = byId(await providers(''));
+  assert.equal(all['node-plain'].attestation.level, 'standard');
+  assert.equal(all['node-plain'].attestation.evidence, null);
+  const gpu = all['node-gpu'].attestation;
+  assert.equal(gpu.kind, 'nvidia_cc');
+  assert.equal(gpu.status, 'verified');
+  assert.match(gpu.nonce, /^[0-9a-f]{64}$/);
+  assert.ok(gpu.expires_ms > gpu.verified_ms && gpu.expires_ms - gpu.verified_ms <= 6000, JSON.stringify(gpu));
+  assert.ok(JSON.parse(gpu.evidence)[0][0] === 'JWT', 'the EAT bundle, for clients to verify');
+  assert.equal(all['node-phone'].attestation.kind, 'play_integrity');
+
+  assert.deepEqual(Object.keys(byId(await providers('&confidential=true'))), ['node-gpu']);
+  assert.deepEqual(Object.keys(byId(await providers('&privacyLevel=verified'))).sort(), ['node-gpu', 'node-phone']);
+
+  const m = (await gw.models()).find((x) => x.id === MODEL);
+  assert.deepEqual([m.agora.capacity.standard.nodes, m.agora.capacity.verified.nodes, m.agora.capacity.confidential.nodes],
+                   [3, 2, 1]);
+  assert.equal(m.agora.capacity.confidential.slots, 2);
+
+  const listed = await waitFor('providers list to show the verdicts', async () => {
+    const { stdout } = await agora(['providers', 'list', '--data-dir', gw.dataDir, '--json']);
+    const nodes = JSON.parse(stdout).flatMap((p) => p.nodes);
+    const n = Object.fromEntries(nodes.map((x) => [x.node_id, x.attestation]));
+    return n['node-gpu']?.level === 'confidential' && n['node-phone']?.level === 'verified' ? n : null;
+  });
+  assert.equal(listed['node-gpu'].status, 'verified');
+  assert.ok(listed['node-gpu'].expires_ms > Date.now() - 10000);
+  assert.equal(listed['node-plain'].level, 'standard');
+  const { stdout: table } = await agora(['providers', 'list', '--data-dir', gw.dataDir]);
+  assert.match(table, /ATTESTATION/);
+  assert.match(table, /confidential \(nvidia_cc, expires \d{4}-/);
+});
+
+test('verified and confidential requests reach only nodes with the matching live verdict', async () => {
+  const seen = { standard: new Set(), verified: new Set(), confidential: new Set() };
+  for (let i = 0; i < 12; ++i) {
+    const c = await client.chat.completions.create(ask({ confidential: true }));
+    assert.equal(c.agora.attestation, 'confidential');
+    assert.equal(c.agora.provider_id, gw.providers.gpu.id);
+    seen.confidential.add(c.agora.provider_id);
+    const v = await client.chat.completions.create(ask({ routing_preferences: { privacyLevel: 'verified' } }));
+    assert.ok(['verified', 'confidential'].includes(v.agora.attestation), v.agora.attestation);
+    assert.notEqual(v.agora.provider_id, gw.providers.plain.id);
+    seen.verified.add(v.agora.provider_id);
+    const s = await client.chat.completions.create(ask());
+    seen.standard.add(s.agora.provider_id);
+  }
+  assert.equal(seen.confidential.size, 1);
+  // The generation record keeps the level used.
+  const c = await client.chat.completions.create(ask({ confidential: true }));
+  const g = await waitFor('the generation record', async () => {
+    const r = await gw.raw('GET', `/v1/generations/${c.agora.generation_id}`, { key: gw.key });
+    return r.status === 200 ? JSON.parse(r.body) : null;
+  });
+  assert.equal(g.attestation, 'confidential');
+  // Data residency: no node in that region, and the answer says so.
+  const e = await status503(client.chat.completions.create(ask({ routing_preferences: { region: ['mars'] } })));
+  assert.equal(e.status, 503);
+  assert.match(e.message, /routing_preferences\.region.*mars/);
+});
+
+test('agora proxy --confidential verifies the GPU evidence itself before sealing', async () => {
+  const proxy = await startProxy(['--confidential', '--nvidia-root', path.join(pki, 'nvidia-root.pem')]);
+  const direct = await client.chat.completions.create(ask({ confidential: true }));
+  const sealed = await proxy.client.chat.completions.create(ask());
+  assert.equal(sealed.agora.attestation, 'confidential');
+  assert.equal(sealed.agora.node_id, 'node-gpu');
+  assert.equal(sealed.choices[0].message.content, direct.choices[0].message.content);
+  await proxy.proc.stop();
+
+  // A proxy pinning another root trusts none of this gateway's evidence,
+  // whatever the gateway says: nothing is sent.
+  const foreign = await tempDir('agora-pki-foreign-');
+  await attest(['init', foreign]);
+  const wary = await startProxy(['--confidential', '--nvidia-root', path.join(foreign, 'nvidia-root.pem')]);
+  const e = await status503(wary.client.chat.completions.create(ask()));
+  assert.equal(e.status, 503);
+  assert.match(e.message, /GPU TEE evidence this proxy verified/);
+  await wary.proc.stop();
+});
+
+test('a failed attestation drops the node to standard at once, and it recovers with fresh evidence', async () => {
+  fs.writeFileSync(control.phone, 'fail\n');
+  await waitFor('the phone node to lose its verdict', async () => {
+    const n = byId(await providers(''))['node-phone'];
+    return n.attestation.level === 'standard' && n.attestation.status === 'failed' ? n : null;
+  }, { timeoutMs: 15000 });
+  assert.deepEqual(Object.keys(byId(await providers('&privacyLevel=verified'))), ['node-gpu']);
+  for (let i = 0; i < 6; ++i) {
+    const v = await client.chat.completions.create(ask({ routing_preferences: { privacyLevel: 'verified' } }));
+    assert.equal(v.agora.provider_id, gw.providers.gpu.id);
+  }
+  // The audit trail records why (it is written by the store's writer, soon after).
+  const entry = await waitFor('the attestation failure in the audit trail', async () => {
+    const { stdout } = await agora(['audit', 'query', '--data-dir', gw.dataDir, '--kind', 'provider.attestation_failed']);
+    return stdout.trim() ? stdout : null;
+  });
+  assert.match(entry, /node-phone/);
+  assert.match(entry, /control file says fail/);
+  fs.rmSync(control.phone);
+  await waitFor('the phone node to be verified again', async () =>
+    byId(await providers(''))['node-phone'].attestation.level === 'verified', { timeoutMs: 15000 });
+});
+
+test('when the GPU verdict expires, the same confidential request gets a 503 naming the constraint', async () => {
+  const proxy = await startProxy(['--confidential', '--nvidia-root', path.join(pki, 'nvidia-root.pem')]);
+  const ok = await proxy.client.chat.completions.create(ask());
+  assert.equal(ok.agora.attestation, 'confidential');
+  // The attestation service stops answering: the next challenge gets no
+  // evidence, and the verdict runs out.
+  fs.writeFileSync(control.gpu, 'hang\n');
+  const gone = await waitFor('the GPU verdict to expire', async () => {
+    const n = byId(await providers(''))['node-gpu'];
+    return n.attestation.status === 'expired' ? n : null;
+  }, { timeoutMs: 20000 });
+  assert.equal(gone.attestation.level, 'standard');
+  assert.equal(gone.attestation.evidence, null);
+  const e = await status503(proxy.client.chat.completions.create(ask()));
+  assert.equal(e.status, 503);
+  const direct = await status503(client.chat.completions.create(ask({ confidential: true })));
+  assert.equal(direct.status, 503);
+  assert.match(direct.message, /confidential: true: no provider serving this model has a live GPU TEE/);
+  // The node itself still serves standard requests.
+  assert.equal(byId(await providers(''))['node-gpu'].attestation.level, 'standard');
+  const s = await client.chat.completions.create(ask());
+  assert.ok(s.choices[0].message.content !== undefined);
+  await proxy.proc.stop();
+});
+
+after(async () => {
+  await gw?.stop();
+});
