@@ -206,14 +206,16 @@ check "providers list --json: nodes array" grep -q "\"id\":\"$prov\",\"name\":\"
 sql() { sqlite3 "$data/agora.db" "$1"; }
 now_ms=$(($(date +%s) * 1000))
 models='[{"name":"tiny","sha256":"ab","quantization":"q8_0","slots":4,"busy":1}]'
-if sql "INSERT INTO nodes VALUES ('node-fresh','$prov','eu-west','agora/0.1.0','$models',4,1,$((now_ms - 60000)),$now_ms,'$(printf 'ab%.0s' {1..32})'),
-                                ('node-old','$prov','us-east','agora/0.1.0','[]',2,0,$((now_ms - 600000)),$((now_ms - 30000)),'')"; then
+if sql "INSERT INTO nodes VALUES ('node-fresh','$prov','eu-west','agora/0.1.0','$models',4,1,$((now_ms - 60000)),$now_ms,'$(printf 'ab%.0s' {1..32})','{\"level\":\"confidential\",\"kind\":\"nvidia_cc\",\"status\":\"verified\",\"expires_ms\":1800000000000}'),
+                                ('node-old','$prov','us-east','agora/0.1.0','[]',2,0,$((now_ms - 600000)),$((now_ms - 30000)),'','')"; then
   list=$("$agora" providers list --data-dir "$data")
-  check "providers list: a node with its models" grep -Eq "^    node-fresh +eu-west +agora/0.1.0 +abababababababab… +tiny q8_0 \(1/4 busy\) +none +[0-9T:Z-]+ +[0-9] s ago$" <<<"$list"
+  check "providers list: a node with its models" grep -Eq "^    node-fresh +eu-west +agora/0.1.0 +abababababababab… +tiny q8_0 \(1/4 busy\) +none +confidential \(nvidia_cc, expires 2027-01-15T08:00:00Z\) +[0-9T:Z-]+ +[0-9] s ago$" <<<"$list"
+  check "providers list: a node without attestation is standard" grep -Eq "^    node-old +us-east .* standard +[0-9T:Z-]+ " <<<"$list"
   check "providers list: an old report is stale" grep -Eq "^    node-old +us-east .* 3[0-9] s ago \(stale\)$" <<<"$list"
   json=$("$agora" providers list --data-dir "$data" --json)
   check "providers list --json: node fields" grep -q '"node_id":"node-fresh","region":"eu-west","agent":"agora/0.1.0","identity_key":"abab[ab]*","models":\[{"name":"tiny"' <<<"$json"
   check "providers list --json: stale flag" grep -q '"node_id":"node-old".*"stale":true' <<<"$json"
+  check "providers list --json: the attestation" grep -q '"node_id":"node-fresh".*"attestation":{"level":"confidential","kind":"nvidia_cc","status":"verified","expires_ms":1800000000000}' <<<"$json"
 else
   check "writing a node snapshot with sqlite3" false
 fi

@@ -224,10 +224,10 @@ test('GET /v1/providers lists the nodes a request can be sealed to, by model, re
   assert.equal(e.provider_id, gw.providers.erin.id);
   assert.equal(e.region, 'eu-west');
   assert.match(e.model_sha256, /^[0-9a-f]{64}$/);
-  assert.deepEqual(e.attestation, { level: 'standard', evidence: null });
+  assert.deepEqual(e.attestation, { level: 'standard', status: 'none', kind: null, evidence: null });
   assert.deepEqual((await get('?model=listed&region=eu-west')).body.data.map((n) => n.id), ['node-eu']);
   assert.deepEqual((await get('?model=listed&region=ap-south,us-east')).body.data.map((n) => n.id), ['node-us']);
-  // No node is attested yet: the trust levels list nobody, never a downgrade.
+  // No node here offers attestation: the trust levels list nobody, never a downgrade.
   assert.deepEqual((await get('?model=listed&privacyLevel=verified')).body.data, []);
   assert.deepEqual((await get('?model=listed&confidential=true')).body.data, []);
   // A suspended provider's node takes no jobs: not a candidate.

@@ -12,7 +12,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
-import { Gateway, Proc, ensureTinyModel, waitFor } from './harness.mjs';
+import { Gateway, Proc, agora, ensureTinyModel, waitFor } from './harness.mjs';
 
 const MODEL = 'tiny';
 let gw;
@@ -81,10 +81,12 @@ test('the proxy fails closed: nothing is sent when it cannot seal', async () => 
                        (e) => e instanceof OpenAI.APIError && e.status === 503 && e.code === 'no_sealable_provider');
   await assert.rejects(proxy.client.chat.completions.create({ ...ask('x'), conversation_id: 'c1' }),
                        (e) => e instanceof OpenAI.BadRequestError);
-  const confidential = await startProxy(gw.baseUrl, ['--confidential']);
-  await assert.rejects(confidential.client.chat.completions.create(ask('x')),
-                       (e) => e instanceof OpenAI.APIError && e.status === 503 && e.code === 'attestation_unavailable');
-  await confidential.proc.stop();
+  // Confidential needs the proxy to verify GPU evidence itself: without a
+  // pinned root it refuses (tests/clients/attestation.test.mjs has the rest).
+  await assert.rejects(proxy.client.chat.completions.create({ ...ask('x'), confidential: true }),
+                       (e) => e instanceof OpenAI.BadRequestError && e.code === 'attestation_unverifiable');
+  await assert.rejects(agora(['proxy', '--gateway', gw.baseUrl, '--api-key', key, '--confidential']),
+                       /--confidential needs --nvidia-root/);
 });
 
 // Every readable mapping of a live process, searched for `needle`.

@@ -85,7 +85,7 @@ TEST(Messages, TypeNamesMatchTheFrameTypeField) {
   const std::vector<std::pair<Message, std::string_view>> cases = {
       {Hello{}, "hello"}, {Welcome{}, "welcome"}, {Reject{}, "reject"}, {Job{}, "job"},   {Cancel{}, "cancel"},
       {Delta{}, "delta"}, {Done{}, "done"},       {Failed{}, "failed"}, {Drain{}, "drain"},
-      {AgreementOffer{}, "agreement"}, {Accept{}, "accept"},
+      {AgreementOffer{}, "agreement"}, {Accept{}, "accept"}, {Challenge{}, "challenge"}, {Evidence{}, "evidence"},
   };
   for (const auto& [m, name] : cases) {
     EXPECT_EQ(message_type(m), name);
@@ -228,6 +228,39 @@ TEST(Messages, AgreementOfferAndAcceptRoundTrip) {
   EXPECT_EQ(got.sha256, o.sha256);
   EXPECT_EQ(got.text, o.text);
   EXPECT_EQ(round_trip(Accept{std::string(64, 'b')}).sha256, std::string(64, 'b'));
+}
+
+TEST(Messages, ChallengeAndEvidenceRoundTrip) {
+  const std::string nonce(64, 'c');
+  EXPECT_EQ(round_trip(Challenge{nonce}).nonce, nonce);
+  Evidence e{nonce, "nvidia_cc", R"([["JWT","a.b.c"],{"GPU-0":"d.e.f"}])", ""};
+  const Evidence got = round_trip(e);
+  EXPECT_EQ(got.nonce, nonce);
+  EXPECT_EQ(got.kind, "nvidia_cc");
+  EXPECT_EQ(got.evidence, e.evidence);
+  EXPECT_TRUE(got.error.empty());
+  const Evidence failed = round_trip(Evidence{nonce, "play_integrity", "", "the device said no"});
+  EXPECT_EQ(failed.error, "the device said no");
+  Hello h;
+  h.node_id = "n";
+  h.identity_key = std::string(64, 'd');
+  h.attestation = "nvidia_cc";
+  EXPECT_EQ(round_trip(h).attestation, "nvidia_cc");
+}
+
+TEST(MessagesDecode, ChallengeAndEvidenceAreBounded) {
+  const std::string n(64, 'a');
+  EXPECT_FALSE(decode(R"({"type":"challenge","nonce":"short"})"));
+  EXPECT_FALSE(decode(R"({"type":"evidence","nonce":")" + n + R"(","kind":"tpm","evidence":"x"})"));  // unknown kind
+  EXPECT_FALSE(decode(R"({"type":"evidence","nonce":")" + n + R"(","kind":"nvidia_cc"})"));  // neither
+  EXPECT_FALSE(decode(R"({"type":"evidence","nonce":")" + n + R"(","kind":"nvidia_cc","evidence":"x","error":"y"})"));
+  const std::string huge = R"({"type":"evidence","nonce":")" + n + R"(","kind":"nvidia_cc","evidence":")" +
+                           std::string(kMaxEvidenceBytes + 1, 'x') + "\"}";
+  EXPECT_NE(decode_error(huge, Errc::too_large), "");
+  EXPECT_FALSE(decode(R"({"type":"evidence","nonce":")" + n + R"(","kind":"nvidia_cc","error":")" +
+                      std::string(kMaxEvidenceErrorBytes + 1, 'x') + "\"}"));
+  EXPECT_FALSE(decode(R"({"type":"hello","protocol":1,"node_id":"n","models":[],"attestation":"sgx"})"));
+  EXPECT_TRUE(decode(R"({"type":"evidence","nonce":")" + n + R"(","kind":"play_integrity","evidence":"a.b.c.d.e"})"));
 }
 
 TEST(MessagesDecode, AgreementDigestsMustBeDigests) {
