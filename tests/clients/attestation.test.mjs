@@ -19,7 +19,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
+import { createHash, randomBytes } from 'node:crypto';
 import { Gateway, Proc, agora, ensureTinyModel, tempDir, waitFor } from './harness.mjs';
+import { RecordingNode } from './recording_node.mjs';
 
 const ATTESTER = process.env.AGORA_TEST_ATTESTER ||
   new URL('../../build/tests/attest/agora-test-attester', import.meta.url).pathname;
@@ -202,6 +204,58 @@ test('a failed attestation drops the node to standard at once, and it recovers w
   fs.rmSync(control.phone);
   await waitFor('the phone node to be verified again', async () =>
     byId(await providers(''))['node-phone'].attestation.level === 'verified', { timeoutMs: 15000 });
+});
+
+// What the evidence must carry for a gateway nonce and an identity key (hex).
+const evidenceNonce = (nonce, key) =>
+  createHash('sha256').update(Buffer.concat([Buffer.from(nonce, 'hex'), Buffer.from(key, 'hex')])).digest('hex');
+
+test('evidence binds the challenge and the identity key: copied, replayed or unasked-for evidence is refused', async () => {
+  const key = randomBytes(32).toString('hex');
+  const thief = new RecordingNode({ port: gw.port, ca: gw.ca, token: gw.providers.plain.token, nodeId: 'node-thief',
+                                    model: MODEL, identityKey: key, attestation: 'nvidia_cc' });
+  await thief.connect();
+  const challenges = () => thief.frames.filter((f) => f.type === 'challenge');
+  const level = async () => byId(await providers(''))['node-thief']?.attestation;
+  try {
+    // 1. The real GPU node's evidence, copied from /v1/providers: bound to
+    //    another nonce and another key.
+    await waitFor('a challenge', () => challenges().length >= 1);
+    const real = byId(await providers(''))['node-gpu'].attestation;
+    assert.equal(real.level, 'confidential');
+    thief.send({ type: 'evidence', nonce: challenges()[0].nonce, kind: 'nvidia_cc', evidence: real.evidence });
+    await waitFor('the copy refused', async () => ((await level())?.status === 'failed' ? true : null));
+    await gw.proc.waitForOutput(/node_attestation_failed node=node-thief .*eat_nonce is not the nonce issued/,
+                                { stream: 'err' });
+
+    // 2. Fresh evidence from the attestation service for this challenge, but
+    //    bound to the GPU node's identity key (whose requests the thief
+    //    wants): the gateway binds the key the thief announced.
+    await waitFor('a second challenge', () => challenges().length >= 2, { timeoutMs: 15000 });
+    const second = challenges()[1].nonce;
+    const forGpu = await attest(['nvidia', pki, evidenceNonce(second, byId(await providers(''))['node-gpu'].identity_key)]);
+    thief.send({ type: 'evidence', nonce: second, kind: 'nvidia_cc', evidence: forGpu.trim() });
+    await gw.proc.waitForOutput(/(node_attestation_failed node=node-thief .*eat_nonce[^\n]*\n[\s\S]*){2}/,
+                                { stream: 'err' });
+    assert.equal((await level()).level, 'standard');
+
+    // 3. Evidence bound right gives the level (so the refusals above were
+    //    about the binding)...
+    await waitFor('a third challenge', () => challenges().length >= 3, { timeoutMs: 15000 });
+    const third = challenges()[2].nonce;
+    const own = (await attest(['nvidia', pki, evidenceNonce(third, key)])).trim();
+    thief.send({ type: 'evidence', nonce: third, kind: 'nvidia_cc', evidence: own });
+    await waitFor('the right binding verified', async () => ((await level())?.level === 'confidential' ? true : null));
+    const verifiedAt = (await level()).verified_ms;
+    // ...and the same evidence again, or evidence for no challenge, is ignored.
+    thief.send({ type: 'evidence', nonce: third, kind: 'nvidia_cc', evidence: own });
+    thief.send({ type: 'evidence', nonce: 'ab'.repeat(32), kind: 'nvidia_cc', evidence: own });
+    await gw.proc.waitForOutput(/node_evidence_unexpected node=node-thief[\s\S]*node_evidence_unexpected node=node-thief/,
+                                { stream: 'err' });
+    assert.equal((await level()).verified_ms, verifiedAt);
+  } finally {
+    thief.close();
+  }
 });
 
 test('when the GPU verdict expires, the same confidential request gets a 503 naming the constraint', async () => {

@@ -30,10 +30,14 @@ export class RecordingNode {
   // `port`, `ca`: the gateway's; `token`: a provider token (pt_…);
   // `model`: the one model name it serves; `accepted`: the agreement hashes
   // it answers an agreement frame for; `ctx`: the context per slot it
-  // advertises; `answer`: the text of every answer.
+  // advertises; `answer`: the text of every answer; `identityKey` (hex)
+  // and `attestation` (a kind) go in the hello when given (the test then
+  // answers challenges itself, with send()).
   constructor({ port, ca, token, nodeId = 'node-recording', model = 'recorded', slots = 4,
-                accepted = [AGREEMENT_SHA256], host = '127.0.0.1', timeoutMs = 10000, ctx = 4096, answer = 'hello' }) {
-    Object.assign(this, { port, ca, token, nodeId, model, slots, accepted, host, timeoutMs, ctx, answer });
+                accepted = [AGREEMENT_SHA256], host = '127.0.0.1', timeoutMs = 10000, ctx = 4096, answer = 'hello',
+                identityKey, attestation }) {
+    Object.assign(this, { port, ca, token, nodeId, model, slots, accepted, host, timeoutMs, ctx, answer,
+                          identityKey, attestation });
     this.chunks = [];  // every byte received, in order
     this.frames = [];  // every text message, parsed
     this.welcome = undefined;
@@ -115,6 +119,8 @@ export class RecordingNode {
                    ctx_per_slot: this.ctx, slots: this.slots }],
         hardware: { cpu: 'test', cores: 1, memory_bytes: 0, gpus: [] },
         agreements: this.accepted,
+        ...(this.identityKey ? { identity_key: this.identityKey } : {}),
+        ...(this.attestation ? { attestation: this.attestation } : {}),
       });
     }
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;
