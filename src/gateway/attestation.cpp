@@ -15,6 +15,8 @@
 // clients seal to. Every change is logged and audited.
 #include <spdlog/spdlog.h>
 
+#include <limits>
+
 #include "common/file.h"
 #include "common/log.h"
 #include "crypto/encoding.h"
@@ -147,8 +149,33 @@ void GatewayImpl::on_evidence(NodeConn& n, protocol::Evidence e) {
   if (it == verifiers_.end()) return finish("failed", "no verifier for " + e.kind);
   const std::string expected =
       attest::evidence_nonce(*crypto::from_hex(e.nonce), crypto::from_hex(info->identity_key).value_or(""));
-  auto verdict = it->second->verify(e.evidence, expected, now);
-  if (!verdict) return finish("failed", verdict.error().message);
+  // Verification takes milliseconds of P-384 signatures (a few per GPU;
+  // docs/BENCHMARKS.md): never on the loop. No new challenge is sent until
+  // the answer is back; a live verdict still expires on time meanwhile.
+  ++n.attest_verifying;
+  asio::post(*attest_pool_, [weak = weak_from_this(), wn = std::weak_ptr<NodeConn>(conn), verifier = it->second,
+                             e = std::move(e), expected, now, &io = io_]() mutable {
+    auto verdict = verifier->verify(e.evidence, expected, now);
+    asio::post(io, [weak, wn, e = std::move(e), verdict = std::move(verdict)]() mutable {
+      auto self = weak.lock();
+      auto c = wn.lock();
+      if (!self || !c) return;
+      --c->attest_verifying;
+      self->evidence_verified(c, std::move(e), std::move(verdict));
+    });
+  });
+}
+
+void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, protocol::Evidence e,
+                                    Result<attest::Verdict> verdict) {
+  NodeConn& n = *conn;
+  NodeInfo* info = router_.find(n.id);
+  if (!info || n.closing) return;
+  if (!verdict) {
+    attestation_lost(n, "failed", verdict.error().message);
+    arm_attestation(conn);
+    return;
+  }
 
   Level level = Level::standard;
   parse_level(verdict->level, level);
@@ -220,7 +247,7 @@ void GatewayImpl::attestation_due(const std::shared_ptr<NodeConn>& n) {
   if (info->attestation.status == "verified" && now >= info->attestation.expires_ms) {
     attestation_lost(*n, "expired", "the verdict expired before fresh evidence verified");
   }
-  if (n->attest_nonce.empty() && now >= info->attestation.next_challenge_ms) challenge(*n);
+  if (n->attest_nonce.empty() && n->attest_verifying == 0 && now >= info->attestation.next_challenge_ms) challenge(*n);
   arm_attestation(n);
 }
 
@@ -229,7 +256,9 @@ void GatewayImpl::arm_attestation(const std::shared_ptr<NodeConn>& n) {
   if (!info || !n->attest_timer || n->closing) return;
   const NodeAttestation& a = info->attestation;
   int64_t due = n->attest_nonce.empty() ? a.next_challenge_ms : n->challenged_ms + config_.attestation_timeout.count();
+  if (n->attest_verifying > 0) due = std::numeric_limits<int64_t>::max();  // evidence_verified re-arms
   if (a.status == "verified") due = std::min(due, a.expires_ms);
+  if (due == std::numeric_limits<int64_t>::max()) return;
   const int64_t wait = std::max<int64_t>(0, due - clock_.unix_millis());
   n->attest_timer->expires_after(std::chrono::milliseconds(wait));
   n->attest_timer->async_wait([weak = weak_from_this(), wn = std::weak_ptr<NodeConn>(n)](boost::system::error_code ec) {

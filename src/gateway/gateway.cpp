@@ -49,6 +49,7 @@ GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& cloc
     : io_(io), config_(std::move(config)), clock_(clock), snapshot_timer_(io) {}
 
 GatewayImpl::~GatewayImpl() {
+  if (attest_pool_) attest_pool_->join();  // a verification in progress ends (its answer finds no gateway)
   if (store_) store_->stop();
 }
 
@@ -88,6 +89,7 @@ Status GatewayImpl::start() {
   auto verifiers = load_verifiers(config_);
   if (!verifiers) return verifiers.error();
   verifiers_ = std::move(*verifiers);
+  if (!verifiers_.empty()) attest_pool_ = std::make_unique<asio::thread_pool>(1);
 
   auto master = crypto::MasterSecret::load(
       config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);

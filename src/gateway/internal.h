@@ -187,6 +187,7 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   std::string attest_nonce;
   int64_t challenged_ms = 0;
   int attest_failures = 0;
+  int attest_verifying = 0;  // evidence on the verification thread
   std::unique_ptr<asio::steady_timer> attest_timer;
 
   // Queues a text message (the writer sends the queue in order).
@@ -302,6 +303,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void attestation_start(const std::shared_ptr<NodeConn>& n, const std::string& kind);
   void challenge(NodeConn& n);
   void on_evidence(NodeConn& n, protocol::Evidence e);
+  void evidence_verified(const std::shared_ptr<NodeConn>& n, protocol::Evidence e, Result<attest::Verdict> verdict);
   void attestation_due(const std::shared_ptr<NodeConn>& n);
   void attestation_lost(NodeConn& n, const char* status, const std::string& why);
   void arm_attestation(const std::shared_ptr<NodeConn>& n);
@@ -340,6 +342,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
   Verifiers verifiers_;
   attest::NonceRegistry nonces_;  // by connection id
+  // Verifies evidence off the loop (one thread: a few per node per day).
+  std::unique_ptr<asio::thread_pool> attest_pool_;
 
   Router router_;
   std::unordered_map<ConnId, std::shared_ptr<NodeConn>> conns_;
