@@ -112,6 +112,35 @@ TEST_F(Nvidia, OnlyEs384SignedUnderThePinnedRootWithTheRightKeyUsage) {
   EXPECT_TRUE(verifier_->verify(bundle({{"GPU-0", good}}), nonce_, now_));
 }
 
+// A changed header, payload or signature of either token: refused (the
+// overall token's signature, or the device token's digest and signature).
+TEST_F(Nvidia, TamperingWithAnyPartOfEitherTokenIsRefused) {
+  const auto t0 = gpu_token(gpu_claims());
+  auto flip = [](std::string token, size_t part) {
+    size_t start = 0;
+    for (size_t i = 0; i < part; ++i) start = token.find('.', start) + 1;
+    char& c = token[start + 4];
+    c = c == 'A' ? 'B' : 'A';
+    return token;
+  };
+  for (size_t part = 0; part < 3; ++part) {
+    SCOPED_TRACE("part " + std::to_string(part));
+    // The device token changed after the overall token vouched for it.
+    const std::string good = bundle({{"GPU-0", t0}});
+    json::value v = json::parse(good);
+    auto& devices = v.as_array()[1].as_object();
+    devices["GPU-0"] = flip(t0, part);
+    EXPECT_FALSE(verifier_->verify(json::serialize(v), nonce_, now_));
+    // The overall token changed.
+    json::value w = json::parse(good);
+    auto& head = w.as_array()[0].as_array();
+    head[1] = flip(std::string(head[1].as_string()), part);
+    EXPECT_FALSE(verifier_->verify(json::serialize(w), nonce_, now_));
+  }
+  // Unchanged, the same bundle verifies.
+  EXPECT_TRUE(verifier_->verify(bundle({{"GPU-0", t0}}), nonce_, now_));
+}
+
 TEST_F(Nvidia, TheOverallResultAndTheSubmodulesMustAgree) {
   const auto t0 = gpu_token(gpu_claims()), t1 = gpu_token(gpu_claims());
   EXPECT_TRUE(refused(bundle({{"GPU-0", t0}}, [](json::object& o) { o["x-nvidia-overall-att-result"] = false; }),

@@ -258,6 +258,32 @@ test('evidence binds the challenge and the identity key: copied, replayed or una
   }
 });
 
+test('a node that does not answer a challenge in time stays standard, and is challenged again', async () => {
+  const quick = await Gateway.start({
+    name: 'gateway-quick', providers: ['p'],
+    set: { nvidia_root_cert: path.join(pki, 'nvidia-root.pem'), attestation_timeout_ms: 1500, attestation_retry_ms: 200 },
+  });
+  const key = randomBytes(32).toString('hex');
+  const mute = new RecordingNode({ port: quick.port, ca: quick.ca, token: quick.providers.p.token, nodeId: 'node-mute',
+                                   model: MODEL, identityKey: key, attestation: 'nvidia_cc' });
+  try {
+    await mute.connect();
+    await quick.proc.waitForOutput(/node_attestation_failed node=node-mute .*no evidence within 1500 ms/, { stream: 'err' });
+    const challenges = () => mute.frames.filter((f) => f.type === 'challenge');
+    // Challenged again after the retry delay; a timely, well-bound answer now verifies.
+    await waitFor('a new challenge', () => challenges().length >= 2);
+    const nonce = challenges().at(-1).nonce;
+    mute.send({ type: 'evidence', nonce, kind: 'nvidia_cc', evidence: (await attest(['nvidia', pki, evidenceNonce(nonce, key)])).trim() });
+    await waitFor('the late node verified', async () => {
+      const r = await quick.raw('GET', `/v1/providers?model=${MODEL}&confidential=true`, { key: quick.key });
+      return JSON.parse(r.body).data.some((n) => n.id === 'node-mute') ? true : null;
+    });
+  } finally {
+    mute.close();
+    await quick.stop();
+  }
+});
+
 test('when the GPU verdict expires, the same confidential request gets a 503 naming the constraint', async () => {
   const proxy = await startProxy(['--confidential', '--nvidia-root', path.join(pki, 'nvidia-root.pem')]);
   const ok = await proxy.client.chat.completions.create(ask());
