@@ -362,6 +362,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       q += "&region=" + url_encode(regions);
     }
     if (confidential) q += "&confidential=true";
+    q += "&limit=" + std::to_string(protocol::sealed::kMaxRecipients);
     std::vector<protocol::sealed::Recipient> recipients;
     int32_t ctx = 0;
     const auto now = std::chrono::steady_clock::now();

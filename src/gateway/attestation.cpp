@@ -190,6 +190,7 @@ void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, proto
   const int64_t lifetime = a.expires_ms - a.verified_ms;
   a.next_challenge_ms = a.expires_ms - std::min<int64_t>(config_.attestation_refresh.count(), lifetime / 2);
   n.attest_failures = 0;
+  metrics_.attestation("verified");
   const bool changed = info->level != level;
   router_.set_level(n.id, level);
   spdlog::info("node_attested node={} provider={} kind={} level={} expires_ms={}", n.node_id, n.provider_id,
@@ -218,6 +219,7 @@ void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::s
   a.evidence.clear();
   a.nonce.clear();
   ++n.attest_failures;
+  metrics_.attestation(status);
   const int64_t retry = std::min<int64_t>(
       kMaxRetryMs, config_.attestation_retry.count() << std::min(n.attest_failures - 1, 20));
   a.next_challenge_ms = clock_.unix_millis() + retry;

@@ -181,6 +181,7 @@ Gauges GatewayImpl::gauges() const {
   g.slots_total = router_.slots_total();
   g.slots_busy = router_.slots_busy();
   g.http_connections = http_connections_;
+  for (size_t l = 0; l < kLevels; ++l) g.nodes_by_level[l] = router_.nodes_at(static_cast<Level>(l));
   return g;
 }
 

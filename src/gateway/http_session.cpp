@@ -4,6 +4,7 @@
 // (jobs); this file only moves bytes and enforces limits and timeouts.
 #include <poll.h>
 
+#include <charconv>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -614,8 +615,17 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
   std::string model, privacy = "standard";
   std::vector<std::string> regions;
   bool confidential = false;
+  size_t limit = SIZE_MAX;
   for (const auto& [k, v] : *params) {
-    if (k == "model") {
+    if (k == "limit") {
+      size_t wanted = 0;
+      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), wanted);
+      if (ec != std::errc{} || end != v.data() + v.size() || wanted < 1 || wanted > 100000) {
+        const ApiError api_err = invalid_request("limit", "limit must be an integer from 1 to 100000");
+        co_return co_await send_error(x, api_err);
+      }
+      limit = wanted;
+    } else if (k == "model") {
       model = v;
     } else if (k == "privacyLevel") {
       if (v != "standard" && v != "verified") {
@@ -648,7 +658,9 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
   wanted.privacy_level = privacy;
   wanted.confidential = confidential;
   const Level need = required_level(wanted);
+  size_t listed = 0;
   for (const auto& [conn, n] : x.g->router().nodes()) {
+    if (listed == limit) break;
     if (n.level < need || n.held || n.draining || n.identity_key.empty()) continue;
     if (!regions.empty() && std::find(regions.begin(), regions.end(), n.region) == regions.end()) continue;
     const protocol::ModelAdvert* m = nullptr;
@@ -656,6 +668,7 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
       if (nm.advert.name == model) m = &nm.advert;
     }
     if (!m) continue;
+    ++listed;
     body += first ? "" : ",";
     first = false;
     body += "{\"id\":";

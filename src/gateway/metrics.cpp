@@ -71,6 +71,18 @@ std::string Metrics::render(const Gauges& g) const {
                      node_connections_);
   out += "# HELP agora_nodes_connected Provider nodes connected now.\n";
   out += fmt::format("# TYPE agora_nodes_connected gauge\nagora_nodes_connected {}\n", g.nodes_connected);
+  out += "# HELP agora_nodes_by_attestation Connected nodes by the level of their live attestation verdict.\n";
+  out += "# TYPE agora_nodes_by_attestation gauge\n";
+  static constexpr const char* kLevelNames[] = {"standard", "verified", "confidential"};
+  for (size_t l = 0; l < g.nodes_by_level.size(); ++l) {
+    out += fmt::format("agora_nodes_by_attestation{{level=\"{}\"}} {}\n", kLevelNames[l], g.nodes_by_level[l]);
+  }
+  out += "# HELP agora_attestations_total Attestation outcomes (verified, failed, expired).\n";
+  out += "# TYPE agora_attestations_total counter\n";
+  for (const char* r : {"verified", "failed", "expired"}) {
+    auto it = attestations_.find(r);
+    out += fmt::format("agora_attestations_total{{result=\"{}\"}} {}\n", r, it == attestations_.end() ? 0 : it->second);
+  }
   out += "# HELP agora_queue_depth Requests waiting for a free slot.\n";
   out += fmt::format("# TYPE agora_queue_depth gauge\nagora_queue_depth {}\n", g.queue_depth);
   out += "# HELP agora_slots_total Generation slots offered by connected nodes.\n";

@@ -38,6 +38,7 @@ struct Gauges {
   int64_t slots_total = 0;
   int64_t slots_busy = 0;
   int64_t http_connections = 0;
+  std::array<int64_t, 3> nodes_by_level{};  // connected nodes whose live verdict is standard / verified / confidential
 };
 
 class Metrics {
@@ -56,6 +57,8 @@ class Metrics {
   void job_retried() { ++retries_; }
   void node_failure() { ++node_failures_; }
   void node_connected() { ++node_connections_; }
+  // An attestation outcome: "verified", "failed" or "expired".
+  void attestation(const std::string& result) { ++attestations_[result]; }
 
   std::string render(const Gauges& g) const;
 
@@ -70,6 +73,7 @@ class Metrics {
   int64_t completion_tokens_ = 0;
   uint64_t retries_ = 0;
   uint64_t node_failures_ = 0;
+  std::map<std::string, uint64_t> attestations_;
   uint64_t node_connections_ = 0;
 };
 

@@ -147,6 +147,7 @@ void Router::add(NodeInfo node) {
   const ConnId id = node.conn;
   const NodeInfo& n = nodes_.emplace(id, std::move(node)).first->second;
   by_node_id_.emplace(n.node_id, id);
+  ++level_nodes_[static_cast<size_t>(n.level)];
   for (const auto& m : n.models) {
     by_model_[m.advert.name].nodes.insert(id);
     slots_total_ += m.advert.slots;
@@ -162,6 +163,7 @@ void Router::remove(ConnId conn) {
   const NodeInfo& n = it->second;
   unindex(n);
   count(n, -1);
+  --level_nodes_[static_cast<size_t>(n.level)];
   for (auto [lo, hi] = by_node_id_.equal_range(n.node_id); lo != hi; ++lo) {
     if (lo->second == conn) {
       by_node_id_.erase(lo);
@@ -334,7 +336,9 @@ void Router::set_level(ConnId conn, Level level) {
   if (!n || n->level == level) return;
   unindex(*n);
   count(*n, -1);
+  --level_nodes_[static_cast<size_t>(n->level)];
   n->level = level;
+  ++level_nodes_[static_cast<size_t>(n->level)];
   count(*n, +1);
   index(*n);
 }

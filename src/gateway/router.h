@@ -153,6 +153,8 @@ class Router {
   const std::unordered_map<ConnId, NodeInfo>& nodes() const { return nodes_; }
 
   int32_t slots_total() const { return slots_total_; }
+  // Connected nodes whose level is exactly `l`.
+  int64_t nodes_at(Level l) const { return level_nodes_[static_cast<size_t>(l)]; }
   int32_t slots_busy() const { return slots_busy_; }
 
  private:
@@ -195,6 +197,7 @@ class Router {
   std::unordered_map<std::string, ModelIndex> by_model_;
   int32_t slots_total_ = 0;
   int32_t slots_busy_ = 0;
+  std::array<int64_t, kLevels> level_nodes_{};
 };
 
 }  // namespace agora::gateway

@@ -116,6 +116,15 @@ test('levels, verdicts and evidence show in /v1/providers, /v1/models and agora 
   assert.deepEqual(Object.keys(byId(await providers('&confidential=true'))), ['node-gpu']);
   assert.deepEqual(Object.keys(byId(await providers('&privacyLevel=verified'))).sort(), ['node-gpu', 'node-phone']);
 
+  // The limit keeps a large fleet's listing (and its evidence) bounded.
+  assert.equal((await providers('&limit=1')).length, 1);
+  assert.equal((await gw.raw('GET', `/v1/providers?model=${MODEL}&limit=0`, { key: gw.key })).status, 400);
+  // Operators see levels and outcomes in /metrics.
+  assert.equal(await gw.metric('agora_nodes_by_attestation', { level: 'confidential' }), 1);
+  assert.equal(await gw.metric('agora_nodes_by_attestation', { level: 'verified' }), 1);
+  assert.equal(await gw.metric('agora_nodes_by_attestation', { level: 'standard' }), 1);
+  assert.ok((await gw.metric('agora_attestations_total', { result: 'verified' })) >= 2);
+
   const m = (await gw.models()).find((x) => x.id === MODEL);
   assert.deepEqual([m.agora.capacity.standard.nodes, m.agora.capacity.verified.nodes, m.agora.capacity.confidential.nodes],
                    [3, 2, 1]);

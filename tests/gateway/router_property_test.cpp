@@ -216,6 +216,12 @@ TEST(RouterProperty, AttestedRequestsOnlyReachNodesAtTheirLevelAndServableOnesAr
         EXPECT_EQ(f.router.eligible(model, required_level(p), p.regions), e2.eligible.size());
       }
     }
+    // Nodes per level match the fleet.
+    for (size_t l = 0; l < kLevels; ++l) {
+      int64_t want = 0;
+      for (const auto& [id, n] : f.router.nodes()) want += static_cast<size_t>(n.level) == l;
+      EXPECT_EQ(f.router.nodes_at(static_cast<Level>(l)), want) << "level " << l;
+    }
     // Capacity by level matches the fleet.
     for (const auto& s : f.router.models()) {
       for (size_t l = 0; l < kLevels; ++l) {
