@@ -42,6 +42,7 @@ if (flag('help')) {
   console.log([...head, '//', ...block('// CPU placement'), '//', ...block('// Smoke mode'), '//', ...block('// Results accumulate'),
                '//', '// Options: --only LIST, --out FILE, --plots DIR, --duration S, --rates LIST, --repeat N,',
                '//   --baseline BIN and --baseline-label NAME (section ab: this build against another build of agora),',
+               '//   --ab-note TEXT (section ab: what this build changed, for the table\'s text),',
                '//   --build DIR (default build/), --json FILE (this run\'s raw results), --no-pin, --smoke, --help']
     .map((l) => l.slice(3)).join('\n'));
   process.exit(0);
@@ -373,8 +374,7 @@ async function benchAb() {
     `**${label}** against **this build**: each a gateway with one fake-engine node (${TOKENS} tokens per answer), unary`,
     `requests from \`agora-load\` (${CONNECTIONS} connections, ${duration} s measured after ${warmup} s), ${repeat} alternating runs per`,
     'build and rate; medians over the runs. Overhead is `x-agora-overhead-us` (the gateway\'s own added time, WSS hop',
-    'included). This build authenticates with HMAC-SHA-256, admits through the per-key rate limiter (reserve and settle)',
-    'and appends a hash-chained audit entry per job.',
+    `included).${opt('ab-note') ? ` ${opt('ab-note')}` : ''}`,
     pinning ? `Placement: the gateway alone on CPU ${GATEWAY_CPUS}; node and load generator on CPU ${OTHER_CPUS}.` : 'No CPU pinning in this run.',
     '',
     table(['build', 'rate/s', 'ok', 'overhead p50 / p90 / p99 / p99.9 µs', 'latency p50 / p99 ms', 'gateway CPU %'], rows),

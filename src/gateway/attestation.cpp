@@ -40,6 +40,18 @@ std::string trim(std::string s) {
 
 constexpr int64_t kMaxRetryMs = 3600LL * 1000;
 
+// A reason for logs, the audit trail and listings: node-supplied text (a
+// claim's value, the node's own error) is cut to a bounded length at a
+// character boundary.
+std::string bounded(std::string why) {
+  constexpr size_t kMax = 512;
+  if (why.size() <= kMax) return why;
+  size_t cut = kMax;
+  while (cut > 0 && (static_cast<unsigned char>(why[cut]) & 0xC0) == 0x80) --cut;
+  why.resize(cut);
+  return why + "…";
+}
+
 }  // namespace
 
 Result<Verifiers> load_verifiers(const GatewayConfig& c) {
@@ -213,7 +225,7 @@ void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::s
   const Level before = info->level;
   router_.set_level(n.id, Level::standard);
   a.status = status;
-  a.error = why;
+  a.error = bounded(why);
   a.verified_ms = a.expires_ms = 0;
   a.summary.clear();
   a.evidence.clear();
@@ -224,9 +236,9 @@ void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::s
       kMaxRetryMs, config_.attestation_retry.count() << std::min(n.attest_failures - 1, 20));
   a.next_challenge_ms = clock_.unix_millis() + retry;
   spdlog::warn("node_attestation_{} node={} provider={} kind={} level_was={} retry_ms={} reason={}", status,
-               n.node_id, n.provider_id, a.kind, level_name(before), retry, logfmt_value(why));
+               n.node_id, n.provider_id, a.kind, level_name(before), retry, logfmt_value(a.error));
   audit(std::string("provider.attestation_") + status, n.provider_id,
-        boost::json::object{{"node_id", n.node_id}, {"kind", a.kind}, {"level_was", level_name(before)}, {"reason", why}});
+        boost::json::object{{"node_id", n.node_id}, {"kind", a.kind}, {"level_was", level_name(before)}, {"reason", a.error}});
   // Queued requests that needed this node's level may have nowhere to go now.
   if (before != Level::standard) {
     std::vector<std::string> models;
