@@ -58,9 +58,9 @@ TEST(AttestationCommand, ACommandThatHangsIsKilledWithItsChildren) {
 }
 
 TEST(AttestationCommand, OutputBeyondTheLimitIsRefused) {
-  auto r = run("head -c 100000 /dev/zero | tr '\\0' x", std::chrono::seconds(10), 4096);
+  auto r = run("head -c 100000 /dev/zero | tr '\\0' x; :", std::chrono::seconds(10), 4096);
   ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, Errc::too_large);
+  EXPECT_EQ(r.error().code, Errc::too_large) << r.error().message;
 }
 
 TEST(AttestationCommand, CancelStopsIt) {
