@@ -87,6 +87,11 @@ std::string quote(const std::string& s) {
         },                                                                                \
         [](const GatewayConfig& c) { return quote(c.field ? c.field->string() : ""); }    \
   }
+#define LIST_SETTING(name, field, help)                                                                   \
+  Setting {                                                                                              \
+    #name, help, [](GatewayConfig& c, std::string_view v) { c.field = split_list(v); return ok_status(); }, \
+        [](const GatewayConfig& c) { return quote(join_list(c.field)); }                                \
+  }
 #define STRING_SETTING(name, field, help)                                                             \
   Setting {                                                                                           \
     #name, help, [](GatewayConfig& c, std::string_view v) { c.field = std::string(v); return ok_status(); }, \
@@ -116,12 +121,7 @@ const std::vector<Setting>& table() {
        [](const GatewayConfig& c) { return quote(c.listen); }},
       PATH_SETTING(tls_cert, tls_cert, "PEM certificate chain (else a local CA and certificate are created)"),
       PATH_SETTING(tls_key, tls_key, "PEM private key for tls_cert"),
-      {"tls_names", "Extra host names/IPs (comma-separated) for the generated certificate",
-       [](GatewayConfig& c, std::string_view v) {
-         c.tls_names = split_list(v);
-         return ok_status();
-       },
-       [](const GatewayConfig& c) { return quote(join_list(c.tls_names)); }},
+      LIST_SETTING(tls_names, tls_names, "Extra host names/IPs (comma-separated) for the generated certificate"),
       PATH_SETTING(master_key, master_key, "Master secret file (key hashing, conversation keys, audit signing); default DATA_DIR/master.key"),
       INT_SETTING(default_rpm, default_rpm, "Requests per minute for keys without their own (0 = no limit)", 0,
                   1'000'000'000'000),
@@ -163,12 +163,8 @@ const std::vector<Setting>& table() {
                  "After a failed attestation, challenge again after this (doubling each time, at most an hour)", 100),
       PATH_SETTING(nvidia_root_cert, nvidia_root_cert,
                    "PEM root certificate NVIDIA attestation results (NRAS) must chain to; enables confidential"),
-      {"nvidia_hw_models", "GPU models (hwmodel claims, comma-separated) accepted for confidential",
-       [](GatewayConfig& c, std::string_view v) {
-         c.nvidia_hw_models = split_list(v);
-         return ok_status();
-       },
-       [](const GatewayConfig& c) { return quote(join_list(c.nvidia_hw_models)); }},
+      LIST_SETTING(nvidia_hw_models, nvidia_hw_models,
+                   "GPU models (hwmodel claims, comma-separated) accepted for confidential"),
       STRING_SETTING(nvidia_min_driver, nvidia_min_driver, "Oldest GPU driver version accepted for confidential"),
       PATH_SETTING(play_integrity_decryption_key, play_integrity_decryption_key,
                    "File with the Play Integrity decryption key (base64, from the Play Console); enables verified"),
