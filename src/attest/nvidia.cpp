@@ -43,6 +43,8 @@ class NvidiaVerifier final : public AttestationVerifier {
     }
     auto overall = verified_claims((*head)[1].get_string(), expected_nonce, now_ms, "the overall token");
     if (!overall) return overall.error();
+    // A verdict never outlives the tokens it rests on.
+    int64_t tokens_expire_ms = overall->at("exp").get_int64() * 1000;
     const auto* result = overall->if_contains("x-nvidia-overall-att-result");
     if (!result || !result->is_bool() || !result->get_bool()) return refuse("the overall attestation result is not true");
     const auto* submods = overall->if_contains("submods");
@@ -68,13 +70,14 @@ class NvidiaVerifier final : public AttestationVerifier {
       }
       auto claims = verified_claims(token.get_string(), expected_nonce, now_ms, "device token " + std::string(name));
       if (!claims) return claims.error();
+      tokens_expire_ms = std::min(tokens_expire_ms, claims->at("exp").get_int64() * 1000);
       if (Status st = check_gpu(std::string(name), *claims); !st) return st.error();
     }
     Verdict out;
     out.level = "confidential";
     out.kind = "nvidia_cc";
     out.verified_ms = now_ms;
-    out.expires_ms = now_ms + p_.verdict_lifetime_ms;
+    out.expires_ms = std::min(now_ms + p_.verdict_lifetime_ms, tokens_expire_ms);
     out.summary = std::to_string(gpus->size()) + " GPU(s) in confidential-computing mode";
     return out;
   }

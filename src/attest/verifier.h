@@ -91,7 +91,8 @@ namespace agora::attest {
 //   [["JWT", "<overall token>"], {"GPU-0": "<device token>", …}],
 // every token an ES384 JWS whose x5c chain must validate to the pinned
 // root. The overall token vouches for each device token by its SHA-256
-// in "submods".
+// in "submods". A verdict lasts verdict_lifetime_ms, or until the first of
+// its tokens expires if that is sooner.
 struct NvidiaPolicy {
   std::string root_pem;                 // the pinned NRAS signing root (PEM)
   std::vector<std::string> hw_models;   // allowed "hwmodel" values

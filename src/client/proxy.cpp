@@ -683,10 +683,11 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   }
 
   // Whether a listed node's GPU TEE evidence verifies here: the pinned
-  // root, the GPU policy, and the nonce binding its identity key `key`
-  // (raw). The gateway's verification time must be recent, and the tokens
-  // must have been valid then. Verified evidence is remembered until it is
-  // too old, so a re-listing costs a hash, not the signatures.
+  // root, the GPU policy, the tokens valid now by this machine's clock, and
+  // the nonce binding its identity key `key` (raw). The gateway's
+  // verification time must also be recent. Verified evidence is remembered
+  // until its tokens expire, so a re-listing costs a hash, not the
+  // signatures.
   bool attested(const json::object& node, const std::string& key) {
     const auto* a = node.if_contains("attestation");
     const json::object* o = a ? a->if_object() : nullptr;
@@ -704,10 +705,9 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (verified_ms > now + 60'000 || now - verified_ms > cfg_.max_evidence_age_ms) return false;
     auto gateway_nonce = crypto::from_hex(nonce);
     if (!gateway_nonce || evidence.empty()) return false;
-    const std::string id = crypto::sha256_hex(nonce + "|" + crypto::to_hex(key) + "|" + std::to_string(verified_ms) +
-                                              "|" + evidence);
-    if (auto hit = verified_.find(id); hit != verified_.end()) return now - hit->second <= cfg_.max_evidence_age_ms;
-    auto v = cfg_.nvidia->verify(evidence, attest::evidence_nonce(*gateway_nonce, key), verified_ms);
+    const std::string id = crypto::sha256_hex(nonce + "|" + crypto::to_hex(key) + "|" + evidence);
+    if (auto hit = verified_.find(id); hit != verified_.end()) return now < hit->second;
+    auto v = cfg_.nvidia->verify(evidence, attest::evidence_nonce(*gateway_nonce, key), now);
     if (!v || v->level != "confidential") {
       const auto* nid = node.if_contains("id");
       spdlog::warn("proxy_evidence_refused node={} reason={}",
@@ -716,7 +716,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       return false;
     }
     if (verified_.size() > 4096) verified_.clear();
-    verified_[id] = verified_ms;
+    verified_[id] = std::min(v->expires_ms, verified_ms + cfg_.max_evidence_age_ms);
     return true;
   }
 
@@ -731,7 +731,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   net::Url gateway_;
   std::vector<std::unique_ptr<Conn>> idle_;                // kept-alive connections to the gateway
   std::unordered_map<std::string, Candidates> candidates_;  // by /v1/providers query
-  std::unordered_map<std::string, int64_t> verified_;       // evidence verified here -> its verification time
+  std::unordered_map<std::string, int64_t> verified_;       // evidence verified here -> trusted until (ms)
   std::shared_ptr<asio::ssl::context> tls_;
   tcp::acceptor acceptor_;
   uint16_t port_ = 0;

@@ -39,6 +39,7 @@ std::string trim(std::string s) {
 }
 
 constexpr int64_t kMaxRetryMs = 3600LL * 1000;
+constexpr int kMaxUnexpectedEvidence = 8;
 
 // A reason for logs, the audit trail and listings: node-supplied text (a
 // claim's value, the node's own error) is cut to a bounded length at a
@@ -143,7 +144,14 @@ void GatewayImpl::on_evidence(NodeConn& n, protocol::Evidence e) {
   if (!info) return;
   const int64_t now = clock_.unix_millis();
   if (n.attest_nonce.empty() || e.nonce != n.attest_nonce || !nonces_.consume(std::to_string(n.id), e.nonce, now)) {
-    // Late (after the timeout), replayed or never asked for: ignored.
+    // Late (after the timeout), replayed or never asked for: ignored; a
+    // node that keeps sending them is cut off (bounded log lines).
+    if (++n.attest_unexpected > kMaxUnexpectedEvidence) {
+      spdlog::warn("node_evidence_flood node={} reason=\"too many evidence frames for no challenge\"", n.node_id);
+      n.close_reason = "too many evidence frames for no challenge";
+      n.close(net::ws::kClosePolicy);
+      return;
+    }
     spdlog::warn("node_evidence_unexpected node={} reason=\"not the outstanding challenge\"", n.node_id);
     return;
   }
@@ -215,7 +223,13 @@ void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, proto
                             {"expires_ms", a.expires_ms},
                             {"summary", a.summary}});
   arm_attestation(conn);
-  if (changed) nodes_changed();
+  if (changed) {
+    // Requests queued for this level may go to it now.
+    std::vector<std::string> models;
+    for (const auto& m : info->models) models.push_back(m.advert.name);
+    for (const auto& m : models) drain_queue(m);
+    nodes_changed();
+  }
 }
 
 void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::string& why) {
@@ -230,10 +244,10 @@ void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::s
   a.summary.clear();
   a.evidence.clear();
   a.nonce.clear();
-  ++n.attest_failures;
+  if (std::string_view(status) != "expired") ++n.attest_failures;  // expiry is the lack of news, not a refusal
   metrics_.attestation(status);
   const int64_t retry = std::min<int64_t>(
-      kMaxRetryMs, config_.attestation_retry.count() << std::min(n.attest_failures - 1, 20));
+      kMaxRetryMs, config_.attestation_retry.count() << std::clamp(n.attest_failures - 1, 0, 20));
   a.next_challenge_ms = clock_.unix_millis() + retry;
   spdlog::warn("node_attestation_{} node={} provider={} kind={} level_was={} retry_ms={} reason={}", status,
                n.node_id, n.provider_id, a.kind, level_name(before), retry, logfmt_value(a.error));

@@ -49,7 +49,10 @@ GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& cloc
     : io_(io), config_(std::move(config)), clock_(clock), snapshot_timer_(io) {}
 
 GatewayImpl::~GatewayImpl() {
-  if (attest_pool_) attest_pool_->join();  // a verification in progress ends (its answer finds no gateway)
+  if (attest_pool_) {
+    attest_pool_->stop();  // verifications not started are dropped; one in progress ends
+    attest_pool_->join();
+  }
   if (store_) store_->stop();
 }
 
@@ -90,6 +93,8 @@ Status GatewayImpl::start() {
   if (!verifiers) return verifiers.error();
   verifiers_ = std::move(*verifiers);
   if (!verifiers_.empty()) attest_pool_ = std::make_unique<asio::thread_pool>(1);
+  // A nonce outlives the time a node has to answer it.
+  nonces_ = attest::NonceRegistry(std::max<int64_t>(5 * 60 * 1000, config_.attestation_timeout.count() + 60'000));
 
   auto master = crypto::MasterSecret::load(
       config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);
@@ -464,7 +469,7 @@ std::optional<ApiError> GatewayImpl::submit(const std::shared_ptr<Job>& job) {
         return e;
       }
       job->state = Job::State::queued;
-      queues_[job->request.model].push_back(job);
+      queues_[job->request.model][static_cast<size_t>(required_level(job->request.routing))].push_back(job);
       ++queued_;
       job->deadline.expires_after(config_.queue_timeout);
       std::weak_ptr<Job> weak = job;
@@ -524,36 +529,45 @@ void GatewayImpl::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
   cit->second->send(protocol::encode(frame));
 }
 
+// Each model has a queue per attestation level, so a request waiting for
+// the one confidential node does not hold up standard requests behind it.
+// Within a level the queue is FIFO (a request for a busy region still
+// waits at the head).
 void GatewayImpl::drain_queue(const std::string& model) {
   auto qit = queues_.find(model);
   if (qit == queues_.end()) return;
-  auto& q = qit->second;
-  while (!q.empty()) {
-    auto job = q.front();
-    if (job->state != Job::State::queued) {
-      q.pop_front();
-      continue;
-    }
-    auto pick = router_.pick(model, job->request.routing, job->tried);
-    if (auto* p = std::get_if<Pick>(&pick)) {
+  bool empty = true;
+  for (auto& q : qit->second) {
+    while (!q.empty()) {
+      auto job = q.front();
+      if (job->state != Job::State::queued) {
+        q.pop_front();
+        continue;
+      }
+      auto pick = router_.pick(model, job->request.routing, job->tried);
+      if (auto* p = std::get_if<Pick>(&pick)) {
+        q.pop_front();
+        --queued_;
+        job->deadline.cancel();
+        dispatch(job, *p);
+        continue;
+      }
+      if (std::get<NoPick>(pick) == NoPick::busy) break;
       q.pop_front();
       --queued_;
       job->deadline.cancel();
-      dispatch(job, *p);
-      continue;
+      job->state = Job::State::finished;
+      JobEvent e;
+      e.kind = JobEvent::Kind::no_capacity;
+      e.error = std::get<NoPick>(pick) == NoPick::constraint
+                    ? unmet_constraint(job->request)
+                    : ApiError{503, "server_error", "no_eligible_provider", "",
+                               "No connected provider can serve this request any more", 5};
+      job->push(std::move(e));
     }
-    if (std::get<NoPick>(pick) == NoPick::busy) break;
-    q.pop_front();
-    --queued_;
-    job->deadline.cancel();
-    job->state = Job::State::finished;
-    JobEvent e;
-    e.kind = JobEvent::Kind::no_capacity;
-    e.error = ApiError{503, "server_error", "no_eligible_provider", "",
-                       "No connected provider can serve this request any more", 5};
-    job->push(std::move(e));
+    empty = empty && q.empty();
   }
-  if (q.empty()) queues_.erase(qit);
+  if (empty) queues_.erase(qit);
 }
 
 void GatewayImpl::abandon(const std::shared_ptr<Job>& job) {
@@ -932,6 +946,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
       reject_node(*conn, protocol::Reject{"duplicate_node", "node id is in use by another provider"});
       co_return;
     }
+    router_.set_draining(other->id);  // no new jobs (attested ones included) to the session being replaced
     other->close();
   }
   conn->node_id = hello.node_id;

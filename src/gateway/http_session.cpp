@@ -606,6 +606,11 @@ void append_attestation(std::string& body, const NodeInfo& n) {
 // nodes a client could seal a request to now — serving the model, taking
 // jobs (not held or draining), with an identity key, matching the
 // constraints — so the client can choose and check candidates itself.
+// Each listed node may carry up to 128 KiB of evidence: the listing is
+// bounded (and built on the loop), 100 nodes unless asked, at most 1,000.
+constexpr size_t kDefaultProvidersLimit = 100;
+constexpr size_t kMaxProvidersLimit = 1000;
+
 awaitable<bool> list_providers(Exchange& x, std::string_view query) {
   auto params = net::parse_query(query);
   if (!params) {
@@ -615,13 +620,14 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
   std::string model, privacy = "standard";
   std::vector<std::string> regions;
   bool confidential = false;
-  size_t limit = SIZE_MAX;
+  size_t limit = kDefaultProvidersLimit;
   for (const auto& [k, v] : *params) {
     if (k == "limit") {
       size_t wanted = 0;
       auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), wanted);
-      if (ec != std::errc{} || end != v.data() + v.size() || wanted < 1 || wanted > 100000) {
-        const ApiError api_err = invalid_request("limit", "limit must be an integer from 1 to 100000");
+      if (ec != std::errc{} || end != v.data() + v.size() || wanted < 1 || wanted > kMaxProvidersLimit) {
+        const ApiError api_err =
+            invalid_request("limit", "limit must be an integer from 1 to " + std::to_string(kMaxProvidersLimit));
         co_return co_await send_error(x, api_err);
       }
       limit = wanted;

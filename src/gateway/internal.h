@@ -188,6 +188,7 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   int64_t challenged_ms = 0;
   int attest_failures = 0;
   int attest_verifying = 0;  // evidence on the verification thread
+  int attest_unexpected = 0;  // evidence frames for no outstanding challenge
   std::unique_ptr<asio::steady_timer> attest_timer;
 
   // Queues a text message (the writer sends the queue in order).
@@ -351,7 +352,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   asio::steady_timer snapshot_timer_;
   bool snapshot_due_ = false;
   ConnId next_conn_ = 1;
-  std::unordered_map<std::string, std::deque<std::shared_ptr<Job>>> queues_;
+  // Waiting requests by model, then by the attestation level they need.
+  std::unordered_map<std::string, std::array<std::deque<std::shared_ptr<Job>>, kLevels>> queues_;
   size_t queued_ = 0;
   size_t running_ = 0;
 

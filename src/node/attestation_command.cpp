@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,16 @@ extern char** environ;
 
 namespace agora::node {
 namespace {
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
 
 struct Pipe {
   int fd[2] = {-1, -1};
@@ -60,6 +71,9 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, out.fd[1], 1);
   posix_spawn_file_actions_adddup2(&fa, err.fd[1], 2);
+  // Nothing else of the node's (its gateway socket, model files) reaches
+  // the command: Asio's sockets are not close-on-exec.
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
   posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
@@ -96,12 +110,33 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
   out.close_end(1);
   err.close_end(1);
 
+  // The shell's exit shows on a pidfd, before it is reaped: while it is
+  // a zombie its process group id cannot be reused, so the group (anything
+  // it left running in the background) is killed safely once it exits.
+  Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   std::string stdout_text, stderr_text;
   bool too_large = false;
   std::string killed;
   const auto deadline = std::chrono::steady_clock::now() + c.timeout;
-  bool out_open = true, err_open = true;
-  while (out_open || err_open) {
+  bool out_open = true, err_open = true, exited = false;
+  auto read_into = [&](int fd, std::string& dst, bool& open, bool is_stdout) {
+    char buf[16384];
+    const ssize_t got = ::read(fd, buf, sizeof buf);
+    if (got < 0 && errno == EINTR) return;
+    if (got <= 0) {
+      open = false;
+      return;
+    }
+    if (is_stdout && dst.size() + static_cast<size_t>(got) > c.max_output) {
+      too_large = true;
+      killed = "printed more than " + std::to_string(c.max_output) + " bytes";
+      return;
+    }
+    if (!is_stdout && dst.size() > 64 * 1024) dst.erase(0, 32 * 1024);  // keep the end
+    dst.append(buf, static_cast<size_t>(got));
+  };
+  // Until the shell exits and its output is read (or time runs out).
+  while (killed.empty() && (!exited || out_open || err_open)) {
     if (cancel.load()) {
       killed = "cancelled (the node is stopping)";
       break;
@@ -111,29 +146,25 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
       killed = "killed after " + std::to_string(c.timeout.count()) + " ms without finishing";
       break;
     }
-    pollfd fds[2] = {{out_open ? out.fd[0] : -1, POLLIN, 0}, {err_open ? err.fd[0] : -1, POLLIN, 0}};
-    const int n = ::poll(fds, 2, static_cast<int>(std::min<int64_t>(left.count(), 100)));
-    if (n < 0 && errno != EINTR) break;
-    char buf[16384];
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      const ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
-      if (got <= 0) {
-        (i == 0 ? out_open : err_open) = false;
-        continue;
-      }
-      std::string& dst = i == 0 ? stdout_text : stderr_text;
-      if (i == 0 && dst.size() + static_cast<size_t>(got) > c.max_output) {
-        too_large = true;
-        killed = "printed more than " + std::to_string(c.max_output) + " bytes";
-        break;
-      }
-      if (i == 1 && dst.size() > 64 * 1024) dst.erase(0, 32 * 1024);  // keep the end
-      dst.append(buf, static_cast<size_t>(got));
+    pollfd fds[3] = {{out_open ? out.fd[0] : -1, POLLIN, 0},
+                     {err_open ? err.fd[0] : -1, POLLIN, 0},
+                     {exited ? -1 : pidfd.fd, POLLIN, 0}};
+    const int n = ::poll(fds, 3, static_cast<int>(std::min<int64_t>(left.count(), 100)));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      killed = std::string("poll failed: ") + std::strerror(errno);
+      break;
     }
-    if (too_large) break;
+    if (fds[0].revents) read_into(out.fd[0], stdout_text, out_open, true);
+    if (fds[1].revents && killed.empty()) read_into(err.fd[0], stderr_text, err_open, false);
+    if (fds[2].revents) {
+      exited = true;
+      // Whatever the shell left behind goes now; it may hold the pipes open.
+      ::kill(-pid, SIGKILL);
+    }
+    if (pidfd.fd < 0 && !out_open && !err_open) exited = true;  // no pidfd: the pipes' end is all we can see
   }
-  if (!killed.empty()) ::kill(-pid, SIGKILL);
+  ::kill(-pid, SIGKILL);  // on timeout, cancel or a flood; else the leftovers, if any (the leader is not reaped yet)
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

@@ -396,8 +396,10 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       return;
     }
     if (attest_running_) {
-      ev.error = "the previous attestation command is still running";
-      send(protocol::encode(ev));
+      // Still running for an earlier challenge (perhaps of a session that
+      // ended): this one runs as soon as it finishes.
+      pending_challenge_ = ch;
+      pending_session_ = session_;
       return;
     }
     if (attest_thread_.joinable()) attest_thread_.join();  // finished: its result was posted
@@ -432,6 +434,11 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
           spdlog::warn("node_attestation_failed node={} error={}", self->config_.node_id, logfmt_value(ev.error));
         }
         if (self->session_ == session) self->send(protocol::encode(ev));
+        if (self->pending_challenge_) {
+          auto next = std::move(*self->pending_challenge_);
+          self->pending_challenge_.reset();
+          if (self->pending_session_ == self->session_ && !self->stopping_) self->on_challenge(next);
+        }
       });
     });
   }
@@ -588,6 +595,8 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   // The attestation command's thread (one at a time), and its stop flag.
   std::thread attest_thread_;
   bool attest_running_ = false;
+  std::optional<protocol::Challenge> pending_challenge_;  // arrived while the command ran
+  uint64_t pending_session_ = 0;
   std::shared_ptr<std::atomic<bool>> attest_cancel_ = std::make_shared<std::atomic<bool>>(false);
 };
 

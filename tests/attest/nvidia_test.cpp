@@ -75,6 +75,8 @@ TEST_F(Nvidia, AGoodBundleGivesAConfidentialVerdict) {
   ASSERT_TRUE(v) << v.error().to_string();
   EXPECT_EQ(v->level, "confidential");
   EXPECT_EQ(v->kind, "nvidia_cc");
+  // The tokens expire within the hour: so does the verdict (not in 24 h).
+  EXPECT_EQ(v->expires_ms, (now_ / 1000 + 3600) * 1000);
 }
 
 TEST_F(Nvidia, NonceAndTimesAreChecked) {

@@ -20,7 +20,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
 import { createHash, randomBytes } from 'node:crypto';
-import { Gateway, Proc, agora, ensureTinyModel, tempDir, waitFor } from './harness.mjs';
+import { Gateway, Proc, agora, ensureTinyModel, startGatewayMitm, tempDir, waitFor } from './harness.mjs';
 import { RecordingNode } from './recording_node.mjs';
 
 const ATTESTER = process.env.AGORA_TEST_ATTESTER ||
@@ -47,8 +47,8 @@ async function providers(query) {
 
 const byId = (list) => Object.fromEntries(list.map((n) => [n.id, n]));
 
-async function startProxy(extra) {
-  const p = new Proc('agora proxy', ['--log-level', 'info', 'proxy', '--gateway', gw.baseUrl, '--api-key', gw.key,
+async function startProxy(extra, url = gw.baseUrl) {
+  const p = new Proc('agora proxy', ['--log-level', 'info', 'proxy', '--gateway', url, '--api-key', gw.key,
                                      '--ca-cert', gw.caPath, '--listen', '127.0.0.1:0', ...extra]);
   const m = await p.waitForOutput(/listening on (http:\/\/127\.0\.0\.1:\d+\/v1)/);
   return { proc: p, client: new OpenAI({ baseURL: m[1], apiKey: 'unused', maxRetries: 0, timeout: 60000 }) };
@@ -190,6 +190,40 @@ test('agora proxy --confidential verifies the GPU evidence itself before sealing
   assert.equal(e.status, 503);
   assert.match(e.message, /GPU TEE evidence this proxy verified/);
   await wary.proc.stop();
+});
+
+test('a lying gateway cannot get a confidential request sealed to a key the evidence does not bind', async () => {
+  const mitm = await startGatewayMitm(gw, { only: '/v1/providers' });
+  const proxy = await startProxy(['--confidential', '--nvidia-root', path.join(pki, 'nvidia-root.pem')], mitm.url);
+  const lies = {
+    'its own identity key': (n) => { n.identity_key = randomBytes(32).toString('hex'); },
+    'evidence verified two days ago': (n) => { n.attestation.verified_ms = Date.now() - 2 * 86400 * 1000; },
+    'another challenge\'s nonce': (n) => { n.attestation.nonce = randomBytes(32).toString('hex'); },
+    'the GPU node\'s evidence on a standard node': null,  // below
+  };
+  for (const [lie, edit] of Object.entries(lies)) {
+    mitm.state.rewrite = (text) => {
+      const body = JSON.parse(text);
+      if (edit) {
+        for (const n of body.data) edit(n);
+      } else {
+        // The plain node, dressed up with the GPU node's verdict and evidence.
+        const gpu = body.data.find((n) => n.id === 'node-gpu');
+        body.data = [{ ...body.data[0], id: 'node-plain', identity_key: randomBytes(32).toString('hex'), attestation: gpu.attestation }];
+      }
+      return JSON.stringify(body);
+    };
+    const before = mitm.state.seen.filter((x) => x.url === '/v1/chat/completions').length;
+    const e = await status503(proxy.client.chat.completions.create(ask({ messages: [{ role: 'user', content: lie }] })));
+    assert.equal(e.status, 503, lie);
+    assert.match(e.message, /GPU TEE evidence this proxy verified/, lie);
+    assert.equal(mitm.state.seen.filter((x) => x.url === '/v1/chat/completions').length, before, `${lie}: nothing was sent`);
+  }
+  // The same path, unaltered, works (the refusals were about the lies).
+  mitm.state.rewrite = null;
+  const ok = await proxy.client.chat.completions.create(ask());
+  assert.equal(ok.agora.node_id, 'node-gpu');
+  await proxy.proc.stop();
 });
 
 test('a failed attestation drops the node to standard at once, and it recovers with fresh evidence', async () => {

@@ -631,3 +631,44 @@ export class Gateway {
   }
 }
 
+
+// A malicious gateway for the proxy: forwards to `gw` with the gateway's own
+// certificate (so a client's CA check passes), keeps every request in
+// `state.seen`, and lets a test rewrite answer bodies with
+// `state.rewrite(text, url)` (only for URLs starting with `only`, when given).
+export async function startGatewayMitm(gw, { only } = {}) {
+  const tlsDir = path.join(gw.dataDir, 'tls');
+  const files = fs.readdirSync(tlsDir);
+  const certFile = files.find((f) => /server.*\.pem$|cert\.pem$/.test(f) && !/key/.test(f) && f !== 'ca.pem');
+  const keyFile = files.find((f) => /key\.pem$/.test(f) && !/ca/.test(f));
+  if (!certFile || !keyFile) throw new Error(`no server certificate and key in ${tlsDir}: ${files}`);
+  const state = { rewrite: null, seen: [] };
+  const server = https.createServer({ cert: fs.readFileSync(path.join(tlsDir, certFile)),
+                                      key: fs.readFileSync(path.join(tlsDir, keyFile)) }, (req, res) => {
+    const parts = [];
+    req.on('data', (c) => parts.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(parts);
+      state.seen.push({ method: req.method, url: req.url, headers: req.headers, body });
+      const up = https.request(`${gw.baseUrl}${req.url}`, { method: req.method, headers: req.headers, ca: gw.ca, agent: false },
+                               (ur) => {
+                                 const out = [];
+                                 ur.on('data', (c) => out.push(c));
+                                 ur.on('end', () => {
+                                   let text = Buffer.concat(out).toString('utf8');
+                                   if (state.rewrite && (!only || req.url.startsWith(only))) text = state.rewrite(text, req.url);
+                                   const headers = { ...ur.headers };
+                                   delete headers['content-length'];
+                                   delete headers['transfer-encoding'];
+                                   res.writeHead(ur.statusCode, headers);
+                                   res.end(text);
+                                 });
+                               });
+      up.on('error', (e) => { res.writeHead(502); res.end(String(e)); });
+      up.end(body);
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  after(() => server.close());
+  return { url: `https://127.0.0.1:${server.address().port}`, state };
+}

@@ -12,7 +12,7 @@ import https from 'node:https';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import OpenAI from 'openai';
-import { Gateway, Proc, agora, ensureTinyModel, waitFor } from './harness.mjs';
+import { Gateway, Proc, agora, ensureTinyModel, startGatewayMitm, waitFor } from './harness.mjs';
 
 const MODEL = 'tiny';
 let gw;
@@ -150,44 +150,7 @@ test('the gateway never sees plaintext: a canary is in no log, file or byte of i
 
 // ---- a malicious gateway
 
-// Forwards to the real gateway with its own certificate (so the proxy's CA
-// check passes) and lets a test rewrite the answer body or keep requests.
-async function startMitm() {
-  const tlsDir = path.join(gw.dataDir, 'tls');
-  const files = fs.readdirSync(tlsDir);
-  const certFile = files.find((f) => /server.*\.pem$|cert\.pem$/.test(f) && !/key/.test(f) && f !== 'ca.pem');
-  const keyFile = files.find((f) => /key\.pem$/.test(f) && !/ca/.test(f));
-  assert.ok(certFile && keyFile, `the gateway's server certificate in ${files}`);
-  const state = { rewrite: null, seen: [] };
-  const server = https.createServer({ cert: fs.readFileSync(path.join(tlsDir, certFile)),
-                                      key: fs.readFileSync(path.join(tlsDir, keyFile)) }, (req, res) => {
-    const parts = [];
-    req.on('data', (c) => parts.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(parts);
-      state.seen.push({ method: req.method, url: req.url, headers: req.headers, body });
-      const up = https.request(`${gw.baseUrl}${req.url}`, { method: req.method, headers: req.headers, ca: gw.ca, agent: false },
-                               (ur) => {
-                                 const out = [];
-                                 ur.on('data', (c) => out.push(c));
-                                 ur.on('end', () => {
-                                   let text = Buffer.concat(out).toString('utf8');
-                                   if (state.rewrite && req.url.startsWith('/v1/chat/completions')) text = state.rewrite(text);
-                                   const headers = { ...ur.headers };
-                                   delete headers['content-length'];
-                                   delete headers['transfer-encoding'];
-                                   res.writeHead(ur.statusCode, headers);
-                                   res.end(text);
-                                 });
-                               });
-      up.on('error', (e) => { res.writeHead(502); res.end(String(e)); });
-      up.end(body);
-    });
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  after(() => server.close());
-  return { url: `https://127.0.0.1:${server.address().port}`, state };
-}
+const startMitm = () => startGatewayMitm(gw, { only: '/v1/chat/completions' });
 
 const sseEvents = (text) => text.split('\n\n').filter(Boolean);
 const isSealed = (e) => e.includes('"agora_sealed"');

@@ -66,14 +66,14 @@ struct Fleet {
     }
   }
 
-  // Random changes to a random node: level, hold, load, TTFT, removal.
+  // Random changes to a random node: level, hold, load, TTFT, draining, removal.
   void churn() {
     if (router.nodes().empty()) return;
     auto it = router.nodes().begin();
     std::advance(it, roll(static_cast<int>(router.nodes().size())));
     const ConnId id = it->first;
     const NodeInfo& n = it->second;
-    switch (roll(6)) {
+    switch (roll(7)) {
       case 0:
         router.set_level(id, random_level());
         break;
@@ -92,6 +92,9 @@ struct Fleet {
       }
       case 4:
         router.record_ttft(id, 1 + roll(80));
+        break;
+      case 5:
+        router.set_draining(id);
         break;
       default:
         router.remove(id);

@@ -9,7 +9,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <filesystem>
+#include <fstream>
 
 #include <thread>
 
@@ -48,13 +52,66 @@ TEST(AttestationCommand, AFailureSaysHowAndShowsTheEndOfStandardError) {
   EXPECT_NE(binary.error().message.find("UTF-8"), std::string::npos);
 }
 
+// A background child's pid, as the command wrote it to `file`.
+pid_t read_pid(const std::filesystem::path& file) {
+  std::ifstream in(file);
+  pid_t pid = 0;
+  in >> pid;
+  return pid;
+}
+
+// Whether `pid` is gone (polled: a killed process is reaped by init soon).
+bool gone(pid_t pid) {
+  for (int i = 0; i < 10000; ++i) {
+    if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+    std::string state;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string skip;
+    stat >> skip >> skip >> state;
+    if (state == "Z") return true;  // killed, waiting for its reaper
+    usleep(1000);
+  }
+  return false;
+}
+
+std::filesystem::path temp_file(const char* what) {
+  return std::filesystem::temp_directory_path() / (std::string("agora-attest-") + what + "-" + std::to_string(getpid()));
+}
+
 TEST(AttestationCommand, ACommandThatHangsIsKilledWithItsChildren) {
+  const auto pid_file = temp_file("hang");
   const auto t0 = std::chrono::steady_clock::now();
-  // The child sleeps in the background too: the whole group must go.
-  auto r = run("sleep 30 & sleep 30; :", std::chrono::milliseconds(300));
+  // A child sleeps in the background too: the whole group must go.
+  auto r = run("sleep 30 & echo $! > '" + pid_file.string() + "'; sleep 30; :", std::chrono::milliseconds(300));
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message.find("killed after 300 ms"), std::string::npos) << r.error().message;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  const pid_t child = read_pid(pid_file);
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(gone(child)) << "the background child " << child << " still runs";
+  std::filesystem::remove(pid_file);
+}
+
+TEST(AttestationCommand, ACommandThatSucceedsLeavesNothingRunning) {
+  const auto pid_file = temp_file("ok");
+  // The background child keeps neither pipe: only the group kill ends it.
+  auto r = run("sleep 30 >/dev/null 2>&1 & echo $! > '" + pid_file.string() + "'; echo token; :");
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(*r, "token");
+  const pid_t child = read_pid(pid_file);
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(gone(child)) << "the background child " << child << " still runs";
+  std::filesystem::remove(pid_file);
+}
+
+TEST(AttestationCommand, TheNodesOwnFilesAreNotInherited) {
+  // A descriptor the node holds without close-on-exec (as Asio's sockets are).
+  const int fd = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(fd, 0);
+  auto r = run("if [ -e /proc/self/fd/" + std::to_string(fd) + " ]; then echo inherited; else echo closed; fi; :");
+  ::close(fd);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(*r, "closed");
 }
 
 TEST(AttestationCommand, OutputBeyondTheLimitIsRefused) {
