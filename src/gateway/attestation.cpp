@@ -11,8 +11,8 @@
 //   verdict expiry (no fresh evidence in time): standard at once.
 //
 // The evidence must carry SHA-256(nonce ‖ the node's X25519 identity key)
-// (attest::evidence_nonce on the raw bytes), so it vouches for the key
-// clients seal to. Every change is logged and audited.
+// (attest::evidence_nonce on the raw bytes), so it names the key clients
+// seal to. Every change is logged and audited.
 #include <spdlog/spdlog.h>
 
 #include <limits>

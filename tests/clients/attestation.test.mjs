@@ -327,6 +327,50 @@ test('a node that does not answer a challenge in time stays standard, and is cha
   }
 });
 
+test('a confidential request waiting for its only node does not hold up standard requests behind it', async () => {
+  const q = await Gateway.start({ name: 'gateway-queue', providers: ['p'],
+                                  set: { nvidia_root_cert: path.join(pki, 'nvidia-root.pem'), queue_timeout_ms: 20000 } });
+  const key = randomBytes(32).toString('hex');
+  // The only confidential node: one slot, and it never answers.
+  const tee = new RecordingNode({ port: q.port, ca: q.ca, token: q.providers.p.token, nodeId: 'node-tee', model: MODEL,
+                                  identityKey: key, attestation: 'nvidia_cc', slots: 1, holdJobs: true });
+  await tee.connect();
+  await waitFor('a challenge', () => tee.frames.some((f) => f.type === 'challenge'));
+  const nonce = tee.frames.find((f) => f.type === 'challenge').nonce;
+  tee.send({ type: 'evidence', nonce, kind: 'nvidia_cc', evidence: (await attest(['nvidia', pki, evidenceNonce(nonce, key)])).trim() });
+  // A standard node, one slot, each answer taking about a second.
+  q.startNode({ token: q.providers.p.token, fake: `name=${MODEL},tokens=20,token-interval-us=50000`, slots: 1,
+                nodeId: 'node-slow' });
+  await q.waitForModel(MODEL, { nodes: 2 });
+  await waitFor('the TEE node verified', async () => {
+    const r = await q.raw('GET', `/v1/providers?model=${MODEL}&confidential=true`, { key: q.key });
+    return JSON.parse(r.body).data.length === 1;
+  });
+  const c = q.client();
+  const abort = new AbortController();
+  try {
+    const held = c.chat.completions.create(ask({ confidential: true }), { signal: abort.signal }).catch(() => {});
+    await waitFor('the TEE node busy', () => tee.open.size === 1);
+    const first = c.chat.completions.create(ask());  // the slow node's slot
+    await waitFor('the slow node busy', async () => (await q.metric('agora_slots_busy')) === 2);
+    const waiting = c.chat.completions.create(ask({ confidential: true }), { signal: abort.signal }).catch(() => {});
+    await waitFor('the confidential request queued', async () => (await q.metric('agora_queue_depth')) === 1);
+    const behind = c.chat.completions.create(ask());
+    await waitFor('both queued', async () => (await q.metric('agora_queue_depth')) === 2);
+    // The slow node frees its slot: the standard request behind the waiting
+    // confidential one is served, and the confidential one keeps waiting.
+    assert.ok((await first).choices[0].message.content);
+    const served = await behind;
+    assert.equal(served.agora.attestation, 'standard');
+    assert.equal(await q.metric('agora_queue_depth'), 1);
+    abort.abort();
+    await Promise.all([held, waiting]);
+  } finally {
+    tee.close();
+    await q.stop();
+  }
+});
+
 test('when the GPU verdict expires, the same confidential request gets a 503 naming the constraint', async () => {
   const proxy = await startProxy(['--confidential', '--nvidia-root', path.join(pki, 'nvidia-root.pem')]);
   const ok = await proxy.client.chat.completions.create(ask());

@@ -32,12 +32,13 @@ export class RecordingNode {
   // it answers an agreement frame for; `ctx`: the context per slot it
   // advertises; `answer`: the text of every answer; `identityKey` (hex)
   // and `attestation` (a kind) go in the hello when given (the test then
-  // answers challenges itself, with send()).
+  // answers challenges itself, with send()); with `holdJobs` it answers no
+  // job (each stays open, taking its slot, until cancelled).
   constructor({ port, ca, token, nodeId = 'node-recording', model = 'recorded', slots = 4,
                 accepted = [AGREEMENT_SHA256], host = '127.0.0.1', timeoutMs = 10000, ctx = 4096, answer = 'hello',
-                identityKey, attestation }) {
+                identityKey, attestation, holdJobs = false }) {
     Object.assign(this, { port, ca, token, nodeId, model, slots, accepted, host, timeoutMs, ctx, answer,
-                          identityKey, attestation });
+                          identityKey, attestation, holdJobs });
     this.chunks = [];  // every byte received, in order
     this.frames = [];  // every text message, parsed
     this.welcome = undefined;
@@ -212,6 +213,7 @@ export class RecordingNode {
       if (this.accepted.includes(m.sha256)) this.send({ type: 'accept', sha256: m.sha256 });
     } else if (m.type === 'job') {
       this.open.add(m.job);
+      if (this.holdJobs) return;
       this.send({ type: 'delta', job: m.job, text: this.answer, logprobs: [] });
       this.finish(m.job, 'stop');
     } else if (m.type === 'cancel') {
