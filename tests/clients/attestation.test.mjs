@@ -296,6 +296,10 @@ test('evidence binds the challenge and the identity key: copied, replayed or una
     await gw.proc.waitForOutput(/node_evidence_unexpected node=node-thief[\s\S]*node_evidence_unexpected node=node-thief/,
                                 { stream: 'err' });
     assert.equal((await level()).verified_ms, verifiedAt);
+    // A node that keeps sending evidence nobody asked for is cut off.
+    for (let i = 0; i < 8; ++i) thief.send({ type: 'evidence', nonce: 'cd'.repeat(32), kind: 'nvidia_cc', evidence: own });
+    await waitFor('the flooding node disconnected', () => thief.closed);
+    await gw.proc.waitForOutput(/node_evidence_flood node=node-thief/, { stream: 'err' });
   } finally {
     thief.close();
   }
