@@ -9,17 +9,13 @@
 #include <map>
 
 #include "attest/verifier.h"
+#include "common/clock.h"
 #include "test_pki.h"
 
 namespace {
 
 using namespace agora::attest;
 using namespace agora::attest::test_pki;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 void BM_VerifyNvidiaBundle(benchmark::State& state) {
   Cert root = make_cert("Bench Root", nullptr, true, "critical,keyCertSign,cRLSign");
@@ -31,7 +27,7 @@ void BM_VerifyNvidiaBundle(benchmark::State& state) {
   p.min_driver_version = "550.54.15";
   auto verifier = make_nvidia_verifier(p);
   const std::string nonce = evidence_nonce(std::string(32, '\1'), std::string(32, '\2'));
-  const int64_t now = now_ms();
+  const int64_t now = agora::SystemClock::instance().unix_millis();
   std::map<std::string, std::string> gpus;
   for (int64_t i = 0; i < state.range(0); ++i) {
     gpus["GPU-" + std::to_string(i)] = sign_with_chain(gpu_claims(nonce, now / 1000), leaf, {&leaf, &inter});
@@ -57,7 +53,7 @@ void BM_VerifyPlayIntegrity(benchmark::State& state) {
   p.certificate_sha256 = "digest";
   auto verifier = make_play_integrity_verifier(std::move(p));
   const std::string nonce = evidence_nonce(std::string(32, '\1'), std::string(32, '\2'));
-  const int64_t now = now_ms();
+  const int64_t now = agora::SystemClock::instance().unix_millis();
   const std::string token = play_token(play_payload(nonce, now, "net.agora.provider", "digest"), kek, signing.get());
   for (auto _ : state) {
     auto v = verifier->verify(token, nonce, now);

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/ed25519.h"
 #include "crypto/encoding.h"
@@ -418,9 +419,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     header.model = r.model;
     header.max_tokens = r.max_tokens_given ? r.generation.max_tokens : std::max(1, ctx);
     header.stream = r.stream;
-    header.issued_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
+    header.issued_ms = SystemClock::instance().unix_millis();
     r.generation.max_tokens = header.max_tokens;
     auto sealed = protocol::sealed::seal_request(header, r.generation, recipients);
     for (auto& m : r.generation.messages) crypto::secure_wipe(m.content);
@@ -699,9 +698,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (!o || str("level") != "confidential" || str("kind") != "nvidia_cc" || !vms || !vms->is_int64()) return false;
     const std::string evidence = str("evidence"), nonce = str("nonce");
     const int64_t verified_ms = vms->get_int64();
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    const int64_t now = SystemClock::instance().unix_millis();
     if (verified_ms > now + 60'000 || now - verified_ms > cfg_.max_evidence_age_ms) return false;
     auto gateway_nonce = crypto::from_hex(nonce);
     if (!gateway_nonce || evidence.empty()) return false;

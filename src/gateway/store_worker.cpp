@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "store/audit.h"
 
@@ -228,9 +229,7 @@ void StoreWorker::run_writer() {
 void StoreWorker::checkpoint() {
   if (!options_.audit_signer) return;
   const auto& signer = *options_.audit_signer;
-  const int64_t now_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-          .count();
+  const int64_t now_ms = SystemClock::instance().unix_millis();
   auto c = store::checkpoint_audit(*writer_store_, signer, now_ms);
   if (!c) {
     spdlog::error("audit_checkpoint_failed error={}", logfmt_value(c.error().to_string()));

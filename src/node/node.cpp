@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "crypto/random.h"
 #include "crypto/ed25519.h"
@@ -462,9 +463,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     if (config_.identity.private_key.empty()) {
       return make_error(Errc::invalid_argument, "this node has no identity key for sealed requests");
     }
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    const int64_t now = SystemClock::instance().unix_millis();
     if (Status st = replay_.accept(sj.enc, sj.issued_ms, now); !st) return st.error();
     sealed::Header h{job.model, job.request.max_tokens, sj.stream, sj.issued_ms, sj.recipients};
     auto opened = sealed::open_request(h, sealed::WrappedKey{config_.node_id, sj.enc, sj.key}, sj.ciphertext,

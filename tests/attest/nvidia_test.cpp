@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include "attest/verifier.h"
+#include "common/clock.h"
 #include "crypto/encoding.h"
 #include "crypto/sha256.h"
 #include "test_pki.h"
@@ -20,11 +21,6 @@ namespace {
 namespace json = boost::json;
 
 using namespace test_pki;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 class Nvidia : public ::testing::Test {
  protected:
@@ -40,7 +36,7 @@ class Nvidia : public ::testing::Test {
     ASSERT_TRUE(v);
     verifier_ = std::move(*v);
     nonce_ = evidence_nonce("gateway nonce", std::string(32, '\x05'));
-    now_ = now_ms();
+    now_ = SystemClock::instance().unix_millis();
   }
 
   json::object gpu_claims() const { return test_pki::gpu_claims(nonce_, now_ / 1000); }

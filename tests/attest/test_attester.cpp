@@ -22,6 +22,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/clock.h"
 #include "crypto/encoding.h"
 #include "crypto/random.h"
 #include "test_pki.h"
@@ -49,11 +50,6 @@ void spit(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::trunc);
   out << text;
   if (!out) throw std::runtime_error("cannot write " + path);
-}
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 std::string trimmed(std::string s) {
@@ -86,7 +82,7 @@ int init(const std::string& dir) {
 int nvidia(const std::string& dir, const std::string& nonce, int64_t ttl_s, bool debug) {
   Cert inter = cert_from_pem(slurp(dir + "/nvidia-intermediate.pem"), slurp(dir + "/nvidia-intermediate.key"));
   Cert signer = cert_from_pem(slurp(dir + "/nvidia-signer.pem"), slurp(dir + "/nvidia-signer.key"));
-  const int64_t now_s = now_ms() / 1000;
+  const int64_t now_s = SystemClock::instance().unix_millis() / 1000;
   auto claims = gpu_claims(nonce, now_s, ttl_s);
   if (debug) claims["dbgstat"] = "enabled";
   const std::string gpu = sign_with_chain(claims, signer, {&signer, &inter});
@@ -100,7 +96,7 @@ int play(const std::string& dir, const std::string& nonce) {
   BIO* b = BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
   attest::Pkey key(PEM_read_bio_PrivateKey(b, nullptr, nullptr, nullptr));
   BIO_free(b);
-  std::printf("%s\n", play_token(play_payload(nonce, now_ms(), kPackage, kCertDigest), kek, key.get()).c_str());
+  std::printf("%s\n", play_token(play_payload(nonce, SystemClock::instance().unix_millis(), kPackage, kCertDigest), kek, key.get()).c_str());
   return 0;
 }
 
