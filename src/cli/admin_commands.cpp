@@ -25,6 +25,7 @@
 #include "cli/commands.h"
 #include "cli/store_access.h"
 #include "common/clock.h"
+#include "common/text.h"
 #include "crypto/master_secret.h"
 #include "crypto/random.h"
 #include "common/file.h"
@@ -82,17 +83,13 @@ store::Limit parse_limit(const std::string& flag, const std::string& text) {
   return v;
 }
 
+// The comma-separated items, each without surrounding spaces; empty ones dropped.
 std::vector<std::string> split_commas(const std::string& text) {
   std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(start, end - start);
+  for (auto& item : split_list(text)) {
     while (!item.empty() && item.front() == ' ') item.erase(item.begin());
     while (!item.empty() && item.back() == ' ') item.pop_back();
     if (!item.empty()) out.push_back(std::move(item));
-    start = end + 1;
   }
   return out;
 }

@@ -19,6 +19,7 @@
 
 #include "common/file.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/encoding.h"
 #include "gateway/internal.h"
 
@@ -29,13 +30,6 @@ Result<std::string> read_setting_file(const std::optional<std::filesystem::path>
   auto text = read_file(*path, 1u << 20);
   if (!text) return make_error(text.error().code, std::string(key) + ": " + text.error().message);
   return std::move(*text);
-}
-
-std::string trim(std::string s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && std::isspace(static_cast<unsigned char>(s[i]))) ++i;
-  return s.substr(i);
 }
 
 constexpr int64_t kMaxRetryMs = 3600LL * 1000;

@@ -1,5 +1,7 @@
 #include "gateway/config.h"
 
+#include "common/text.h"
+
 #include <toml++/toml.h>
 
 #include <charconv>
@@ -34,18 +36,6 @@ Status parse_ms(std::string_view key, std::string_view v, milliseconds& out, int
   if (Status st = parse_int(key, v, x, min, max); !st) return st;
   out = milliseconds(x);
   return ok_status();
-}
-
-std::vector<std::string> split_list(std::string_view v) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= v.size()) {
-    size_t end = v.find(',', start);
-    if (end == std::string_view::npos) end = v.size();
-    if (end > start) out.emplace_back(v.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 std::string join_list(const std::vector<std::string>& v) {

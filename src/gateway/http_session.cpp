@@ -12,6 +12,7 @@
 
 #include "common/json_text.h"
 #include "common/log.h"
+#include "common/text.h"
 #include "crypto/aead.h"
 #include "gateway/http_exchange.h"
 #include "gateway/internal.h"
@@ -640,12 +641,7 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
       }
       privacy = v;
     } else if (k == "region") {
-      for (size_t start = 0; start <= v.size();) {
-        size_t end = v.find(',', start);
-        if (end == std::string::npos) end = v.size();
-        if (end > start) regions.push_back(v.substr(start, end - start));
-        start = end + 1;
-      }
+      for (auto& r : split_list(v)) regions.push_back(std::move(r));
     } else if (k == "confidential") {
       if (v != "true" && v != "false") {
         const ApiError api_err = invalid_request("confidential", "confidential must be true or false");

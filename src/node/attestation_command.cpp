@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/text.h"
 #include "common/utf8.h"
 
 extern char** environ;
@@ -41,17 +42,9 @@ struct Pipe {
   }
 };
 
-std::string trim(std::string s) {
-  auto space = [](char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; };
-  while (!s.empty() && space(s.back())) s.pop_back();
-  size_t i = 0;
-  while (i < s.size() && space(s[i])) ++i;
-  return s.substr(i);
-}
-
 // The last line or so of standard error, printable, for the error message.
 std::string tail(const std::string& err) {
-  std::string t = trim(err);
+  std::string t(trim(err));
   if (t.size() > 300) t = t.substr(t.size() - 300);
   for (char& c : t) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
@@ -176,7 +169,7 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
     const std::string t = tail(stderr_text);
     return make_error(Errc::unavailable, "attestation command " + how + (t.empty() ? "" : ": " + t));
   }
-  std::string evidence = trim(std::move(stdout_text));
+  std::string evidence(trim(stdout_text));
   if (evidence.empty()) return make_error(Errc::invalid_argument, "attestation command printed nothing");
   if (!is_valid_utf8(evidence)) return make_error(Errc::invalid_argument, "attestation command printed something that is not UTF-8 text");
   return evidence;

@@ -18,11 +18,11 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "common/clock.h"
+#include "common/file.h"
+#include "common/text.h"
 #include "crypto/encoding.h"
 #include "crypto/random.h"
 #include "test_pki.h"
@@ -39,23 +39,16 @@ const char* kPackage = "net.agora.provider";
 const char* kCertDigest = "dGVzdC1hcHAtc2lnbmluZy1jZXJ0aWZpY2F0ZQ";
 
 std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+  auto text = read_file(path);
+  if (!text) throw std::runtime_error(text.error().message);
+  return std::move(*text);
 }
 
 void spit(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::trunc);
-  out << text;
-  if (!out) throw std::runtime_error("cannot write " + path);
+  if (Status st = write_file_atomic(path, text, 0600); !st) throw std::runtime_error(st.error().message);
 }
 
-std::string trimmed(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
+std::string trimmed(const std::string& s) { return std::string(trim(s)); }
 
 int init(const std::string& dir) {
   Cert root = make_cert("Agora Test NRAS Root", nullptr, true, "critical,keyCertSign,cRLSign");
