@@ -73,9 +73,9 @@ std::string Metrics::render(const Gauges& g) const {
   out += fmt::format("# TYPE agora_nodes_connected gauge\nagora_nodes_connected {}\n", g.nodes_connected);
   out += "# HELP agora_nodes_by_attestation Connected nodes by the level of their live attestation verdict.\n";
   out += "# TYPE agora_nodes_by_attestation gauge\n";
-  static constexpr const char* kLevelNames[] = {"standard", "verified", "confidential"};
-  for (size_t l = 0; l < g.nodes_by_level.size(); ++l) {
-    out += fmt::format("agora_nodes_by_attestation{{level=\"{}\"}} {}\n", kLevelNames[l], g.nodes_by_level[l]);
+  for (size_t l = 0; l < kLevels; ++l) {
+    out += fmt::format("agora_nodes_by_attestation{{level=\"{}\"}} {}\n", level_name(static_cast<Level>(l)),
+                       g.nodes_by_level[l]);
   }
   out += "# HELP agora_attestations_total Attestation outcomes (verified, failed, expired).\n";
   out += "# TYPE agora_attestations_total counter\n";

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "gateway/level.h"
+
 namespace agora::gateway {
 
 class Histogram {
@@ -38,7 +40,7 @@ struct Gauges {
   int64_t slots_total = 0;
   int64_t slots_busy = 0;
   int64_t http_connections = 0;
-  std::array<int64_t, 3> nodes_by_level{};  // connected nodes whose live verdict is standard / verified / confidential
+  std::array<int64_t, kLevels> nodes_by_level{};  // connected nodes by the level of their live verdict
 };
 
 class Metrics {

@@ -31,28 +31,6 @@ size_t tier_count(Level l) { return static_cast<size_t>(l) + 1; }
 
 }  // namespace
 
-std::string_view level_name(Level level) {
-  switch (level) {
-    case Level::verified:
-      return "verified";
-    case Level::confidential:
-      return "confidential";
-    case Level::standard:
-      break;
-  }
-  return "standard";
-}
-
-bool parse_level(std::string_view name, Level& out) {
-  for (Level l : {Level::standard, Level::verified, Level::confidential}) {
-    if (name == level_name(l)) {
-      out = l;
-      return true;
-    }
-  }
-  return false;
-}
-
 Level required_level(const RoutingPreferences& prefs) {
   if (prefs.confidential) return Level::confidential;
   if (prefs.privacy_level == "verified") return Level::verified;

@@ -31,6 +31,7 @@
 #include <variant>
 #include <vector>
 
+#include "gateway/level.h"
 #include "gateway/openai.h"
 #include "protocol/messages.h"
 
@@ -38,12 +39,6 @@ namespace agora::gateway {
 
 using ConnId = uint64_t;
 
-// What a node's hardware has proven, lowest first.
-enum class Level : uint8_t { standard = 0, verified = 1, confidential = 2 };
-inline constexpr size_t kLevels = 3;
-std::string_view level_name(Level level);
-// "standard" | "verified" | "confidential" -> the level; false if none.
-bool parse_level(std::string_view name, Level& out);
 // The level a request needs: confidential: true -> confidential;
 // privacyLevel "verified" -> verified; else standard.
 Level required_level(const RoutingPreferences& prefs);

@@ -18,6 +18,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "attest/verifier.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "crypto/random.h"
@@ -406,7 +407,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     if (attest_thread_.joinable()) attest_thread_.join();  // finished: its result was posted
     const std::string pub = crypto::to_hex(config_.identity.public_key);
     const std::string evidence_nonce =
-        crypto::sha256_hex(crypto::from_hex(ch.nonce).value_or("") + config_.identity.public_key);
+        attest::evidence_nonce(crypto::from_hex(ch.nonce).value_or(""), config_.identity.public_key);
     AttestationCommand cmd;
     cmd.command = config_.attestation_cmd;
     cmd.nonce = evidence_nonce;
