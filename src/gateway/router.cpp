@@ -186,17 +186,13 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
   const Tier& tier = bm->second.tiers[static_cast<size_t>(level)];
   const auto& regions = prefs.regions;
 
-  // The best ready entry not excluded, and how many nodes the preferences allow.
+  // The best ready entry not excluded.
   const Ready* best = nullptr;
-  size_t eligible = 0;
   if (regions.empty()) {
     best = first_untried(tier.ready, exclude);
-    eligible = tier.nodes;
   } else {
     for (auto r = regions.begin(); r != regions.end(); ++r) {
       if (std::find(regions.begin(), r, *r) != r) continue;  // listed twice
-      if (auto rn = tier.region_nodes.find(*r); rn != tier.region_nodes.end())
-        eligible += static_cast<size_t>(rn->second);
       if (auto rr = tier.ready_by_region.find(*r); rr != tier.ready_by_region.end()) {
         const Ready* c = first_untried(rr->second, exclude);
         if (c && (!best || *c < *best)) best = c;
@@ -204,6 +200,7 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
     }
   }
   if (best) return Pick{best->conn, best->model_index};
+  const size_t eligible = count_in(tier, regions);  // how many nodes the preferences allow
   if (eligible == 0) return NoPick::constraint;
 
   // Nothing ready: busy while an allowed node has not failed this request yet
@@ -218,17 +215,20 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
   return tried < eligible ? NoPick::busy : NoPick::exhausted;
 }
 
-size_t Router::eligible(const std::string& model, Level level, const std::vector<std::string>& regions) const {
-  auto bm = by_model_.find(model);
-  if (bm == by_model_.end()) return 0;
-  const Tier& tier = bm->second.tiers[static_cast<size_t>(level)];
+size_t Router::count_in(const Tier& tier, const std::vector<std::string>& regions) {
   if (regions.empty()) return tier.nodes;
   size_t n = 0;
   for (auto r = regions.begin(); r != regions.end(); ++r) {
-    if (std::find(regions.begin(), r, *r) != r) continue;
+    if (std::find(regions.begin(), r, *r) != r) continue;  // listed twice
     if (auto rn = tier.region_nodes.find(*r); rn != tier.region_nodes.end()) n += static_cast<size_t>(rn->second);
   }
   return n;
+}
+
+size_t Router::eligible(const std::string& model, Level level, const std::vector<std::string>& regions) const {
+  auto bm = by_model_.find(model);
+  if (bm == by_model_.end()) return 0;
+  return count_in(bm->second.tiers[static_cast<size_t>(level)], regions);
 }
 
 // A sealed request may go only to the nodes it was sealed to (at most 16):

@@ -178,6 +178,8 @@ class Router {
   std::variant<Pick, NoPick> pick_among(const std::string& model, const RoutingPreferences& prefs,
                                         std::span<const ConnId> exclude) const;
   static const Ready* first_untried(const std::set<Ready>& ready, std::span<const ConnId> exclude);
+  // How many of the tier's nodes are in `regions` (empty: all of them).
+  static size_t count_in(const Tier& tier, const std::vector<std::string>& regions);
   // Puts a node's ready entries into / takes them out of the index (add, remove, drain).
   void index(const NodeInfo& n);
   void unindex(const NodeInfo& n);
