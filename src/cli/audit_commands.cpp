@@ -254,7 +254,8 @@ void add_audit_commands(CLI::App& app) {
   query->add_option("--kind", q->kind,
                     "Only this kind: job, key.created, key.revoked, key.rotated, provider.registered, "
                     "provider.connected, provider.disconnected, provider.agreement_accepted, provider.suspended, "
-                    "provider.resumed, provider.terminated, provider.revoked, agreement.published");
+                    "provider.resumed, provider.terminated, provider.revoked, provider.attested, "
+                    "provider.attestation_failed, provider.attestation_expired, agreement.published");
   query->add_option("--since", q->since, "From this time: 2026-12-01T07:00:00Z, Unix ms, or a duration ago (24h)");
   query->add_option("--until", q->until, "Before this time (same forms)");
   query->add_option("--limit", q->limit, "At most this many entries (0: all)")->capture_default_str();

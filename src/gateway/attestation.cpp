@@ -219,9 +219,7 @@ void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, proto
   arm_attestation(conn);
   if (changed) {
     // Requests queued for this level may go to it now.
-    std::vector<std::string> models;
-    for (const auto& m : info->models) models.push_back(m.advert.name);
-    for (const auto& m : models) drain_queue(m);
+    drain_queues_of(*info);
     nodes_changed();
   }
 }
@@ -249,9 +247,7 @@ void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::s
         boost::json::object{{"node_id", n.node_id}, {"kind", a.kind}, {"level_was", level_name(before)}, {"reason", a.error}});
   // Queued requests that needed this node's level may have nowhere to go now.
   if (before != Level::standard) {
-    std::vector<std::string> models;
-    for (const auto& m : info->models) models.push_back(m.advert.name);
-    for (const auto& m : models) drain_queue(m);
+    drain_queues_of(*info);
     nodes_changed();
   }
 }

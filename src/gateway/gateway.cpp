@@ -345,9 +345,11 @@ void GatewayImpl::update_hold(NodeConn& n) {
   router_.set_held(n.id, hold);
   spdlog::info("node_{} node={} provider={} agreed={} suspended={}", hold ? "held" : "released", n.node_id,
                n.provider_id, n.agreed, n.suspended);
-  if (!hold) {
-    for (const auto& m : info->models) drain_queue(m.advert.name);
-  }
+  if (!hold) drain_queues_of(*info);
+}
+
+void GatewayImpl::drain_queues_of(const NodeInfo& n) {
+  for (const auto& m : n.models) drain_queue(m.advert.name);
 }
 
 void GatewayImpl::agreement_accepted(NodeConn& n, const char* how) {
@@ -1286,6 +1288,22 @@ void GatewayImpl::nodes_changed() {
   });
 }
 
+namespace {
+
+// A node's attestation as `agora providers list` reads it (nodes.attestation).
+std::string attestation_json(const NodeInfo& n) {
+  const NodeAttestation& a = n.attestation;
+  return boost::json::serialize(boost::json::object{{"level", level_name(n.level)},
+                                                    {"kind", a.kind},
+                                                    {"status", a.status},
+                                                    {"error", a.error},
+                                                    {"verified_ms", a.verified_ms},
+                                                    {"expires_ms", a.expires_ms},
+                                                    {"summary", a.summary}});
+}
+
+}  // namespace
+
 void GatewayImpl::snapshot_nodes() {
   if (!store_) return;
   std::vector<store::NodeRecord> out;
@@ -1311,14 +1329,10 @@ void GatewayImpl::snapshot_nodes() {
                                            {"busy", m.in_flight}});
     }
     r.models_json = boost::json::serialize(models);
-    const NodeAttestation& a = n.attestation;
-    r.attestation_json = boost::json::serialize(boost::json::object{{"level", level_name(n.level)},
-                                                                    {"kind", a.kind},
-                                                                    {"status", a.status},
-                                                                    {"error", a.error},
-                                                                    {"verified_ms", a.verified_ms},
-                                                                    {"expires_ms", a.expires_ms},
-                                                                    {"summary", a.summary}});
+    // Every second, for every node: a node that offers no attestation (most
+    // of them) shares one serialised default instead of building its own.
+    static const std::string kNone = attestation_json(NodeInfo{});
+    r.attestation_json = n.attestation.kind.empty() && n.level == Level::standard ? kNone : attestation_json(n);
     out.push_back(std::move(r));
   }
   store_->set_nodes(std::move(out));

@@ -289,6 +289,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why);
   void dispatch(const std::shared_ptr<Job>& job, const Pick& pick);
   void drain_queue(const std::string& model);
+  // Every queue of the node's models (it can take jobs it could not before).
+  void drain_queues_of(const NodeInfo& n);
   void finish_job_on_node(NodeConn& n, protocol::JobId id);
   void on_credentials(StoreWorker::Credentials c);
   // Holds or releases the node in the router after `agreed` or `suspended`
