@@ -618,9 +618,8 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
     const ApiError api_err = invalid_request("", "Bad query string: " + params.error().message);
     co_return co_await send_error(x, api_err);
   }
-  std::string model, privacy = "standard";
-  std::vector<std::string> regions;
-  bool confidential = false;
+  std::string model;
+  RoutingPreferences wanted;
   size_t limit = kDefaultProvidersLimit;
   for (const auto& [k, v] : *params) {
     if (k == "limit") {
@@ -639,15 +638,15 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
         const ApiError api_err = invalid_request("privacyLevel", "privacyLevel must be \"standard\" or \"verified\"");
         co_return co_await send_error(x, api_err);
       }
-      privacy = v;
+      wanted.privacy_level = v;
     } else if (k == "region") {
-      for (auto& r : split_list(v)) regions.push_back(std::move(r));
+      for (auto& r : split_list(v)) wanted.regions.push_back(std::move(r));
     } else if (k == "confidential") {
       if (v != "true" && v != "false") {
         const ApiError api_err = invalid_request("confidential", "confidential must be true or false");
         co_return co_await send_error(x, api_err);
       }
-      confidential = v == "true";
+      wanted.confidential = v == "true";
     }
   }
   if (model.empty()) {
@@ -655,11 +654,8 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
     co_return co_await send_error(x, api_err);
   }
   std::string body = "{\"object\":\"list\",\"data\":[";
-  bool first = true;
-  RoutingPreferences wanted;
-  wanted.privacy_level = privacy;
-  wanted.confidential = confidential;
   const Level need = required_level(wanted);
+  const auto& regions = wanted.regions;
   size_t listed = 0;
   for (const auto& [conn, n] : x.g->router().nodes()) {
     if (listed == limit) break;
@@ -670,10 +666,7 @@ awaitable<bool> list_providers(Exchange& x, std::string_view query) {
       if (nm.advert.name == model) m = &nm.advert;
     }
     if (!m) continue;
-    ++listed;
-    body += first ? "" : ",";
-    first = false;
-    body += "{\"id\":";
+    body += listed++ ? ",{\"id\":" : "{\"id\":";
     append_json_string(body, n.node_id);
     body += ",\"object\":\"provider.node\",\"provider_id\":";
     append_json_string(body, n.provider_id);
