@@ -7,7 +7,7 @@
 JOBS ?= $(shell nproc)
 BUILD_DIR := build
 
-.PHONY: all setup configure build test test-fast up bench format clean
+.PHONY: all setup configure build build-fuzz test test-fast test-asan fuzz fuzz-seeds up bench format clean
 
 all: build
 
@@ -20,8 +20,32 @@ configure: setup
 build: configure
 	@cmake --build $(BUILD_DIR) -j$(JOBS)
 
-test: build
+test: build build-fuzz
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j$(JOBS)
+	@ctest --test-dir $(FUZZ_DIR) --output-on-failure -j$(JOBS) -L fuzz
+
+# The fuzz tree (tests/fuzz): clang, libFuzzer, ASan + UBSan, no llama.cpp.
+FUZZ_DIR := build-fuzz
+build-fuzz: setup
+	@[ -f $(FUZZ_DIR)/build.ninja ] || cmake --preset fuzz >/dev/null
+	@cmake --build $(FUZZ_DIR) -j$(JOBS)
+
+# Every fuzz target for FUZZ_SECONDS (default 60) each, in turn; exits
+# non-zero when anything was found (build-fuzz/findings/). FUZZ_TARGETS
+# picks some, e.g. make fuzz FUZZ_TARGETS="http_request chat_request".
+fuzz: setup
+	@scripts/fuzz $(FUZZ_TARGETS)
+
+# Rewrites the seeds that need keys (signed, sealed) and tests/fuzz/keys.
+fuzz-seeds: build-fuzz
+	@$(FUZZ_DIR)/tests/fuzz/agora-fuzz-seeds tests/fuzz/corpus
+
+# The unit and integration tests under AddressSanitizer and UBSan (the
+# debug preset, build-debug/); the slow and client tests are left out.
+test-asan: setup
+	@[ -f build-debug/build.ninja ] || cmake --preset debug >/dev/null
+	@cmake --build build-debug -j$(JOBS)
+	@ctest --test-dir build-debug --output-on-failure -j$(JOBS) -LE 'slow|clients'
 
 # Unit and integration tests only (skips the bench-1b synthesis).
 test-fast: build
@@ -44,4 +68,4 @@ format:
 	@find src tests bench -name '*.h' -o -name '*.cpp' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(FUZZ_DIR)

@@ -11,7 +11,14 @@ find_package(SQLite3 REQUIRED)
 # and Boost.JSON (compiled library).
 find_package(Boost 1.81 CONFIG REQUIRED COMPONENTS json)
 add_library(agora_boost INTERFACE)
-target_link_libraries(agora_boost INTERFACE Boost::headers Boost::json Threads::Threads)
+if(AGORA_FUZZ)
+  # Boost.JSON compiled from its own sources, so the fuzzers see its coverage.
+  add_library(agora_boost_json STATIC ${PROJECT_SOURCE_DIR}/tests/fuzz/support/boost_json.cpp)
+  target_link_libraries(agora_boost_json PUBLIC Boost::headers)
+  target_link_libraries(agora_boost INTERFACE Boost::headers agora_boost_json Threads::Threads)
+else()
+  target_link_libraries(agora_boost INTERFACE Boost::headers Boost::json Threads::Threads)
+endif()
 target_compile_definitions(agora_boost INTERFACE
   BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW)
 # toml++ (header-only; Debian ships a pkg-config file and a CMake package)
@@ -25,6 +32,9 @@ endif()
 set(AGORA_LLAMA_SOURCE_DIR ${PROJECT_SOURCE_DIR}/third_party/llama.cpp CACHE PATH
     "llama.cpp source tree (library when no system llama; vocab and templates always)")
 
+if(AGORA_FUZZ)
+  return()  # the fuzz tree links no engine
+endif()
 find_package(llama CONFIG QUIET)
 if(llama_FOUND)
   message(STATUS "llama.cpp: using the system package (${llama_DIR})")

@@ -8,6 +8,7 @@
 #include <limits>
 #include <mutex>
 #include <map>
+#include <optional>
 
 #include "attest/verifier.h"
 #include "crypto/encoding.h"
@@ -71,7 +72,7 @@ class NvidiaVerifier final : public AttestationVerifier {
       auto claims = verified_claims(token.get_string(), expected_nonce, now_ms, "device token " + std::string(name));
       if (!claims) return claims.error();
       tokens_expire_ms = std::min(tokens_expire_ms, claims->at("exp").get_int64() * 1000);
-      if (Status st = check_gpu(std::string(name), *claims); !st) return st.error();
+      if (Status st = check_gpu_claims(std::string(name), *claims, p_); !st) return st.error();
     }
     Verdict out;
     out.level = "confidential";
@@ -93,19 +94,7 @@ class NvidiaVerifier final : public AttestationVerifier {
     if (!leaf) return leaf.error();
     Pkey key(X509_get_pubkey(leaf->get()));
     if (Status st = verify_jws(*jws, JwsAlg::es384, key.get()); !st) return refuse(what + ": " + st.error().message);
-    boost::system::error_code ec;
-    json::value v = json::parse(jws->payload, ec);
-    if (ec || !v.is_object()) return refuse(what + ": the claims are not a JSON object");
-    auto& o = v.get_object();
-    const auto* n = o.if_contains("eat_nonce");
-    if (!n || !n->is_string() || n->get_string() != nonce) return refuse(what + ": eat_nonce is not the nonce issued");
-    const int64_t now_s = now_ms / 1000;
-    const auto* nbf = o.if_contains("nbf");
-    const auto* exp = o.if_contains("exp");
-    if (!exp || !exp->is_int64()) return refuse(what + ": no exp");
-    if (now_s > exp->get_int64() + p_.leeway_s) return refuse(what + ": expired");
-    if (nbf && nbf->is_int64() && now_s + p_.leeway_s < nbf->get_int64()) return refuse(what + ": not valid yet");
-    return std::move(o);
+    return check_eat_claims(jws->payload, nonce, now_ms, p_.leeway_s, what);
   }
 
   Result<X509Ptr> validate_chain(const json::object& header, const std::string& what) const {
@@ -182,27 +171,6 @@ class NvidiaVerifier final : public AttestationVerifier {
     return std::move(certs[0]);
   }
 
-  Status check_gpu(const std::string& name, const json::object& c) const {
-    auto str = [&](const char* k) {
-      const auto* v = c.if_contains(k);
-      return v && v->is_string() ? std::string(v->get_string()) : std::string();
-    };
-    if (str("measres") != "success") return refuse(name + ": measurements do not match (measres)");
-    const auto* secboot = c.if_contains("secboot");
-    if (!secboot || !secboot->is_bool() || !secboot->get_bool()) return refuse(name + ": secure boot is off");
-    if (str("dbgstat") != "disabled") return refuse(name + ": debug is enabled");
-    const std::string hw = str("hwmodel");
-    if (std::find(p_.hw_models.begin(), p_.hw_models.end(), hw) == p_.hw_models.end()) {
-      return refuse(name + ": hwmodel '" + hw + "' is not allowed");
-    }
-    const std::string driver = str("x-nvidia-gpu-driver-version");
-    if (driver.empty() || compare_versions(driver, p_.min_driver_version) < 0) {
-      return refuse(name + ": driver " + (driver.empty() ? std::string("(none)") : driver) + " is older than " +
-                    p_.min_driver_version);
-    }
-    return ok_status();
-  }
-
   NvidiaPolicy p_;
   X509Ptr root_;
   struct CachedChain {
@@ -214,6 +182,55 @@ class NvidiaVerifier final : public AttestationVerifier {
 };
 
 }  // namespace
+
+Result<json::object> check_eat_claims(std::string_view payload, std::string_view nonce, int64_t now_ms, int64_t leeway_s,
+                                      const std::string& what) {
+  boost::system::error_code ec;
+  json::value v = json::parse(payload, ec);
+  if (ec || !v.is_object()) return refuse(what + ": the claims are not a JSON object");
+  auto& o = v.get_object();
+  const auto* n = o.if_contains("eat_nonce");
+  if (!n || !n->is_string() || n->get_string() != nonce) return refuse(what + ": eat_nonce is not the nonce issued");
+  const int64_t now_s = now_ms / 1000;
+  // NumericDates (RFC 7519 §2) as whole seconds from 1970 to the end of year
+  // 9999: anything else is refused, so the arithmetic below and the
+  // verdict's expiry in milliseconds cannot overflow.
+  constexpr int64_t kMaxNumericDate = 253402300799;
+  auto date = [](const json::value* v) -> std::optional<int64_t> {
+    if (!v || !v->is_int64() || v->get_int64() < 0 || v->get_int64() > kMaxNumericDate) return std::nullopt;
+    return v->get_int64();
+  };
+  const auto exp = date(o.if_contains("exp"));
+  if (!exp) return refuse(what + ": no exp (an integer NumericDate)");
+  if (now_s > *exp + leeway_s) return refuse(what + ": expired");
+  if (const auto* nbf_v = o.if_contains("nbf")) {
+    const auto nbf = date(nbf_v);
+    if (!nbf) return refuse(what + ": nbf is not an integer NumericDate");
+    if (now_s + leeway_s < *nbf) return refuse(what + ": not valid yet");
+  }
+  return std::move(o);
+}
+
+Status check_gpu_claims(const std::string& name, const json::object& c, const NvidiaPolicy& p) {
+  auto str = [&](const char* k) {
+    const auto* v = c.if_contains(k);
+    return v && v->is_string() ? std::string(v->get_string()) : std::string();
+  };
+  if (str("measres") != "success") return refuse(name + ": measurements do not match (measres)");
+  const auto* secboot = c.if_contains("secboot");
+  if (!secboot || !secboot->is_bool() || !secboot->get_bool()) return refuse(name + ": secure boot is off");
+  if (str("dbgstat") != "disabled") return refuse(name + ": debug is enabled");
+  const std::string hw = str("hwmodel");
+  if (std::find(p.hw_models.begin(), p.hw_models.end(), hw) == p.hw_models.end()) {
+    return refuse(name + ": hwmodel '" + hw + "' is not allowed");
+  }
+  const std::string driver = str("x-nvidia-gpu-driver-version");
+  if (driver.empty() || compare_versions(driver, p.min_driver_version) < 0) {
+    return refuse(name + ": driver " + (driver.empty() ? std::string("(none)") : driver) + " is older than " +
+                  p.min_driver_version);
+  }
+  return ok_status();
+}
 
 int compare_versions(std::string_view a, std::string_view b) {
   auto next = [](std::string_view& s) -> long long {

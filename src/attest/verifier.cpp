@@ -1,5 +1,7 @@
 #include "attest/verifier.h"
 
+#include <charconv>
+
 #include <boost/json.hpp>
 
 #include "crypto/aead.h"
@@ -62,38 +64,7 @@ class PlayIntegrityVerifier final : public AttestationVerifier {
     auto jws = parse_jws(*inner);
     if (!jws) return refuse(jws.error().message);
     if (Status st = verify_jws(*jws, JwsAlg::es256, p_.verification_key.get()); !st) return refuse(st.error().message);
-    boost::system::error_code ec;
-    json::value v = json::parse(jws->payload, ec);
-    if (ec || !v.is_object()) return refuse("the verdict is not a JSON object");
-    const auto& o = v.get_object();
-    const auto* req = object_at(o, "requestDetails");
-    const auto* app = object_at(o, "appIntegrity");
-    const auto* dev = object_at(o, "deviceIntegrity");
-    if (!req) return refuse("no requestDetails");
-    if (string_at(req, "nonce") != expected_nonce) return refuse("the nonce is not the one issued");
-    const auto* ts = req->if_contains("timestampMillis");
-    int64_t t = 0;
-    if (ts && ts->is_int64()) t = ts->get_int64();
-    else if (ts && ts->is_string()) t = std::atoll(std::string(ts->get_string()).c_str());
-    else return refuse("no timestampMillis");
-    if (t < now_ms - p_.max_age_ms) return refuse("the verdict is too old");
-    if (t > now_ms + p_.max_future_ms) return refuse("the verdict is dated in the future");
-    if (string_at(req, "requestPackageName") != p_.package_name) return refuse("requestPackageName is not the configured package");
-    if (!app) return refuse("no appIntegrity");
-    if (string_at(app, "packageName") != p_.package_name) return refuse("appIntegrity.packageName is not the configured package");
-    if (string_at(app, "appRecognitionVerdict") != "PLAY_RECOGNIZED") return refuse("the app is not PLAY_RECOGNIZED");
-    if (!array_contains(app, "certificateSha256Digest", p_.certificate_sha256)) {
-      return refuse("the app's signing certificate digest is not the configured one");
-    }
-    const char* need = p_.require_strong ? "MEETS_STRONG_INTEGRITY" : "MEETS_DEVICE_INTEGRITY";
-    if (!array_contains(dev, "deviceRecognitionVerdict", need)) return refuse(std::string("the device does not meet ") + need);
-    Verdict out;
-    out.level = "verified";
-    out.kind = "play_integrity";
-    out.verified_ms = now_ms;
-    out.expires_ms = now_ms + p_.verdict_lifetime_ms;
-    out.summary = std::string("package ") + p_.package_name + ", " + need;
-    return out;
+    return check_play_integrity_payload(jws->payload, p_, expected_nonce, now_ms);
   }
 
  private:
@@ -101,6 +72,48 @@ class PlayIntegrityVerifier final : public AttestationVerifier {
 };
 
 }  // namespace
+
+Result<Verdict> check_play_integrity_payload(std::string_view payload, const PlayIntegrityPolicy& p,
+                                           std::string_view expected_nonce, int64_t now_ms) {
+  boost::system::error_code ec;
+  json::value v = json::parse(payload, ec);
+  if (ec || !v.is_object()) return refuse("the verdict is not a JSON object");
+  const auto& o = v.get_object();
+  const auto* req = object_at(o, "requestDetails");
+  const auto* app = object_at(o, "appIntegrity");
+  const auto* dev = object_at(o, "deviceIntegrity");
+  if (!req) return refuse("no requestDetails");
+  if (string_at(req, "nonce") != expected_nonce) return refuse("the nonce is not the one issued");
+  const auto* ts = req->if_contains("timestampMillis");
+  int64_t t = 0;
+  if (ts && ts->is_int64()) t = ts->get_int64();
+  else if (ts && ts->is_string()) {
+    // Google sends it as a decimal string.
+    const auto& str = ts->get_string();
+    auto [end, err] = std::from_chars(str.data(), str.data() + str.size(), t);
+    if (err != std::errc{} || end != str.data() + str.size()) return refuse("timestampMillis is not an integer");
+  } else {
+    return refuse("no timestampMillis");
+  }
+  if (t < now_ms - p.max_age_ms) return refuse("the verdict is too old");
+  if (t > now_ms + p.max_future_ms) return refuse("the verdict is dated in the future");
+  if (string_at(req, "requestPackageName") != p.package_name) return refuse("requestPackageName is not the configured package");
+  if (!app) return refuse("no appIntegrity");
+  if (string_at(app, "packageName") != p.package_name) return refuse("appIntegrity.packageName is not the configured package");
+  if (string_at(app, "appRecognitionVerdict") != "PLAY_RECOGNIZED") return refuse("the app is not PLAY_RECOGNIZED");
+  if (!array_contains(app, "certificateSha256Digest", p.certificate_sha256)) {
+    return refuse("the app's signing certificate digest is not the configured one");
+  }
+  const char* need = p.require_strong ? "MEETS_STRONG_INTEGRITY" : "MEETS_DEVICE_INTEGRITY";
+  if (!array_contains(dev, "deviceRecognitionVerdict", need)) return refuse(std::string("the device does not meet ") + need);
+  Verdict out;
+  out.level = "verified";
+  out.kind = "play_integrity";
+  out.verified_ms = now_ms;
+  out.expires_ms = now_ms + p.verdict_lifetime_ms;
+  out.summary = std::string("package ") + p.package_name + ", " + need;
+  return out;
+}
 
 std::unique_ptr<AttestationVerifier> make_play_integrity_verifier(PlayIntegrityPolicy policy) {
   return std::make_unique<PlayIntegrityVerifier>(std::move(policy));

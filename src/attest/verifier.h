@@ -81,6 +81,12 @@ struct PlayIntegrityPolicy {
 
 std::unique_ptr<AttestationVerifier> make_play_integrity_verifier(PlayIntegrityPolicy policy);
 
+// The checks on a verdict's payload (the JSON claims inside the JWS, once
+// decrypted and its signature verified): nonce, time, package, app and
+// device verdicts. Exposed for tests and the fuzz target; verify() calls it.
+Result<Verdict> check_play_integrity_payload(std::string_view payload, const PlayIntegrityPolicy& policy,
+                                             std::string_view expected_nonce, int64_t now_ms);
+
 }  // namespace agora::attest
 
 namespace agora::attest {
@@ -103,6 +109,16 @@ struct NvidiaPolicy {
 
 // Errors: invalid_argument (a bad root PEM).
 Result<std::unique_ptr<AttestationVerifier>> make_nvidia_verifier(NvidiaPolicy policy);
+
+// The checks on one token's claims (its JWS payload, once the signature
+// verified): a JSON object whose eat_nonce is `nonce`, with an integer exp
+// not past and an nbf (if any) not ahead of `now_ms`, `leeway_s` either
+// way. `what` names the token in errors. Exposed for tests and fuzzing.
+Result<boost::json::object> check_eat_claims(std::string_view payload, std::string_view nonce, int64_t now_ms,
+                                             int64_t leeway_s, const std::string& what);
+// One GPU's claims against the policy: measres, secboot, dbgstat, hwmodel,
+// driver floor.
+Status check_gpu_claims(const std::string& name, const boost::json::object& claims, const NvidiaPolicy& policy);
 
 // Dotted version comparison ("550.54.15" < "550.100.1"): -1, 0, 1; a
 // non-numeric part compares as smaller.

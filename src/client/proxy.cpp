@@ -699,7 +699,9 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     const std::string evidence = str("evidence"), nonce = str("nonce");
     const int64_t verified_ms = vms->get_int64();
     const int64_t now = SystemClock::instance().unix_millis();
-    if (verified_ms > now + 60'000 || now - verified_ms > cfg_.max_evidence_age_ms) return false;
+    // Compared without subtracting the gateway's number (it could be
+    // INT64_MIN: the difference would overflow).
+    if (verified_ms > now + 60'000 || verified_ms < now - cfg_.max_evidence_age_ms) return false;
     auto gateway_nonce = crypto::from_hex(nonce);
     if (!gateway_nonce || evidence.empty()) return false;
     const std::string id = crypto::sha256_hex(nonce + "|" + crypto::to_hex(key) + "|" + evidence);

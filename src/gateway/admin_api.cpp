@@ -13,18 +13,17 @@
 // that holds the database), so a leaked admin token cannot mint another.
 // Store work runs on the StoreWorker's control thread; the coroutine waits
 // on a timer for the reply (bounded).
-#include <boost/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/json_text.h"
 #include "common/log.h"
+#include "gateway/admin_requests.h"
 #include "gateway/http_exchange.h"
 #include "store/credentials.h"
 
 namespace agora::gateway {
 namespace {
 
-namespace json = boost::json;
 using asio::awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::string_view kKeysPath = "/admin/v1/keys";
@@ -36,16 +35,6 @@ struct Reply {
   std::string body;
   std::optional<ApiError> error;
 };
-
-ApiError admin_error(int status, std::string code, std::string message, std::string param = "") {
-  ApiError e;
-  e.status = status;
-  e.type = status >= 500 ? "server_error" : "invalid_request_error";
-  e.code = std::move(code);
-  e.param = std::move(param);
-  e.message = std::move(message);
-  return e;
-}
 
 Reply from_error(const Error& e) {
   switch (e.code) {
@@ -89,58 +78,6 @@ awaitable<Reply> on_store(Exchange& x, std::function<Reply(store::Store&)> task)
     }
   }
   co_return std::move(*pending->reply);
-}
-
-// A limit from JSON: absent → default, null → none (0), positive integer.
-std::optional<std::string> read_limit(const json::object& o, const char* name, store::Limit& out) {
-  const auto* v = o.if_contains(name);
-  if (!v) return std::nullopt;
-  if (v->is_null()) {
-    out = 0;
-    return std::nullopt;
-  }
-  if (v->is_int64() && v->as_int64() >= 1) {
-    out = v->as_int64();
-    return std::nullopt;
-  }
-  return std::string(name) + ": must be a positive integer or null (no limit)";
-}
-
-// POST /admin/v1/keys body → a spec. Errors name the field.
-std::variant<store::KeySpec, ApiError> parse_spec(std::string_view body, int64_t now_ms) {
-  boost::system::error_code ec;
-  json::parse_options opts;
-  opts.max_depth = 8;
-  json::value v = json::parse(body, ec, {}, opts);
-  if (ec || !v.is_object()) {
-    return admin_error(400, "invalid_json", "The body must be a JSON object");
-  }
-  const auto& o = v.as_object();
-  store::KeySpec spec;
-  const auto* name = o.if_contains("name");
-  if (!name || !name->is_string()) return admin_error(400, "invalid_key_request", "name: required string", "name");
-  spec.name = std::string(name->as_string());
-  for (const char* f : {"rpm", "tpm", "max_concurrent"}) {
-    store::Limit& l = f == std::string_view("rpm") ? spec.rpm : f == std::string_view("tpm") ? spec.tpm : spec.max_concurrent;
-    if (auto err = read_limit(o, f, l)) return admin_error(400, "invalid_key_request", *err, f);
-  }
-  if (const auto* e = o.if_contains("expires_in"); e && !e->is_null()) {
-    if (!e->is_string()) return admin_error(400, "invalid_key_request", "expires_in: a duration such as \"30d\"", "expires_in");
-    auto d = store::parse_duration_ms(std::string(e->as_string()));
-    if (!d || *d <= 0) {
-      return admin_error(400, "invalid_key_request", "expires_in: a positive duration such as \"30d\"", "expires_in");
-    }
-    spec.expires_ms = now_ms + *d;
-  }
-  if (const auto* m = o.if_contains("models"); m && !m->is_null()) {
-    if (!m->is_array()) return admin_error(400, "invalid_key_request", "models: an array of model names", "models");
-    for (const auto& item : m->as_array()) {
-      if (!item.is_string()) return admin_error(400, "invalid_key_request", "models: an array of model names", "models");
-      spec.models.emplace_back(item.as_string());
-    }
-  }
-  if (Status st = store::validate_key_spec(spec, now_ms); !st) return from_error(st.error()).error.value();
-  return spec;
 }
 
 std::string with_secret(const std::string& secret, const std::string& key_json) {
@@ -207,7 +144,7 @@ awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
       co_return co_await respond(x, co_await on_store(x, std::move(task)));
     }
     if (method == http::verb::post) {
-      auto parsed = parse_spec(x.req.body(), now);
+      auto parsed = parse_key_spec(x.req.body(), now);
       if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(x, *err);
       auto task = [master, now, admin_id, spec = std::get<store::KeySpec>(parsed)](store::Store& s) -> Reply {
         auto k = store::issue_api_key(s, *master, spec, now, "admin:" + admin_id);
@@ -239,25 +176,12 @@ awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
     }
   } else if (!id.empty() && action == "rotate") {
     if (method == http::verb::post) {
-      int64_t grace_ms = 24LL * 3600 * 1000;
-      if (!x.req.body().empty()) {
-        boost::system::error_code ec;
-        json::value v = json::parse(x.req.body(), ec);
-        const json::value* g = !ec && v.is_object() ? v.as_object().if_contains("grace") : nullptr;
-        if (ec || !v.is_object() || (g && !g->is_string())) {
-          const ApiError api_err = admin_error(400, "invalid_key_request",
-                                               "The body must be a JSON object such as {\"grace\": \"24h\"}", "grace");
-          co_return co_await send_error(x, api_err);
-        }
-        if (g) {
-          auto d = store::parse_duration_ms(std::string(g->as_string()));
-          if (!d) {
-            const ApiError api_err = admin_error(400, "invalid_key_request", "grace: " + d.error().message, "grace");
-            co_return co_await send_error(x, api_err);
-          }
-          grace_ms = *d;
-        }
+      auto grace = parse_rotate_grace(x.req.body());
+      if (auto* err = std::get_if<ApiError>(&grace)) {
+        const ApiError api_err = *err;
+        co_return co_await send_error(x, api_err);
       }
+      const int64_t grace_ms = std::get<int64_t>(grace);
       auto task = [client_key, master, id, now, grace_ms, admin_id](store::Store& s) -> Reply {
         auto k = client_key(s, id);
         if (!k) return from_error(k.error());

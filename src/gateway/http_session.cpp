@@ -15,7 +15,9 @@
 #include "common/text.h"
 #include "crypto/aead.h"
 #include "gateway/http_exchange.h"
+#include "gateway/http_request.h"
 #include "gateway/internal.h"
+#include "gateway/providers_query.h"
 #include "net/url.h"
 
 namespace agora::gateway {
@@ -608,51 +610,17 @@ void append_attestation(std::string& body, const NodeInfo& n) {
 // jobs (not held or draining), with an identity key, matching the
 // constraints — so the client can choose and check candidates itself.
 // Each listed node may carry up to 128 KiB of evidence: the listing is
-// bounded (and built on the loop), 100 nodes unless asked, at most 1,000.
-constexpr size_t kDefaultProvidersLimit = 100;
-constexpr size_t kMaxProvidersLimit = 1000;
-
+// bounded (providers_query.h) and built on the loop.
 awaitable<bool> list_providers(Exchange& x, std::string_view query) {
-  auto params = net::parse_query(query);
-  if (!params) {
-    const ApiError api_err = invalid_request("", "Bad query string: " + params.error().message);
+  auto parsed = parse_providers_query(query);
+  if (auto* err = std::get_if<ApiError>(&parsed)) {
+    const ApiError api_err = *err;
     co_return co_await send_error(x, api_err);
   }
-  std::string model;
-  RoutingPreferences wanted;
-  size_t limit = kDefaultProvidersLimit;
-  for (const auto& [k, v] : *params) {
-    if (k == "limit") {
-      size_t wanted = 0;
-      auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), wanted);
-      if (ec != std::errc{} || end != v.data() + v.size() || wanted < 1 || wanted > kMaxProvidersLimit) {
-        const ApiError api_err =
-            invalid_request("limit", "limit must be an integer from 1 to " + std::to_string(kMaxProvidersLimit));
-        co_return co_await send_error(x, api_err);
-      }
-      limit = wanted;
-    } else if (k == "model") {
-      model = v;
-    } else if (k == "privacyLevel") {
-      if (v != "standard" && v != "verified") {
-        const ApiError api_err = invalid_request("privacyLevel", "privacyLevel must be \"standard\" or \"verified\"");
-        co_return co_await send_error(x, api_err);
-      }
-      wanted.privacy_level = v;
-    } else if (k == "region") {
-      for (auto& r : split_list(v)) wanted.regions.push_back(std::move(r));
-    } else if (k == "confidential") {
-      if (v != "true" && v != "false") {
-        const ApiError api_err = invalid_request("confidential", "confidential must be true or false");
-        co_return co_await send_error(x, api_err);
-      }
-      wanted.confidential = v == "true";
-    }
-  }
-  if (model.empty()) {
-    const ApiError api_err = invalid_request("model", "Give the model: /v1/providers?model=NAME");
-    co_return co_await send_error(x, api_err);
-  }
+  const ProvidersQuery& q = std::get<ProvidersQuery>(parsed);
+  const std::string& model = q.model;
+  const RoutingPreferences& wanted = q.routing;
+  const size_t limit = q.limit;
   std::string body = "{\"object\":\"list\",\"data\":[";
   const Level need = required_level(wanted);
   const auto& regions = wanted.regions;
@@ -902,9 +870,8 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
       buffer.commit(n);
     }
     // Then the whole request (header and body) within the read timeout.
-    http::request_parser<http::string_body> parser;
-    parser.header_limit(static_cast<std::uint32_t>(cfg.max_header_bytes));
-    parser.body_limit(cfg.max_body_bytes);
+    RequestParser parser;
+    apply_limits(parser, HttpLimits{cfg.max_header_bytes, cfg.max_body_bytes});
     beast::get_lowest_layer(*stream).expires_after(cfg.read_timeout);
     auto [ec, n] = co_await http::async_read(*stream, buffer, parser, as_tuple_awaitable);
     beast::get_lowest_layer(*stream).expires_never();
@@ -942,6 +909,12 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
       break;
     }
     Request req = parser.release();
+    // RFC 9112 §3.2 (Host), before anything is routed, node upgrades included.
+    if (const std::optional<ApiError> bad_request = check_request(req)) {
+      const ApiError api_err = *bad_request;  // named: see reject_unreadable
+      co_await reject_unreadable(g, stream, http::status::bad_request, api_err);
+      break;
+    }
 
     if (websocket::is_upgrade(req)) {
       std::string_view target = req.target();

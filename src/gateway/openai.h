@@ -11,23 +11,12 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "gateway/api_error.h"
 #include "protocol/messages.h"
 #include "protocol/sealed.h"
 
 namespace agora::gateway {
 
-// An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
-struct ApiError {
-  int status = 400;
-  std::string type = "invalid_request_error";
-  std::string code;     // may be empty (-> null)
-  std::string param;    // may be empty (-> null)
-  std::string message;
-  int retry_after_s = 0;  // > 0: send a retry-after header
-};
-
-std::string error_body(const ApiError& e);
-ApiError invalid_request(std::string param, std::string message);
 
 struct RequestLimits {
   size_t max_messages = 2048;

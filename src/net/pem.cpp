@@ -36,7 +36,7 @@ Result<std::string> read_small_file(const fs::path& path) {
   return data;
 }
 
-Result<BioPtr> memory_bio(const std::string& data) {
+Result<BioPtr> memory_bio(std::string_view data) {
   if (data.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
     return make_error(Errc::too_large, "PEM data too large");
   }
@@ -72,10 +72,9 @@ std::string take_openssl_errors() {
   return out.empty() ? "no OpenSSL error detail" : out;
 }
 
-Result<std::vector<X509Ptr>> read_certificates(const fs::path& path) {
-  auto data = read_small_file(path);
-  if (!data) return data.error();
-  auto bio = memory_bio(*data);
+Result<std::vector<X509Ptr>> certificates_from_pem(std::string_view pem, std::string_view what) {
+  if (pem.size() > kMaxPemFileBytes) return make_error(Errc::too_large, std::string(what) + ": larger than 1 MiB");
+  auto bio = memory_bio(pem);
   if (!bio) return bio.error();
   ERR_clear_error();
   std::vector<X509Ptr> certs;
@@ -88,11 +87,17 @@ Result<std::vector<X509Ptr>> read_certificates(const fs::path& path) {
   const bool clean_end =
       ERR_GET_LIB(last) == ERR_LIB_PEM && ERR_GET_REASON(last) == PEM_R_NO_START_LINE;
   if (certs.empty() || !clean_end) {
-    return make_error(Errc::corrupt, path.string() + ": cannot read a PEM certificate (" +
+    return make_error(Errc::corrupt, std::string(what) + ": cannot read a PEM certificate (" +
                                          take_openssl_errors() + ")");
   }
   ERR_clear_error();
   return certs;
+}
+
+Result<std::vector<X509Ptr>> read_certificates(const fs::path& path) {
+  auto data = read_small_file(path);
+  if (!data) return data.error();
+  return certificates_from_pem(*data, path.string());
 }
 
 Result<PkeyPtr> read_private_key(const fs::path& path) {

@@ -28,6 +28,9 @@ std::string take_openssl_errors();
 // Errors: not_found, io_error, too_large, corrupt ("<path>: no certificate
 // (<OpenSSL error>)").
 Result<std::vector<X509Ptr>> read_certificates(const std::filesystem::path& path);
+// The same from PEM text; `what` names it in errors (the file's path).
+// Errors: too_large (over kMaxPemFileBytes), corrupt.
+Result<std::vector<X509Ptr>> certificates_from_pem(std::string_view pem, std::string_view what);
 
 // The private key in a PEM file (PKCS#8 or traditional). An encrypted key is
 // refused, never prompted for. Errors as read_certificates().

@@ -36,7 +36,10 @@ std::optional<uint16_t> parse_port(std::string_view text, bool allow_zero) {
   return static_cast<uint16_t>(value);
 }
 
+// An IPv6 address without a zone ("%eth0": Asio would accept any text there,
+// even "]", which a formatted "[host]:port" could not carry).
 bool is_ipv6_literal(std::string_view text) {
+  if (text.find('%') != std::string_view::npos) return false;
   boost::system::error_code ec;
   (void)boost::asio::ip::make_address_v6(std::string(text), ec);
   return !ec;

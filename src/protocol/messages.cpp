@@ -26,6 +26,10 @@ bool is_digest(std::string_view s) {
 
 Error bad(std::string what) { return make_error(Errc::invalid_argument, "protocol: " + std::move(what)); }
 
+// A finite double that converts to float without overflow (converting one
+// outside float's range is undefined behaviour).
+bool fits_float(double d) { return std::isfinite(d) && std::fabs(d) <= std::numeric_limits<float>::max(); }
+
 // Field readers: each returns false (and sets `err`) when the field is
 // missing or has the wrong type; optional readers leave `out` alone when the
 // field is absent.
@@ -61,15 +65,17 @@ class Reader {
   bool number(std::string_view key, double& out, bool required = true) {
     auto* v = o_.if_contains(key);
     if (!v) return !required || fail(key, "is missing");
-    if (v->is_double()) out = v->get_double();
-    else if (v->is_int64()) out = static_cast<double>(v->get_int64());
-    else if (v->is_uint64()) out = static_cast<double>(v->get_uint64());
-    else return fail(key, "must be a number");
+    if (!v->is_number()) return fail(key, "must be a number");
+    // JSON has no infinities, but an overflowing literal (1e400) parses as one.
+    const double d = v->to_number<double>();
+    if (!std::isfinite(d)) return fail(key, "is out of range");
+    out = d;
     return true;
   }
   bool number(std::string_view key, float& out, bool required = true) {
     double d = out;
     if (!number(key, d, required)) return false;
+    if (!fits_float(d)) return fail(key, "is out of range");
     out = static_cast<float>(d);
     return true;
   }
@@ -298,12 +304,16 @@ bool request_from_json(Reader& parent, const json::object& o, engine::Generation
   }
   if (auto* lb = rd.array("logit_bias", false)) {
     for (const auto& e : *lb) {
-      if (!e.is_array() || e.get_array().size() != 2 || !e.get_array()[0].is_int64() ||
-          !(e.get_array()[1].is_number())) {
+      const json::array* pair = e.if_array();
+      if (!pair || pair->size() != 2 || !(*pair)[0].is_int64() || !(*pair)[1].is_number()) {
         return parent.fail("request", "logit_bias entries must be [token, bias]");
       }
-      s.logit_bias.emplace_back(static_cast<engine::TokenId>(e.get_array()[0].get_int64()),
-                                static_cast<float>(e.get_array()[1].to_number<double>()));
+      const int64_t token = (*pair)[0].get_int64();
+      const double bias = (*pair)[1].to_number<double>();
+      if (token < 0 || token > std::numeric_limits<engine::TokenId>::max() || !fits_float(bias)) {
+        return parent.fail("request", "logit_bias entries must be [token id, finite bias]");
+      }
+      s.logit_bias.emplace_back(static_cast<engine::TokenId>(token), static_cast<float>(bias));
     }
   }
   if (auto* st = rd.array("stop", false)) {

@@ -171,6 +171,31 @@ TEST_F(Nvidia, EachGpuMustMeetThePolicy) {
   EXPECT_TRUE(verifier_->verify(with("x-nvidia-gpu-driver-version", "550.54.15"), nonce_, now_));
 }
 
+// Found by fuzzing (tests/fuzz/corpus/nvidia_claims/regress_exp_overflow.json):
+// an exp near INT64_MAX overflowed exp + leeway (undefined behaviour), and a
+// non-integer nbf was ignored. Times must be integer NumericDates.
+TEST(EatClaims, TimesMustBeIntegerNumericDates) {
+  const std::string nonce = "n";
+  const int64_t now_ms = 1'800'000'000'000, now_s = now_ms / 1000;
+  auto check = [&](json::object c) {
+    c["eat_nonce"] = nonce;
+    return check_eat_claims(json::serialize(c), nonce, now_ms, 60, "token");
+  };
+  EXPECT_TRUE(check({{"exp", now_s + 10}, {"nbf", now_s - 10}}).ok());
+  EXPECT_TRUE(check({{"exp", now_s + 10}}).ok());  // nbf is optional
+  for (const json::value& bad : {json::value(INT64_MAX), json::value(UINT64_MAX), json::value(-1), json::value(1e12),
+                                 json::value("9999999999"), json::value(253402300800)}) {
+    auto r = check({{"exp", bad}});
+    ASSERT_FALSE(r.ok()) << json::serialize(bad);
+    EXPECT_NE(r.error().message.find("no exp"), std::string::npos);
+    r = check({{"exp", now_s + 10}, {"nbf", bad}});
+    ASSERT_FALSE(r.ok()) << json::serialize(bad);
+    EXPECT_NE(r.error().message.find("nbf"), std::string::npos);
+  }
+  EXPECT_FALSE(check({{"exp", now_s - 61}}).ok());              // expired beyond the leeway
+  EXPECT_FALSE(check({{"exp", now_s + 10}, {"nbf", now_s + 61}}).ok());  // not yet valid
+}
+
 TEST(CompareVersions, NumericPartByPart) {
   EXPECT_EQ(compare_versions("550.54.15", "550.100.1"), -1);
   EXPECT_EQ(compare_versions("550.54.15", "550.54.15"), 0);

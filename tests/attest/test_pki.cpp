@@ -46,7 +46,7 @@ Cert& Cert::operator=(Cert&& o) noexcept {
 
 Cert::~Cert() { X509_free(x509); }
 
-Cert make_cert(const char* cn, const Cert* issuer, bool ca, const char* key_usage) {
+Cert make_cert(const char* cn, const Cert* issuer, bool ca, const char* key_usage, long valid_s) {
   static std::atomic<long> serial{1};
   Cert c;
   c.key = Pkey(EVP_EC_gen("P-384"));
@@ -54,7 +54,7 @@ Cert make_cert(const char* cn, const Cert* issuer, bool ca, const char* key_usag
   X509_set_version(c.x509, 2);
   ASN1_INTEGER_set(X509_get_serialNumber(c.x509), serial++);
   X509_gmtime_adj(X509_getm_notBefore(c.x509), -3600);
-  X509_gmtime_adj(X509_getm_notAfter(c.x509), 48 * 3600);
+  X509_gmtime_adj(X509_getm_notAfter(c.x509), valid_s);
   X509_set_pubkey(c.x509, c.key.get());
   X509_NAME* name = X509_get_subject_name(c.x509);
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>(cn), -1, -1, 0);

@@ -25,10 +25,10 @@ struct Cert {
   ~Cert();
 };
 
-// A certificate for a fresh P-384 key, valid for an hour either side of
-// now: self-signed when `issuer` is null; `key_usage` as in openssl's
-// config syntax (null: no extension).
-Cert make_cert(const char* cn, const Cert* issuer, bool ca, const char* key_usage);
+// A certificate for a fresh P-384 key, valid from an hour ago for
+// `valid_s` (default two days): self-signed when `issuer` is null;
+// `key_usage` as in openssl's config syntax (null: no extension).
+Cert make_cert(const char* cn, const Cert* issuer, bool ca, const char* key_usage, long valid_s = 48 * 3600);
 std::string der_b64(X509* x);  // standard base64 of the DER (as in x5c)
 std::string pem(X509* x);
 std::string private_pem(EVP_PKEY* k);

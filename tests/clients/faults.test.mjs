@@ -341,6 +341,118 @@ test('hostile requests get their error and never bring the gateway down', async 
                ' tok'.repeat(2));
 });
 
+// Writes `wire` on the TLS socket `s` in one write and reads back raw
+// HTTP/1.1 responses (status line, headers, Content-Length body) in the
+// order they come. Resolves {responses, closed} as soon as `enough(responses)`
+// holds or the connection closes, whichever is first.
+function rawExchange(s, wire, enough = () => false) {
+  return new Promise((resolve) => {
+    let pending = Buffer.alloc(0);
+    const responses = [];
+    let closed = false;
+    const finish = () => {
+      s.off('data', onData);
+      s.off('close', onClose);
+      resolve({ responses, closed });
+    };
+    const onData = (d) => {
+      pending = pending.length ? Buffer.concat([pending, d]) : d;
+      for (;;) {
+        const end = pending.indexOf('\r\n\r\n');
+        if (end < 0) break;
+        const lines = pending.subarray(0, end).toString('latin1').split('\r\n');
+        const headers = {};
+        for (const line of lines.slice(1)) {
+          const colon = line.indexOf(':');
+          headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+        }
+        const length = Number(headers['content-length'] ?? 0);
+        if (pending.length < end + 4 + length) break;
+        responses.push({ status: Number(lines[0].split(' ')[1]), headers,
+                         body: pending.subarray(end + 4, end + 4 + length).toString('utf8') });
+        pending = pending.subarray(end + 4 + length);
+      }
+      if (enough(responses)) finish();
+    };
+    const onClose = () => {
+      closed = true;
+      finish();
+    };
+    s.on('data', onData);
+    s.on('close', onClose);
+    s.on('error', () => {});
+    s.write(wire);
+  });
+}
+
+test('a request without exactly one valid Host is a 400 in JSON and the connection closes (RFC 9112 §3.2)',
+     async () => {
+  // Long timeouts: a close seen here is the gateway's answer, not a timer.
+  const gw = await Gateway.start({ set: { idle_timeout_ms: 60000, read_timeout_ms: 60000 }, providers: ['p'] });
+  const next = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';  // pipelined: must not be answered
+  const upgrade = 'GET /v1/node HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+                  'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+                  `Authorization: Bearer ${gw.providers.p.token}\r\n\r\n`;
+  for (const [what, wire] of [
+    ['no Host', 'GET /healthz HTTP/1.1\r\n\r\n' + next],
+    ['two Hosts', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: 127.0.0.1\r\n\r\n' + next],
+    ['an invalid Host', 'GET /healthz HTTP/1.1\r\nHost: a/b\r\n\r\n' + next],
+    ['a port that is not a number', 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:port\r\n\r\n' + next],
+    ['a node upgrade with a valid token and no Host', upgrade],
+  ]) {
+    const s = await gw.connectTls();
+    const { responses, closed } = await withTimeout(`${what}: the answer and the close`,
+                                                    rawExchange(s, wire, (r) => r.length >= 2), 10000);
+    s.destroy();
+    assert.deepEqual(responses.map((r) => r.status), [400], `${what}: ${JSON.stringify(responses)}`);
+    const [r] = responses;
+    assert.ok(closed, `${what}: the connection stays open after the 400`);
+    assert.equal(r.headers.connection, 'close', what);
+    assert.match(r.headers['content-type'], /^application\/json/, what);
+    const body = JSON.parse(r.body);
+    assert.equal(body.error.type, 'invalid_request_error', what);
+    assert.equal(body.error.code, 'bad_request', what);
+    assert.match(body.error.message, /Host/, what);
+  }
+  // HTTP/1.0 may omit Host.
+  const s = await gw.connectTls();
+  const old = await withTimeout('an HTTP/1.0 request without Host', rawExchange(s, 'GET /healthz HTTP/1.0\r\n\r\n'),
+                                10000);
+  s.destroy();
+  assert.deepEqual(old.responses.map((r) => [r.status, r.body]), [[200, '{"status":"ok"}']]);
+  assert.equal((await gw.raw('GET', '/healthz')).status, 200, 'the gateway still serves');
+});
+
+test('pipelining: 40 KB of requests in one write are all answered, in order, at once', async () => {
+  // Long timeouts: a stall would show as a missing answer well before them.
+  const gw = await Gateway.start({ set: { idle_timeout_ms: 30000, read_timeout_ms: 30000 } });
+  // /healthz, with a 404 marker naming its index every 50th request so that
+  // the order of the answers is checked, not only their number.
+  const expected = [];
+  let wire = '';
+  for (let i = 0; wire.length < 40 * 1024; ++i) {
+    const target = i % 50 === 49 ? `/nope-${i}` : '/healthz';
+    wire += `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+    expected.push(target === '/healthz' ? [200, '{"status":"ok"}'] : [404, `Unknown path ${target}`]);
+  }
+  const s = await gw.connectTls();
+  const t0 = Date.now();
+  const { responses, closed } = await withTimeout(
+    `${expected.length} pipelined answers`, rawExchange(s, wire, (r) => r.length >= expected.length), 10000);
+  const ms = Date.now() - t0;
+  assert.ok(!closed, `the connection closed after ${responses.length} of ${expected.length} answers`);
+  assert.equal(responses.length, expected.length);
+  const got = responses.map((r) => [r.status, r.status === 200 ? r.body : JSON.parse(r.body).error.message]);
+  assert.deepEqual(got, expected);
+  assert.ok(ms < 10000, `answered in ${ms} ms`);
+  // The connection still serves what comes next.
+  const more = await withTimeout('one more request on the connection',
+                                 rawExchange(s, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n', (r) => r.length >= 1),
+                                 10000);
+  s.destroy();
+  assert.deepEqual(more.responses.map((r) => r.status), [200]);
+});
+
 test('a node with a bad token is refused and exits non-zero; the gateway carries on', async () => {
   const { gw, client } = await setup({ nodes: ['name=fake,tokens=2'] });
   // --auth-grace-ms 0: refuse at once (by default a refused token is retried

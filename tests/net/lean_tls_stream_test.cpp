@@ -1,8 +1,9 @@
 // LeanTlsStream (the gateway's server-side TLS stream) against
 // asio::ssl::stream, the reference implementation, over loopback: data both
-// ways at once, record coalescing, close_notify and truncation, timeouts
-// and cancellation through the tcp_stream, a failed handshake, and a
-// WebSocket session with keep-alive pings and a close handshake.
+// ways at once, record coalescing, held plaintext read while the peer is
+// silent (pipelining), close_notify and truncation, timeouts and
+// cancellation through the tcp_stream, a failed handshake, and a WebSocket
+// session with keep-alive pings and a close handshake.
 #include "net/lean_tls_stream.h"
 
 #include <gtest/gtest.h>
@@ -198,6 +199,54 @@ TEST_F(LeanTlsStreamTest, WriteSomeCoalescesABufferSequenceIntoOneRecord) {
     auto [bec, bn] = co_await server->async_write_some(asio::buffer(big), kAwait);
     EXPECT_FALSE(bec) << bec.message();
     EXPECT_EQ(bn, lean_tls::kMaxWrite);
+  });
+}
+
+// What an HTTP server sees from a pipelining client: 40 KB (three records)
+// in one write, then silence until everything is answered. The server reads
+// in small pieces and answers each before reading on, so most reads find
+// plaintext OpenSSL already holds (SSL_pending) and no new bytes on the
+// socket: they must return it, not wait for the socket.
+TEST_F(LeanTlsStreamTest, ReadsReturnHeldPlaintextWhileThePeerIsSilent) {
+  run([&]() -> awaitable<void> {
+    std::unique_ptr<LeanTlsStream> server;
+    std::unique_ptr<Client> client;
+    co_await connect(server, client);
+    const std::string up = pattern(40 * 1024, 4);
+    bool saw_pending = false;
+    auto server_echo = [&]() -> awaitable<void> {
+      std::array<char, 512> chunk{};
+      for (size_t got = 0; got < up.size();) {
+        // Bounded: a read that waits for bytes that never come times out.
+        beast::get_lowest_layer(*server).expires_after(std::chrono::seconds(5));
+        auto [rec, n] = co_await server->async_read_some(asio::buffer(chunk), kAwait);
+        if (rec) {
+          ADD_FAILURE() << "server read after " << got << " of " << up.size() << " bytes: " << rec.message();
+          co_return;
+        }
+        got += n;
+        saw_pending = saw_pending || SSL_pending(server->native_handle()) > 0;
+        auto [wec, wn] = co_await asio::async_write(*server, asio::buffer(chunk.data(), n), kAwait);
+        if (wec) {
+          ADD_FAILURE() << "server write: " << wec.message();
+          co_return;
+        }
+      }
+      beast::get_lowest_layer(*server).expires_never();
+    };
+    auto client_side = [&]() -> awaitable<std::string> {
+      auto [wec, wn] = co_await asio::async_write(*client, asio::buffer(up), kAwait);
+      EXPECT_FALSE(wec) << wec.message();
+      std::string back(up.size(), '\0');
+      auto [rec, rn] = co_await asio::async_read(*client, asio::buffer(back), kAwait);
+      EXPECT_FALSE(rec) << rec.message();
+      back.resize(rn);
+      co_return back;
+    };
+    auto both = server_echo() && client_side();
+    const std::string back = co_await std::move(both);
+    EXPECT_TRUE(back == up) << "the client got " << back.size() << " of " << up.size() << " bytes back";
+    EXPECT_TRUE(saw_pending) << "no read left plaintext in OpenSSL: the test did not test that";
   });
 }
 

@@ -665,6 +665,31 @@ TEST(MessagesDecode, RejectsOutOfRangeIntegers) {
   }
 }
 
+// Found by fuzzing (tests/fuzz/corpus/node_frame/regress_overflowing_number.json,
+// regress_float_overflow.json): an overflowing literal (1E40000) decoded as an
+// infinity that encode() wrote as the non-JSON "Infinity", a double beyond
+// float's range was converted to float (undefined behaviour), and logit_bias
+// took any int64 as a token id.
+TEST(MessagesDecode, NumbersMustBeFiniteAndFitTheirType) {
+  auto job = [](const std::string& extra) {
+    return R"({"type":"job","job":1,"model":"m","request":{"messages":[{"role":"user","content":"x"}],"max_tokens":4)" +
+           extra + "}}";
+  };
+  EXPECT_TRUE(decode(job(R"(,"temperature":0.5,"logit_bias":[[5,-100]])")));
+  EXPECT_FALSE(decode(job(R"(,"temperature":1E40000)")));
+  EXPECT_FALSE(decode(job(R"(,"temperature":-1E40000)")));
+  EXPECT_FALSE(decode(job(R"(,"top_p":1e300)")));
+  EXPECT_FALSE(decode(job(R"(,"logit_bias":[[5,1e300]])")));
+  EXPECT_FALSE(decode(job(R"(,"logit_bias":[[-1,1]])")));
+  EXPECT_FALSE(decode(job(R"(,"logit_bias":[[4294967296,1]])")));
+  EXPECT_FALSE(decode(R"({"type":"done","job":1,"finish":"stop","usage":{"prompt_tokens":1,"completion_tokens":1},)"
+                      R"("timings":{"prompt_ms":1E400}})"));
+  // Whatever decodes, encodes to JSON that decodes again.
+  auto m = decode(job(R"(,"temperature":3.4e38)"));
+  ASSERT_TRUE(m);
+  EXPECT_TRUE(decode(encode(*m)));
+}
+
 TEST(MessagesDecode, AcceptsIntegersAtTheirLimits) {
   auto r = decode(R"({"type":"welcome","protocol":2147483647,"provider_id":"p","heartbeat_ms":-2147483648})");
   ASSERT_TRUE(r.ok()) << r.error().message;
