@@ -40,12 +40,12 @@ fuzz: setup
 fuzz-seeds: build-fuzz
 	@$(FUZZ_DIR)/tests/fuzz/agora-fuzz-seeds tests/fuzz/corpus
 
-# The unit and integration tests under AddressSanitizer and UBSan (the
-# debug preset, build-debug/); the slow and client tests are left out.
+# The unit tests under AddressSanitizer (leaks included) and UBSan, which
+# stops at the first report (the debug preset, build-debug/).
 test-asan: setup
 	@[ -f build-debug/build.ninja ] || cmake --preset debug >/dev/null
 	@cmake --build build-debug -j$(JOBS)
-	@ctest --test-dir build-debug --output-on-failure -j$(JOBS) -LE 'slow|clients'
+	@UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --test-dir build-debug --output-on-failure -j$(JOBS) -L unit
 
 # Unit and integration tests only (skips the bench-1b synthesis).
 test-fast: build

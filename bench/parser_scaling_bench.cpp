@@ -12,6 +12,7 @@
 //   BM_WsFragments           a text message in n 1-byte fragments
 //   BM_QueryManyParams       a /v1/providers query with n region=… pairs
 //   BM_Base64                n bytes of base64
+//   BM_CheckRequest          the Host check on one typical request (fixed size)
 //
 // Every fit should be O(n) (or O(n log n)); see docs/BENCHMARKS.md.
 //   build/bench/agora_parser_scaling_bench
@@ -151,6 +152,19 @@ void BM_Base64(benchmark::State& state) {
   state.SetComplexityN(state.range(0));
 }
 BENCHMARK(BM_Base64)->Apply(scaling);
+
+// The per-request cost the Host check adds on the hot path (one typical
+// request's headers; not a scaling benchmark).
+void BM_CheckRequest(benchmark::State& state) {
+  gateway::HttpRequest req{http::verb::post, "/v1/chat/completions", 11};
+  req.set(http::field::host, "gateway.example.com:8443");
+  req.set(http::field::authorization, "Bearer gk_0123456789abcdef0123456789abcdef0123456789a");
+  req.set(http::field::content_type, "application/json");
+  req.set(http::field::user_agent, "OpenAI/JS 4.77.0");
+  req.set(http::field::accept, "application/json");
+  for (auto _ : state) benchmark::DoNotOptimize(gateway::check_request(req));
+}
+BENCHMARK(BM_CheckRequest);
 
 }  // namespace
 
