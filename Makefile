@@ -1,6 +1,7 @@
 # Agora — the two commands:
 #   make up     build everything and start a local marketplace on the embedded default model
-#   make test   build everything and run every test (unit, integration, slow)
+#   make test   build everything and run every test (unit, integration, slow, and
+#               the fuzz targets over their corpora: ctest label fuzz in build-fuzz)
 # Both install what they need first (scripts/setup: Debian packages, the
 # pinned llama.cpp source, the Node test clients) and are quick when it is there.
 

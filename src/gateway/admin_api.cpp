@@ -40,12 +40,8 @@ Reply from_error(const Error& e) {
   switch (e.code) {
     case Errc::not_found:
       return {404, "", admin_error(404, "key_not_found", e.message)};
-    case Errc::invalid_argument: {
-      // validate_key_spec's messages start with the field's name.
-      std::string param = e.message.substr(0, e.message.find(':'));
-      if (param.find(' ') != std::string::npos) param.clear();
-      return {400, "", admin_error(400, "invalid_key_request", e.message, param)};
-    }
+    case Errc::invalid_argument:
+      return {400, "", admin_error(400, "invalid_key_request", e.message, key_spec_field(e.message))};
     case Errc::unavailable:
       return {503, "", admin_error(503, "store_busy", "The database is busy; retry: " + e.message)};
     default:

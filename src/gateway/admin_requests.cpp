@@ -16,6 +16,13 @@ ApiError admin_error(int status, std::string code, std::string message, std::str
   return e;
 }
 
+std::string key_spec_field(const std::string& message) {
+  // validate_key_spec's messages start with the field's name.
+  std::string param = message.substr(0, message.find(':'));
+  if (param.find(' ') != std::string::npos) param.clear();
+  return param;
+}
+
 namespace {
 
 constexpr unsigned kMaxBodyDepth = 8;
@@ -70,11 +77,7 @@ std::variant<store::KeySpec, ApiError> parse_key_spec(std::string_view body, int
     }
   }
   if (Status st = store::validate_key_spec(spec, now_ms); !st) {
-    // validate_key_spec's messages start with the field's name.
-    const std::string& msg = st.error().message;
-    std::string param = msg.substr(0, msg.find(':'));
-    if (param.find(' ') != std::string::npos) param.clear();
-    return bad_spec(msg, param);
+    return bad_spec(st.error().message, key_spec_field(st.error().message));
   }
   return spec;
 }

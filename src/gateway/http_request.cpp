@@ -77,6 +77,12 @@ std::optional<ApiError> check_request(const HttpRequest& req) {
   if (count == 0 && req.version() >= 11) return bad("An HTTP/1.1 request must have a Host header (RFC 9112 §3.2)");
   if (count > 1) return bad("A request must have exactly one Host header (RFC 9112 §3.2)");
   if (count == 1 && !valid_host(hosts.first->value())) return bad("The Host header is not a valid host[:port]");
+  // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked
+  // leaves the body's length unknown (Beast would read it as empty and the
+  // body as the next request); §6.1: HTTP/1.0 has no Transfer-Encoding.
+  if (req.count(http::field::transfer_encoding) > 0 && (req.version() < 11 || !req.chunked())) {
+    return bad("Transfer-Encoding must be chunked, last, on HTTP/1.1 (RFC 9112 §6.1, §6.3)");
+  }
   return std::nullopt;
 }
 

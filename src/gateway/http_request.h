@@ -34,7 +34,8 @@ void apply_limits(RequestParser& parser, const HttpLimits& limits);
 bool valid_host(std::string_view value);
 
 // What a request Beast parsed may still get wrong: an HTTP/1.1 request
-// without Host, any request with more than one Host, or an invalid Host.
+// without Host, any request with more than one Host, or an invalid Host;
+// a Transfer-Encoding that does not end in chunked, or one on HTTP/1.0.
 // Returns the 400 to answer (the connection then closes), or nullopt.
 std::optional<ApiError> check_request(const HttpRequest& req);
 

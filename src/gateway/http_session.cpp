@@ -5,6 +5,7 @@
 #include <poll.h>
 
 #include <charconv>
+#include <limits>
 #include <cmath>
 
 #include <fmt/format.h>
@@ -201,7 +202,10 @@ int64_t overhead_us(Exchange& x, const engine::Timings& t) {
   const double total_ms = to_millis(x.g->clock().now() - x.start);
   const double node_ms = t.queued_ms + t.prompt_ms + t.decode_ms;
   const double us = (total_ms - node_ms) * 1000.0;
-  return us > 0 ? static_cast<int64_t>(us) : 0;
+  // The node's figures are bounded (protocol::decode), but a double out of
+  // int64's range must never be converted (undefined behaviour).
+  if (!(us > 0)) return 0;
+  return us < 9.2e18 ? static_cast<int64_t>(us) : std::numeric_limits<int64_t>::max();
 }
 
 awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {

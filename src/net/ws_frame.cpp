@@ -30,6 +30,13 @@ void Reader::release() {
 }
 
 Event Reader::next() {
+  // A loop, not recursion: a read may hold thousands of empty fragments.
+  for (;;) {
+    if (std::optional<Event> e = step()) return std::move(*e);
+  }
+}
+
+std::optional<Event> Reader::step() {
   if (failed_) return error_;
   const size_t avail = buf_.size() - pos_;
   auto more = [&](size_t need) {
@@ -114,7 +121,7 @@ Event Reader::next() {
     e.payload = std::move(payload);
     return e;
   }
-  if (!fin) return next();  // the message goes on (maybe already buffered)
+  if (!fin) return std::nullopt;  // the message goes on (maybe already buffered)
   in_message_ = false;
   Event e{Event::Kind::message, message_opcode_, std::move(message_), 0};
   message_ = std::string();

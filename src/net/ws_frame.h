@@ -18,6 +18,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -57,6 +58,9 @@ class Reader {
   void release();
 
  private:
+  // One frame: its event, Kind::none for more bytes, or nullopt after a
+  // data fragment that does not end its message.
+  std::optional<Event> step();
   Event fail(uint16_t code, std::string what);
 
   size_t max_message_;

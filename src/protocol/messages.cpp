@@ -8,6 +8,7 @@
 
 #include "common/json_text.h"
 #include "crypto/encoding.h"
+#include "protocol/sealed.h"
 
 namespace agora::protocol {
 namespace json = boost::json;
@@ -25,6 +26,9 @@ bool is_digest(std::string_view s) {
 }
 
 Error bad(std::string what) { return make_error(Errc::invalid_argument, "protocol: " + std::move(what)); }
+
+// Longest duration a Done frame may report (about 115 days).
+constexpr double kMaxTimingMs = 1e10;
 
 // A finite double that converts to float without overflow (converting one
 // outside float's range is undefined behaviour).
@@ -505,6 +509,9 @@ Result<Message> decode(std::string_view frame) {
           !ur.integer("cached_prompt_tokens", d.usage.cached_prompt_tokens, false)) {
         return ur.error();
       }
+      if (d.usage.prompt_tokens < 0 || d.usage.completion_tokens < 0 || d.usage.cached_prompt_tokens < 0) {
+        return bad("frame.usage counts must not be negative");
+      }
     } else {
       return r.error();
     }
@@ -513,6 +520,10 @@ Result<Message> decode(std::string_view frame) {
       if (!tr.number("queued_ms", d.timings.queued_ms, false) || !tr.number("prompt_ms", d.timings.prompt_ms, false) ||
           !tr.number("decode_ms", d.timings.decode_ms, false)) {
         return tr.error();
+      }
+      // The gateway subtracts them from its own clock's durations.
+      for (double ms : {d.timings.queued_ms, d.timings.prompt_ms, d.timings.decode_ms}) {
+        if (!(ms >= 0 && ms <= kMaxTimingMs)) return bad("frame.timings must be from 0 to 1e10 ms");
       }
     }
     if (!read_sealed_chunk(r, d.sealed)) return r.error();
@@ -534,7 +545,9 @@ Result<Message> decode(std::string_view frame) {
       }
       auto* rs = sr.array("recipients");
       if (!rs) return sr.error();
-      if (rs->empty() || rs->size() > 16) return bad("frame.sealed.recipients must list 1 to 16 nodes");
+      if (rs->empty() || rs->size() > sealed::kMaxRecipients) {
+        return bad("frame.sealed.recipients must list 1 to " + std::to_string(sealed::kMaxRecipients) + " nodes");
+      }
       for (const auto& x : *rs) {
         if (!x.is_string()) return bad("frame.sealed.recipients must hold node ids");
         sj.recipients.emplace_back(x.get_string());

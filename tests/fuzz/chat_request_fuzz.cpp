@@ -1,7 +1,8 @@
 // POST /v1/chat/completions bodies: parse_chat_request with the gateway's
 // default limits. A request it accepts must survive the trip to the node:
-// its generation request encodes to a job payload that decodes back to the
-// same encoding (protocol::encode_request / decode_request).
+// the job frame the gateway builds from it (gateway.cpp dispatch: the model,
+// the generation request, a sealed request's header and one node's share)
+// encodes to a frame that decodes, and re-encodes to the same bytes.
 #include "fuzz_check.h"
 #include "gateway/openai.h"
 #include "protocol/messages.h"
@@ -18,10 +19,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(!err.message.empty(), "an error must say what is wrong");
     return 0;
   }
-  if (req->sealed) return 0;  // the payload is opaque to the gateway
-  const std::string wire = protocol::encode_request(req->generation);
-  auto back = protocol::decode_request(wire);
-  FUZZ_CHECK(back.ok(), "an accepted request must decode on the node");
-  FUZZ_CHECK(protocol::encode_request(*back) == wire, "the job payload must round-trip");
+  protocol::Job frame;
+  frame.job = 1;
+  frame.model = req->model;
+  frame.request = req->generation;
+  if (!req->max_tokens_given) frame.request.max_tokens = 512;  // the node's context, as dispatch does
+  if (const auto& sr = req->sealed) {
+    FUZZ_CHECK(!sr->keys.empty() && !sr->header.recipients.empty(), "a sealed request names its recipients");
+    const auto& k = sr->keys.front();
+    frame.sealed = protocol::SealedJob{sr->header.issued_ms, sr->header.stream, sr->header.recipients, k.enc,
+                                       k.wrapped, sr->ciphertext};
+  }
+  const std::string wire = protocol::encode(frame);
+  auto back = protocol::decode(wire);
+  FUZZ_CHECK(back.ok(), "an accepted request must reach the node as a valid job frame");
+  FUZZ_CHECK(protocol::encode(*back) == wire, "the job frame must round-trip");
   return 0;
 }

@@ -49,6 +49,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const gateway::HttpRequest req = parser.release();
     FUZZ_CHECK(req.body().size() <= limits.max_body_bytes, "a body over the limit was accepted");
     if (gateway::check_request(req)) return 0;  // answered 400, connection closed
+    // What the gateway routes has one valid Host (HTTP/1.1) and a body whose
+    // end is known: chunked last, or Content-Length, or none.
+    const auto hosts = req.count(http::field::host);
+    FUZZ_CHECK(hosts <= 1 && (req.version() < 11 || hosts == 1), "a routed request has exactly one Host");
+    FUZZ_CHECK(req.count(http::field::transfer_encoding) == 0 || req.chunked(), "a routed body ends in chunked");
     if (!req.keep_alive()) return 0;
   }
   return 0;

@@ -54,7 +54,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (const auto* d = std::get_if<protocol::Delta>(&*m); d && d->sealed) chunk = &*d->sealed;
     if (const auto* d = std::get_if<protocol::Done>(&*m); d && d->sealed) chunk = &*d->sealed;
     if (!chunk) continue;
-    if (!opener.open(chunk->seq, chunk->final, chunk->ciphertext)) break;  // the client stops at the first bad chunk
+    auto plain = opener.open(chunk->seq, chunk->final, chunk->ciphertext);
+    if (!plain) break;  // the client stops at the first bad chunk
+    // As agora proxy reads it (open_chunk): a Delta before the final chunk,
+    // the Done (finish reason, usage) in it.
+    auto inner = protocol::decode(*plain);
+    if (!inner) break;
+    const bool kind_ok = chunk->final ? std::holds_alternative<protocol::Done>(*inner)
+                                      : std::holds_alternative<protocol::Delta>(*inner);
+    if (!kind_ok) break;
+  }
+  if (opener.finished()) {
+    // Nothing opens after the final chunk, not even a replay of it.
+    FUZZ_CHECK(!opener.open(0, false, std::string(32, 'x')), "a chunk after the final one must be refused");
   }
   return 0;
 }

@@ -82,6 +82,20 @@ TEST(CheckRequest, HostValueIsCheckedAsGiven) {
   EXPECT_FALSE(valid_host(" example.com"));
 }
 
+// Found in review: Beast reads a request whose Transfer-Encoding does not
+// end in chunked as having no body, so its body would be parsed as the next
+// pipelined request (request smuggling). RFC 9112 §6.3: 400 and close.
+TEST(CheckRequest, TransferEncodingMustEndInChunkedOnHttp11) {
+  EXPECT_EQ(verdict("POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 0);
+  EXPECT_EQ(verdict("POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                    "0\r\n\r\n"),
+            0);
+  EXPECT_EQ(verdict("POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
+  EXPECT_EQ(verdict("POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"),
+            400);
+  EXPECT_EQ(verdict("POST /v1/chat/completions HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"), 400);
+}
+
 TEST(ApplyLimits, HeaderAndBodyLimitsAreThoseGiven) {
   HttpRequest req;
   const HttpLimits small{1024, 8};

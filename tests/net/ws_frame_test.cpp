@@ -67,6 +67,23 @@ TEST(WsFrame, FragmentsJoinAndControlFramesMayInterleave) {
   EXPECT_TRUE(r.idle());
 }
 
+// Found in review: next() recursed once per buffered non-final fragment, so
+// one read full of empty fragments (6 bytes each) could overflow the stack.
+TEST(WsFrame, HundredsOfThousandsOfBufferedFragmentsAreOneMessage) {
+  Reader r(1024);
+  const std::string empty = client_frame(0, "", false);
+  std::string bytes = client_frame(1, "a", false);
+  bytes.reserve(bytes.size() + 300000 * empty.size() + 16);
+  for (int i = 0; i < 300000; ++i) bytes += empty;
+  bytes += client_frame(0, "b");
+  r.feed(bytes);
+  auto ev = all(r);
+  ASSERT_EQ(ev.size(), 1u);
+  EXPECT_EQ(ev[0].kind, Event::Kind::message);
+  EXPECT_EQ(ev[0].payload, "ab");
+  EXPECT_TRUE(r.idle());
+}
+
 TEST(WsFrame, EveryLengthEncodingAndByteAtATimeDelivery) {
   const std::string small(125, 'a'), medium(300, 'b'), large(70000, 'c');
   const std::string wire = client_frame(1, small) + client_frame(2, medium) + client_frame(1, large) +

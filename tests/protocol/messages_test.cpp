@@ -682,8 +682,15 @@ TEST(MessagesDecode, NumbersMustBeFiniteAndFitTheirType) {
   EXPECT_FALSE(decode(job(R"(,"logit_bias":[[5,1e300]])")));
   EXPECT_FALSE(decode(job(R"(,"logit_bias":[[-1,1]])")));
   EXPECT_FALSE(decode(job(R"(,"logit_bias":[[4294967296,1]])")));
-  EXPECT_FALSE(decode(R"({"type":"done","job":1,"finish":"stop","usage":{"prompt_tokens":1,"completion_tokens":1},)"
-                      R"("timings":{"prompt_ms":1E400}})"));
+  const std::string done = R"({"type":"done","job":1,"finish_reason":"stop","usage":{"prompt_tokens":1,"completion_tokens":1})";
+  EXPECT_TRUE(decode(done + R"(,"timings":{"queued_ms":0,"prompt_ms":1.5,"decode_ms":1e10}})"));
+  EXPECT_THAT(decode_error(done + R"(,"timings":{"prompt_ms":1E400}})"), HasSubstr("prompt_ms"));
+  // Found in review: a node's negative or huge timings overflowed the
+  // gateway's overhead in microseconds (double -> int64, undefined).
+  EXPECT_THAT(decode_error(done + R"(,"timings":{"prompt_ms":-1e300}})"), HasSubstr("timings"));
+  EXPECT_THAT(decode_error(done + R"(,"timings":{"decode_ms":1e11}})"), HasSubstr("timings"));
+  EXPECT_THAT(decode_error(R"({"type":"done","job":1,"finish_reason":"stop","usage":{"prompt_tokens":-1,"completion_tokens":1}})"),
+              HasSubstr("usage"));
   // Whatever decodes, encodes to JSON that decodes again.
   auto m = decode(job(R"(,"temperature":3.4e38)"));
   ASSERT_TRUE(m);

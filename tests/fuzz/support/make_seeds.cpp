@@ -126,10 +126,13 @@ void sealed_seeds() {
   // The node's side: open and seal two chunks back.
   auto opened = protocol::sealed::open_request(h, wk, sealed.request.ciphertext, identity).value();
   protocol::sealed::ResponseSealer sealer(opened.context);
-  protocol::Delta d{7, "", {}, protocol::SealedChunk{0, false, *sealer.seal("Hi", false)}};
+  // The plaintexts are frames, as the node seals them (node.cpp).
+  protocol::Delta inner_delta{0, "Hi", {}, std::nullopt};
+  protocol::Done inner_done{0, engine::FinishReason::stop, {5, 1, 0}, {0.1, 2.0, 3.0}, std::nullopt};
+  protocol::Delta d{7, "", {}, protocol::SealedChunk{0, false, *sealer.seal(protocol::encode(inner_delta), false)}};
   protocol::Done done;
   done.job = 7;
-  done.sealed = protocol::SealedChunk{1, true, *sealer.seal(R"({"finish":"stop"})", true)};
+  done.sealed = protocol::SealedChunk{1, true, *sealer.seal(protocol::encode(inner_done), true)};
   const std::string frames = protocol::encode(job) + "\n" + protocol::encode(d) + "\n" + protocol::encode(done);
   seed("sealed", "job_and_chunks.txt", frames);
   seed("sealed", "job_only.txt", protocol::encode(job));
