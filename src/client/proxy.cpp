@@ -19,6 +19,7 @@
 #include "crypto/encoding.h"
 #include "crypto/sha256.h"
 #include "gateway/openai.h"
+#include "net/spawn.h"
 #include "net/url.h"
 #include "protocol/messages.h"
 #include "protocol/sealed.h"
@@ -115,7 +116,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return make_error(Errc::io_error, "cannot listen on " + cfg_.listen + ": " + ec.message());
     port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(io_, accept_loop(), asio::detached);
+    net::spawn(io_, accept_loop(), "proxy_accept_loop");
     spdlog::info("proxy_listening port={} gateway={}", port_, logfmt_value(cfg_.gateway_url));
     return ok_status();
   }
@@ -136,14 +137,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     while (!stopping_) {
       auto [ec, socket] = co_await acceptor_.async_accept(as_tuple_awaitable);
       if (ec) break;
-      asio::co_spawn(io_, session(std::move(socket)), [](std::exception_ptr e) {
-        if (!e) return;
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          spdlog::error("proxy_session_crashed error={}", logfmt_value(x.what()));
-        }
-      });
+      net::spawn(io_, session(std::move(socket)), "proxy_session");
     }
   }
 

@@ -129,7 +129,7 @@ void GatewayImpl::challenge(NodeConn& n) {
   n.attest_nonce = nonces_.issue(std::to_string(n.id), now);
   n.challenged_ms = now;
   if (info->attestation.status != "verified") info->attestation.status = "pending";
-  n.send(protocol::encode(protocol::Challenge{n.attest_nonce}));
+  n.send_challenge(n.attest_nonce);
   spdlog::info("node_challenged node={} kind={}", n.node_id, info->attestation.kind);
 }
 
@@ -219,7 +219,7 @@ void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, proto
   arm_attestation(conn);
   if (changed) {
     // Requests queued for this level may go to it now.
-    drain_queues_of(*info);
+    scheduler_.drain_models_of(*info);
     nodes_changed();
   }
 }
@@ -247,7 +247,7 @@ void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::s
         boost::json::object{{"node_id", n.node_id}, {"kind", a.kind}, {"level_was", level_name(before)}, {"reason", a.error}});
   // Queued requests that needed this node's level may have nowhere to go now.
   if (before != Level::standard) {
-    drain_queues_of(*info);
+    scheduler_.drain_models_of(*info);
     nodes_changed();
   }
 }

@@ -10,6 +10,7 @@
 #include "crypto/random.h"
 #include "crypto/sha256.h"
 #include "gateway/internal.h"
+#include "net/spawn.h"
 #include "net/url.h"
 #include "crypto/aead.h"
 #include "protocol/agreement.h"
@@ -45,8 +46,27 @@ Status publish_builtin_agreement(store::Store& db, int64_t now_ms) {
 
 }  // namespace
 
+namespace {
+Scheduler::Config scheduler_config(const GatewayConfig& c) {
+  return Scheduler::Config{c.max_queue, c.queue_timeout, c.job_idle_timeout, c.max_attempts};
+}
+}  // namespace
+
 GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& clock)
-    : io_(io), config_(std::move(config)), clock_(clock), snapshot_timer_(io) {}
+    : io_(io),
+      config_(std::move(config)),
+      clock_(clock),
+      snapshot_timer_(io),
+      timers_(io.get_executor(), clock),
+      scheduler_(router_, clock_, metrics_, scheduler_config(config_),
+                 Scheduler::Hooks{[this](std::optional<Clock::TimePoint> at) {
+                                    if (at) scheduler_timer_->arm(*at);
+                                    else scheduler_timer_->cancel();
+                                  },
+                                  [this](Job& job, const protocol::Done& d) {
+                                    record(job, d.usage, d.timings, engine::FinishReason::cancelled);
+                                  }}),
+      scheduler_timer_(timers_.make_timer([this] { scheduler_.on_time(clock_.now()); })) {}
 
 GatewayImpl::~GatewayImpl() {
   if (attest_pool_) {
@@ -138,11 +158,9 @@ Status GatewayImpl::start() {
   port_ = acceptor_->local_endpoint().port();
 
   auto self = shared_from_this();
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) {
-    if (e) spdlog::error("gateway_accept_loop_crashed");
-  });
-  asio::co_spawn(io_, snapshot_loop(), asio::detached);
-  asio::co_spawn(io_, heartbeat_loop(), asio::detached);
+  net::spawn(io_, accept_loop(), "accept_loop");
+  net::spawn(io_, snapshot_loop(), "snapshot_loop");
+  net::spawn(io_, heartbeat_loop(), "heartbeat_loop");
   std::string kinds;
   for (const auto& [kind, v] : verifiers_) kinds += (kinds.empty() ? "" : ",") + kind;
   spdlog::info("gateway_listening url={} data_dir={} attestation={}", base_url(),
@@ -155,15 +173,16 @@ void GatewayImpl::stop(std::chrono::milliseconds grace) {
   asio::post(io_, [self, grace] {
     if (self->stopping_) return;
     self->stopping_ = true;
+    self->scheduler_.stop();
     boost::system::error_code ec;
     if (self->acceptor_) self->acceptor_->close(ec);
     // Let running requests finish, then close the nodes.
-    asio::co_spawn(
+    net::spawn(
         self->io_,
         [self, grace]() -> awaitable<void> {
           asio::steady_timer t(self->io_);
           const auto until = std::chrono::steady_clock::now() + grace;
-          while ((self->running_ > 0 || self->queued_ > 0) && std::chrono::steady_clock::now() < until) {
+          while ((self->scheduler_.running() > 0 || self->scheduler_.queued() > 0) && std::chrono::steady_clock::now() < until) {
             t.expires_after(std::chrono::milliseconds(20));
             co_await t.async_wait(as_tuple_awaitable);
           }
@@ -175,14 +194,14 @@ void GatewayImpl::stop(std::chrono::milliseconds grace) {
           if (self->store_) self->store_->stop();
           co_return;
         },
-        asio::detached);
+        "stop");
   });
 }
 
 Gauges GatewayImpl::gauges() const {
   Gauges g;
   g.nodes_connected = static_cast<int64_t>(router_.nodes().size());
-  g.queue_depth = static_cast<int64_t>(queued_);
+  g.queue_depth = static_cast<int64_t>(scheduler_.queued());
   g.slots_total = router_.slots_total();
   g.slots_busy = router_.slots_busy();
   g.http_connections = http_connections_;
@@ -210,15 +229,7 @@ awaitable<void> GatewayImpl::accept_loop() {
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(io_, run_http_session(self, std::move(socket), ssl_), [](std::exception_ptr e) {
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const std::exception& x) {
-          spdlog::error("http_session_crashed error={}", logfmt_value(x.what()));
-        }
-      }
-    });
+    net::spawn(io_, run_http_session(self, std::move(socket), ssl_), "http_session");
   }
 }
 
@@ -345,11 +356,7 @@ void GatewayImpl::update_hold(NodeConn& n) {
   router_.set_held(n.id, hold);
   spdlog::info("node_{} node={} provider={} agreed={} suspended={}", hold ? "held" : "released", n.node_id,
                n.provider_id, n.agreed, n.suspended);
-  if (!hold) drain_queues_of(*info);
-}
-
-void GatewayImpl::drain_queues_of(const NodeInfo& n) {
-  for (const auto& m : n.models) drain_queue(m.advert.name);
+  if (!hold) scheduler_.drain_models_of(*info);
 }
 
 void GatewayImpl::agreement_accepted(NodeConn& n, const char* how) {
@@ -412,189 +419,13 @@ RateLimiter::Decision GatewayImpl::admit(const KeyEntry& key, Job& job) {
 // -------------------------------------------------------------------- jobs
 
 std::shared_ptr<Job> GatewayImpl::new_job(ChatRequest request, const KeyEntry& key) {
-  auto job = std::make_shared<Job>(io_.get_executor());
+  auto job = std::make_shared<Job>();
   job->generation_id = "gen-" + crypto::random_base62(24);
   job->key_id = key.id;
   job->request = std::move(request);
   job->created_unix = clock_.unix_millis() / 1000;
   job->admitted = clock_.now();
   return job;
-}
-
-// Why no node may serve `r` (the router said NoPick::constraint): the
-// constraint that is not met, never a silent downgrade.
-ApiError GatewayImpl::unmet_constraint(const ChatRequest& r) const {
-  const auto& p = r.routing;
-  const Level level = required_level(p);
-  std::string what;
-  if (!p.node_ids.empty()) {
-    what = "agora_sealed: none of the nodes it is sealed to is connected, serves this model";
-    if (level != Level::standard) what += std::string(" and has a live ") + std::string(level_name(level)) + " attestation";
-    if (!p.regions.empty()) what += " in the regions asked for";
-  } else if (level != Level::standard && router_.eligible(r.model, level, {}) == 0) {
-    what = level == Level::confidential
-               ? "confidential: true: no provider serving this model has a live GPU TEE (confidential computing) attestation"
-               : "routing_preferences.privacyLevel \"verified\": no provider serving this model has a live device or GPU attestation";
-  } else {
-    std::string regions;
-    for (const auto& reg : p.regions) regions += (regions.empty() ? "" : ", ") + reg;
-    what = "routing_preferences.region: no provider serves this model in " + regions;
-    if (level != Level::standard) what += std::string(" at the ") + std::string(level_name(level)) + " level";
-  }
-  return ApiError{503, "server_error", "no_eligible_provider", "", "No provider can serve this request under " + what, 30};
-}
-
-std::optional<ApiError> GatewayImpl::submit(const std::shared_ptr<Job>& job) {
-  if (stopping_) {
-    ApiError e{503, "server_error", "shutting_down", "", "the gateway is shutting down", 5};
-    return e;
-  }
-  auto pick = router_.pick(job->request.model, job->request.routing, job->tried);
-  if (auto* p = std::get_if<Pick>(&pick)) {
-    dispatch(job, *p);
-    return std::nullopt;
-  }
-  switch (std::get<NoPick>(pick)) {
-    case NoPick::unknown_model: {
-      if (!job->tried.empty()) break;  // it was served a moment ago: capacity, not a typo
-      ApiError e{404, "invalid_request_error", "model_not_found", "model",
-                 "The model '" + job->request.model + "' is not served by any connected provider", 0};
-      return e;
-    }
-    case NoPick::constraint: {
-      const ApiError e = unmet_constraint(job->request);
-      return e;
-    }
-    case NoPick::busy: {
-      if (queued_ >= config_.max_queue) {
-        ApiError e{503, "server_error", "queue_full", "", "All providers are busy and the queue is full", 1};
-        return e;
-      }
-      job->state = Job::State::queued;
-      queues_[job->request.model][static_cast<size_t>(required_level(job->request.routing))].push_back(job);
-      ++queued_;
-      job->deadline.expires_after(config_.queue_timeout);
-      std::weak_ptr<Job> weak = job;
-      job->deadline.async_wait([this, weak](boost::system::error_code ec) {
-        auto j = weak.lock();
-        if (ec || !j || j->state != Job::State::queued) return;
-        j->state = Job::State::finished;
-        --queued_;
-        JobEvent e;
-        e.kind = JobEvent::Kind::no_capacity;
-        e.error = ApiError{503, "server_error", "no_capacity", "",
-                           "No provider had a free slot for this model within the queue timeout", 5};
-        j->push(std::move(e));
-      });
-      return std::nullopt;
-    }
-    case NoPick::exhausted:
-      break;
-  }
-  ApiError e{503, "server_error", "provider_failed", "", "Every provider that could serve this request failed", 5};
-  return e;
-}
-
-void GatewayImpl::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
-  auto cit = conns_.find(pick.conn);
-  NodeInfo* node = router_.find(pick.conn);
-  if (cit == conns_.end() || !node) return;
-  const auto& advert = node->models[pick.model_index].advert;
-  router_.acquire(pick);
-  job->state = Job::State::running;
-  job->conn = pick.conn;
-  job->provider_id = node->provider_id;
-  job->node_id = node->node_id;
-  job->model_sha256 = advert.sha256;
-  job->attestation = node->level;
-  job->saw_output = false;
-  job->dispatched = clock_.now();
-  ++job->attempts;
-  ++running_;
-  // Numbered per connection: a node learns nothing of the gateway's other
-  // traffic from the numbers it sees (a global counter would tell it).
-  job->id = cit->second->next_job++;
-  protocol::Job frame;
-  frame.job = job->id;
-  frame.model = job->request.model;
-  frame.request = job->request.generation;
-  if (const auto& sr = job->request.sealed) {
-    // Only this node's share of the content key travels to it.
-    for (const auto& k : sr->keys) {
-      if (k.node_id != node->node_id) continue;
-      frame.sealed = protocol::SealedJob{sr->header.issued_ms, sr->header.stream, sr->header.recipients, k.enc,
-                                         k.wrapped, sr->ciphertext};
-    }
-  }
-  if (!job->request.max_tokens_given) frame.request.max_tokens = std::max(1, advert.ctx_per_slot);
-  cit->second->jobs[job->id] = job;
-  cit->second->send(protocol::encode(frame));
-}
-
-// Each model has a queue per attestation level, so a request waiting for
-// the one confidential node does not hold up standard requests behind it.
-// Within a level the queue is FIFO (a request for a busy region still
-// waits at the head).
-void GatewayImpl::drain_queue(const std::string& model) {
-  auto qit = queues_.find(model);
-  if (qit == queues_.end()) return;
-  bool empty = true;
-  for (auto& q : qit->second) {
-    while (!q.empty()) {
-      auto job = q.front();
-      if (job->state != Job::State::queued) {
-        q.pop_front();
-        continue;
-      }
-      auto pick = router_.pick(model, job->request.routing, job->tried);
-      if (auto* p = std::get_if<Pick>(&pick)) {
-        q.pop_front();
-        --queued_;
-        job->deadline.cancel();
-        dispatch(job, *p);
-        continue;
-      }
-      if (std::get<NoPick>(pick) == NoPick::busy) break;
-      q.pop_front();
-      --queued_;
-      job->deadline.cancel();
-      job->state = Job::State::finished;
-      JobEvent e;
-      e.kind = JobEvent::Kind::no_capacity;
-      e.error = std::get<NoPick>(pick) == NoPick::constraint
-                    ? unmet_constraint(job->request)
-                    : ApiError{503, "server_error", "no_eligible_provider", "",
-                               "No connected provider can serve this request any more", 5};
-      job->push(std::move(e));
-    }
-    empty = empty && q.empty();
-  }
-  if (empty) queues_.erase(qit);
-}
-
-void GatewayImpl::abandon(const std::shared_ptr<Job>& job) {
-  if (job->state == Job::State::queued) {
-    job->state = Job::State::finished;
-    job->deadline.cancel();
-    --queued_;  // its queue entry is skipped when reached
-    return;
-  }
-  if (job->state == Job::State::running) {
-    // The node answers with done(cancelled), which frees the slot.
-    auto cit = conns_.find(job->conn);
-    if (cit != conns_.end()) cit->second->send(protocol::encode(protocol::Cancel{job->id}));
-    job->state = Job::State::finished;
-  }
-}
-
-void GatewayImpl::finish_job_on_node(NodeConn& n, protocol::JobId id) {
-  auto it = n.jobs.find(id);
-  if (it == n.jobs.end()) return;
-  auto job = it->second;
-  n.jobs.erase(it);
-  --running_;
-  router_.release(n.id, job->request.model);
-  drain_queue(job->request.model);
 }
 
 void GatewayImpl::record(Job& job, const engine::Usage& usage, const engine::Timings& t,
@@ -826,18 +657,6 @@ std::optional<std::string> check_hello(const protocol::Hello& h) {
   return std::nullopt;
 }
 
-// A co_spawn completion handler that logs an escaped exception.
-auto log_crash(const char* what) {
-  return [what](std::exception_ptr e) {
-    if (!e) return;
-    try {
-      std::rethrow_exception(e);
-    } catch (const std::exception& x) {
-      spdlog::error("coroutine_crashed what={} error={}", what, logfmt_value(x.what()));
-    }
-  };
-}
-
 // Tells a node why it is refused, then closes (the writer does both).
 void reject_node(NodeConn& conn, const protocol::Reject& reject) {
   conn.send(protocol::encode(reject));
@@ -974,6 +793,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   for (const auto& m : info.models) models.push_back(m.advert.name);
   router_.add(std::move(info));
   conns_[conn->id] = conn;
+  scheduler_.link_up(conn->id, *conn);
   metrics_.node_connected();
   spdlog::info("node_connected node={} provider={} region={} models={}", conn->node_id, provider.id,
                logfmt_value(hello.region), fmt::join(models, ","));
@@ -1011,7 +831,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   ++http_connections_;
   conn->last_heard = std::chrono::steady_clock::now();
   read_node(conn);
-  for (const auto& m : models) drain_queue(m);
+  for (const auto& m : models) scheduler_.drain(m);
   nodes_changed();
 }
 
@@ -1169,58 +989,13 @@ void NodeConn::close(uint16_t code) {
 void NodeConn::start_writer() {
   if (writing) return;
   writing = true;
-  asio::co_spawn(stream.get_executor(), node_writer(shared_from_this()), log_crash("node_writer"));
+  net::spawn(stream.get_executor(), node_writer(shared_from_this()), "node_writer");
 }
 
 void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
-  if (auto* d = std::get_if<protocol::Delta>(&m)) {
-    auto it = n.jobs.find(d->job);
-    if (it == n.jobs.end()) return;
-    auto& job = it->second;
-    if (!job->saw_output) {
-      job->saw_output = true;
-      job->first_token = clock_.now();
-      const double ms = to_millis(job->first_token - job->dispatched);
-      router_.record_ttft(n.id, ms);
-      metrics_.time_to_first_token(to_millis(job->first_token - job->admitted) / 1000.0);
-    }
-    if (job->state != Job::State::running) return;
-    JobEvent e;
-    e.kind = JobEvent::Kind::delta;
-    e.delta = std::move(*d);
-    e.received = clock_.now();
-    job->push(std::move(e));
-    return;
-  }
-  if (auto* d = std::get_if<protocol::Done>(&m)) {
-    auto it = n.jobs.find(d->job);
-    if (it == n.jobs.end()) return;
-    auto job = it->second;
-    finish_job_on_node(n, d->job);
-    if (job->state == Job::State::running) {
-      JobEvent e;
-      e.kind = JobEvent::Kind::done;
-      e.done = *d;
-      job->push(std::move(e));
-    } else if (d->finish == engine::FinishReason::cancelled) {
-      record(*job, d->usage, d->timings, engine::FinishReason::cancelled);
-    }
-    return;
-  }
-  if (auto* f = std::get_if<protocol::Failed>(&m)) {
-    auto it = n.jobs.find(f->job);
-    if (it == n.jobs.end()) return;
-    auto job = it->second;
-    finish_job_on_node(n, f->job);
-    metrics_.node_failure();
-    if (job->state == Job::State::running) {
-      JobEvent e;
-      e.kind = JobEvent::Kind::failed;
-      e.failed = std::move(*f);
-      job->push(std::move(e));
-    }
-    return;
-  }
+  if (auto* d = std::get_if<protocol::Delta>(&m)) return scheduler_.on_delta(n.id, std::move(*d), clock_.now());
+  if (auto* d = std::get_if<protocol::Done>(&m)) return scheduler_.on_done(n.id, std::move(*d));
+  if (auto* f = std::get_if<protocol::Failed>(&m)) return scheduler_.on_failed(n.id, std::move(*f));
   if (std::holds_alternative<protocol::Drain>(m)) {
     spdlog::info("node_draining node={}", n.node_id);
     router_.set_draining(n.id);
@@ -1257,22 +1032,14 @@ void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::strin
   attestation_end(*n);
   router_.remove(n->id);
   conns_.erase(n->id);
-  for (auto& [id, job] : n->jobs) {
-    --running_;
-    metrics_.node_failure();
-    if (job->state != Job::State::running) continue;
-    JobEvent e;
-    e.kind = JobEvent::Kind::node_lost;
-    job->push(std::move(e));
-  }
-  const size_t lost = n->jobs.size();
-  n->jobs.clear();
+  // Its jobs go to other nodes where nothing reached the client yet.
+  const size_t lost = scheduler_.link_down(n->id);
   spdlog::info("node_disconnected node={} provider={} jobs_lost={} reason={}", n->node_id, n->provider_id, lost,
                logfmt_value(why));
   audit("provider.disconnected", n->provider_id,
         boost::json::object{{"node_id", n->node_id}, {"reason", why}, {"jobs_lost", lost}});
   // Queued jobs may now have nowhere to go.
-  for (const auto& m : models) drain_queue(m);
+  for (const auto& m : models) scheduler_.drain(m);
   nodes_changed();
 }
 

@@ -15,10 +15,12 @@
 #include "common/log.h"
 #include "common/text.h"
 #include "crypto/aead.h"
+#include "gateway/errors.h"
 #include "gateway/http_exchange.h"
 #include "gateway/http_request.h"
 #include "gateway/internal.h"
 #include "gateway/providers_query.h"
+#include "net/spawn.h"
 #include "net/url.h"
 
 namespace agora::gateway {
@@ -107,29 +109,41 @@ awaitable<T> await_answer(asio::any_io_executor ex, Start start) {
   co_return std::move(*pending->value);
 }
 
-// Waits for the next event of `job`. A running job whose node stays silent
-// longer than the job idle timeout is cancelled and reported as failed.
-awaitable<JobEvent> next_event(GatewayImpl& g, Job& job) {
-  while (job.events.empty()) {
-    job.wake.expires_after(g.config().job_idle_timeout);
-    auto [ec] = co_await job.wake.async_wait(as_tuple_awaitable);
-    if (!ec && job.events.empty() && job.state == Job::State::running) {
-      JobEvent e;
-      e.kind = JobEvent::Kind::failed;
-      e.failed.code = "timeout";
-      e.failed.message = "the provider sent nothing for too long";
-      co_return e;
-    }
+// A job's sink for the HTTP coroutine that answers it: events queue here
+// and wake the coroutine. A streamed response is committed with its first
+// delta (headers and text will be written); a unary one only at its end.
+class HttpSink final : public JobSink {
+ public:
+  HttpSink(asio::any_io_executor ex, bool streaming) : wake_(std::move(ex)), streaming_(streaming) {
+    wake_.expires_at(asio::steady_timer::time_point::max());
   }
-  JobEvent e = std::move(job.events.front());
-  job.events.pop_front();
-  co_return e;
-}
+  void on_event(JobEvent e) override {
+    if (streaming_ && e.kind == JobEvent::Kind::delta) committed_ = true;
+    events.push_back(std::move(e));
+    wake_.cancel();
+  }
+  bool committed() const override { return committed_; }
+
+  // The next event, once there is one (the scheduler's timeouts bound the wait).
+  awaitable<JobEvent> next() {
+    while (events.empty()) co_await wake_.async_wait(as_tuple_awaitable);
+    JobEvent e = std::move(events.front());
+    events.pop_front();
+    co_return e;
+  }
+  std::deque<JobEvent> events;
+
+ private:
+  asio::steady_timer wake_;
+  bool streaming_;
+  bool committed_ = false;
+};
 
 // Watches the client's socket while a job runs, without reading from it:
 // a peer that hangs up (FIN or RST) makes the socket readable with
 // POLLRDHUP; pipelined data just ends the watch.
-awaitable<void> watch_client(std::shared_ptr<TlsStream> stream, std::shared_ptr<Job> job) {
+awaitable<void> watch_client(std::shared_ptr<TlsStream> stream, std::shared_ptr<Job> job,
+                             std::shared_ptr<HttpSink> sink) {
   auto& socket = beast::get_lowest_layer(*stream).socket();
   auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, as_tuple_awaitable);
   if (ec == asio::error::operation_aborted) co_return;
@@ -141,39 +155,8 @@ awaitable<void> watch_client(std::shared_ptr<TlsStream> stream, std::shared_ptr<
   if (gone && job->state != Job::State::finished) {
     JobEvent e;
     e.kind = JobEvent::Kind::client_gone;
-    job->push(std::move(e));
+    sink->on_event(std::move(e));
   }
-}
-
-ApiError failure_error(const protocol::Failed& f) {
-  if (f.code == "invalid_argument") return invalid_request("", "The provider rejected the request: " + f.message);
-  if (f.code == "too_large") {
-    ApiError e = invalid_request("messages", "The request does not fit the model's context: " + f.message);
-    e.code = "context_length_exceeded";
-    return e;
-  }
-  ApiError e{502, "server_error", "provider_failed", "", "The provider failed: " + f.message, 0};
-  if (f.code == "timeout") e.code = "provider_timeout";
-  return e;
-}
-
-bool retryable(const JobEvent& e) {
-  if (e.kind == JobEvent::Kind::node_lost) return true;
-  return e.kind == JobEvent::Kind::failed && (e.failed.retryable || e.failed.code == "unavailable");
-}
-
-// A node failed before anything reached the client: try another one.
-std::optional<ApiError> retry(GatewayImpl& g, const std::shared_ptr<Job>& job, const JobEvent& why) {
-  job->tried.push_back(job->conn);
-  job->state = Job::State::idle;
-  if (job->attempts >= g.config().max_attempts) {
-    return ApiError{502, "server_error", "provider_failed", "",
-                    fmt::format("{} providers failed this request", job->attempts), 5};
-  }
-  spdlog::info("job_retry generation={} failed_node={} reason={}", job->generation_id, job->node_id,
-               why.kind == JobEvent::Kind::node_lost ? "node_lost" : logfmt_value(why.failed.code));
-  g.metrics().job_retried();
-  return g.submit(job);
 }
 
 Provenance provenance(const Job& job, int64_t overhead_us = -1) {
@@ -208,28 +191,33 @@ int64_t overhead_us(Exchange& x, const engine::Timings& t) {
   return us < 9.2e18 ? static_cast<int64_t>(us) : std::numeric_limits<int64_t>::max();
 }
 
-awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
-  CompletionResult acc;
-  acc.logprobs_requested = job->request.generation.logprobs;
-  acc.sealed = job->request.sealed.has_value();
+awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink& sink) {
+  auto fresh = [&] {
+    CompletionResult acc;
+    acc.logprobs_requested = job->request.generation.logprobs;
+    acc.sealed = job->request.sealed.has_value();
+    return acc;
+  };
+  CompletionResult acc = fresh();
   for (;;) {
-    JobEvent e = co_await next_event(*x.g, *job);
+    JobEvent e = co_await sink.next();
     switch (e.kind) {
       case JobEvent::Kind::delta:
         if (e.delta.sealed) acc.chunks.push_back(std::move(*e.delta.sealed));
         acc.text += e.delta.text;
         for (auto& lp : e.delta.logprobs) acc.logprobs.push_back(std::move(lp));
         continue;
+      case JobEvent::Kind::restarted:  // another node starts over
+        acc = fresh();
+        continue;
       case JobEvent::Kind::done: {
-        job->state = Job::State::finished;
         acc.finish = e.done.finish;
         acc.usage = e.done.usage;
         if (e.done.sealed) acc.chunks.push_back(std::move(*e.done.sealed));
         if (acc.sealed && (acc.chunks.empty() || !acc.chunks.back().final)) {
           // A sealed answer must end with the node's final chunk.
           x.g->record(*job, e.done.usage, e.done.timings, engine::FinishReason::error);
-          const ApiError api_err{502, "server_error", "provider_failed", "",
-                                 "The provider's sealed answer has no final chunk", 0};
+          const ApiError api_err = errors::sealed_answer_incomplete();
           co_return co_await send_error(x, api_err);
         }
         x.g->record(*job, e.done.usage, e.done.timings, e.done.finish);
@@ -246,28 +234,10 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job) {
         co_return co_await send(x, std::move(res));
       }
       case JobEvent::Kind::failed:
-      case JobEvent::Kind::node_lost: {
-        // Nothing has reached the client yet, so any node may start over.
-        std::optional<ApiError> err;
-        if (retryable(e)) {
-          acc = CompletionResult{};
-          acc.logprobs_requested = job->request.generation.logprobs;
-          acc.sealed = job->request.sealed.has_value();
-          err = retry(*x.g, job, e);
-          if (!err) continue;
-        } else {
-          err = failure_error(e.failed);
-        }
-        x.g->abandon(job);
-        job->state = Job::State::finished;
-        x.g->record(*job, {}, {}, engine::FinishReason::error);
-        co_return co_await send_error(x, *err);
-      }
-      case JobEvent::Kind::no_capacity:
-        job->state = Job::State::finished;
+        if (e.ran) x.g->record(*job, {}, {}, engine::FinishReason::error);
         co_return co_await send_error(x, e.error);
       case JobEvent::Kind::client_gone:
-        x.g->abandon(job);
+        x.g->scheduler().abandon(job);
         x.g->metrics().request(x.route, 499, seconds_since(x.g->clock(), x.start));
         co_return false;
     }
@@ -281,7 +251,7 @@ awaitable<bool> write_chunk(Exchange& x, const std::string& data) {
   co_return !ec;
 }
 
-awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
+awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink& sink) {
   const auto& r = job->request;
   ChunkWriter cw(job->generation_id, job->created_unix, r.model, r.include_usage, r.generation.logprobs);
   bool headers_sent = false;
@@ -316,7 +286,6 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
   auto finish_stream = [&](const protocol::Done& d, std::string_view text,
                            const std::vector<engine::TokenLogprob>& lps,
                            Clock::TimePoint received) -> awaitable<bool> {
-    job->state = Job::State::finished;
     x.g->record(*job, d.usage, d.timings, d.finish);
     if (d.sealed) {
       out.clear();
@@ -347,7 +316,6 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
   auto fail_stream = [&](const ApiError& err) -> awaitable<bool> {
     // Output already began: an error event, then the stream ends without
     // [DONE], so no client mistakes it for a complete answer.
-    job->state = Job::State::finished;
     out.clear();
     ChunkWriter::error(out, err);
     if (co_await write_chunk(x, out)) {
@@ -357,73 +325,48 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job) {
     co_return false;
   };
 
+  auto give_up = [&] {
+    x.g->scheduler().abandon(job);
+    return false;
+  };
   for (;;) {
-    JobEvent e = co_await next_event(*x.g, *job);
+    JobEvent e = co_await sink.next();
     switch (e.kind) {
       case JobEvent::Kind::delta: {
-        if (!headers_sent && !co_await send_headers()) {
-          x.g->abandon(job);
-          co_return false;
-        }
+        if (!headers_sent && !co_await send_headers()) co_return give_up();
         // When the node's done is already here, the last text and the
         // finish_reason travel in one chunk.
         if (e.delta.sealed) {
           out.clear();
           cw.sealed(out, *e.delta.sealed, job->node_id);
-          if (!co_await write_chunk(x, out)) {
-            x.g->abandon(job);
-            co_return false;
-          }
+          if (!co_await write_chunk(x, out)) co_return give_up();
           note_sent(e.received);
           continue;
         }
-        if (!job->events.empty() && job->events.front().kind == JobEvent::Kind::done) {
-          JobEvent d = std::move(job->events.front());
-          job->events.pop_front();
+        if (!sink.events.empty() && sink.events.front().kind == JobEvent::Kind::done) {
+          JobEvent d = std::move(sink.events.front());
+          sink.events.pop_front();
           co_return co_await finish_stream(d.done, e.delta.text, e.delta.logprobs, e.received);
         }
         if (job->conversation) job->answer += e.delta.text;
         out.clear();
         cw.content(out, e.delta.text, e.delta.logprobs);
-        if (!co_await write_chunk(x, out)) {
-          x.g->abandon(job);
-          co_return false;
-        }
+        if (!co_await write_chunk(x, out)) co_return give_up();
         note_sent(e.received);
         continue;
       }
+      case JobEvent::Kind::restarted:  // only before the first delta: nothing to take back
+        continue;
       case JobEvent::Kind::done:
         if (!headers_sent && !co_await send_headers()) co_return false;
         co_return co_await finish_stream(e.done, "", {}, no_frame);
       case JobEvent::Kind::failed:
-      case JobEvent::Kind::node_lost: {
-        std::optional<ApiError> err;
-        if (!headers_sent && retryable(e)) {
-          err = retry(*x.g, job, e);
-          if (!err) continue;
-        } else if (e.kind == JobEvent::Kind::failed) {
-          err = failure_error(e.failed);
-        } else {
-          err = ApiError{502, "server_error", "provider_failed", "", "The provider disconnected while generating", 0};
-        }
-        x.g->abandon(job);
-        x.g->record(*job, {}, {}, engine::FinishReason::error);
-        if (!headers_sent) {
-          job->state = Job::State::finished;
-          co_return co_await send_error(x, *err);
-        }
-        co_return co_await fail_stream(*err);
-      }
-      case JobEvent::Kind::no_capacity:
-        if (!headers_sent) {
-          job->state = Job::State::finished;
-          co_return co_await send_error(x, e.error);
-        }
+        if (e.ran) x.g->record(*job, {}, {}, engine::FinishReason::error);
+        if (!headers_sent) co_return co_await send_error(x, e.error);
         co_return co_await fail_stream(e.error);
       case JobEvent::Kind::client_gone:
-        x.g->abandon(job);
         x.g->metrics().request(x.route, 499, seconds_since(x.g->clock(), x.start));
-        co_return false;
+        co_return give_up();
     }
   }
 }
@@ -540,10 +483,19 @@ awaitable<bool> chat_completions(Exchange& x, const KeyEntry& key) {
     }
     co_return co_await send(x, std::move(res));
   }
-  if (auto err = x.g->submit(job)) co_return co_await send_error(x, *err);
+  auto sink = std::make_shared<HttpSink>(x.stream->get_executor(), job->request.stream);
+  job->sink = sink.get();
+  // However this coroutine ends, the job is let go of before its sink.
+  struct Abandon {
+    Scheduler& scheduler;
+    std::shared_ptr<Job> job;
+    ~Abandon() { scheduler.abandon(job); }
+  } abandon_at_exit{x.g->scheduler(), job};
+  if (auto err = x.g->scheduler().submit(job)) co_return co_await send_error(x, *err);
 
-  asio::co_spawn(x.stream->get_executor(), watch_client(x.stream, job), asio::detached);
-  const bool keep = job->request.stream ? co_await streamed_completion(x, job) : co_await unary_completion(x, job);
+  net::spawn(x.stream->get_executor(), watch_client(x.stream, job, sink), "watch_client");
+  const bool keep = job->request.stream ? co_await streamed_completion(x, job, *sink)
+                                        : co_await unary_completion(x, job, *sink);
   // The response is written, so the watcher's wait is the only operation
   // left on the socket: cancelling it ends the watcher.
   boost::system::error_code ignored;

@@ -20,11 +20,15 @@
 
 #include "gateway/attestation.h"
 #include "gateway/conversations.h"
+#include "gateway/job.h"
+#include "gateway/scheduler.h"
+#include "gateway/provider_link.h"
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
 #include "gateway/rate_limiter.h"
 #include "gateway/router.h"
 #include "gateway/store_worker.h"
+#include "net/asio_timer.h"
 #include "net/lean_tls_stream.h"
 #include "net/tls.h"
 #include "net/ws_frame.h"
@@ -60,91 +64,13 @@ struct KeyEntry {
   }
 };
 
-// A request admitted by the rate limiter: settles its reservation (with the
-// usage recorded for it) when the job is destroyed, i.e. after the client's
-// response ended and the node let go of it.
-struct Admission {
-  std::shared_ptr<RateLimiter> limiter;
-  std::string lineage;
-  int64_t reserved = 0;
-  int64_t used = 0;
-  Clock* clock = nullptr;
-
-  Admission() = default;
-  Admission(const Admission&) = delete;
-  Admission& operator=(const Admission&) = delete;
-  ~Admission() {
-    if (limiter) limiter->settle(lineage, reserved, used, clock->now());
-  }
-};
-
-// What a job's HTTP coroutine hears about it, in order.
-struct JobEvent {
-  enum class Kind {
-    delta,        // text from the node
-    done,         // finished normally
-    failed,       // the node reported a failure
-    node_lost,    // the node disconnected or went silent
-    no_capacity,  // waited in the queue too long / nobody left to try
-    client_gone,  // the client closed its connection
-  };
-  Kind kind = Kind::delta;
-  protocol::Delta delta;
-  protocol::Done done;
-  protocol::Failed failed;
-  ApiError error;  // for no_capacity
-  Clock::TimePoint received{};  // when the node's frame arrived (delta)
-};
-
-struct Job {
-  explicit Job(asio::any_io_executor ex) : wake(ex), deadline(ex) {}
-
-  protocol::JobId id = 0;  // its number on the node running it (per connection)
-  std::string generation_id;
-  std::string key_id;
-  ChatRequest request;
-  int64_t created_unix = 0;
-  Clock::TimePoint admitted{}, dispatched{}, first_token{};
-
-  enum class State { idle, queued, running, finished } state = State::idle;
-  ConnId conn = 0;                 // node running it (state running)
-  std::string provider_id, node_id, model_sha256;
-  Level attestation = Level::standard;  // the level of the node running it, when dispatched
-  std::vector<ConnId> tried;       // nodes that failed it
-  int attempts = 0;
-  bool saw_output = false;         // a delta arrived from the current node
-
-  Admission admission;             // the key's rate-limit reservation
-
-  // With conversation memory: where the exchange is appended once the
-  // answer is complete (before the client sees its end, so a next turn
-  // sent at once finds it).
-  struct ConversationRef {
-    std::string owner, id;
-    std::vector<engine::ChatMessage> own_messages;  // what this request added
-    std::optional<int64_t> ttl_s;
-    int turns_used = 0, turns_dropped = 0;
-  };
-  std::optional<ConversationRef> conversation;
-  std::string answer;  // accumulated when `conversation` is set
-
-  std::deque<JobEvent> events;
-  asio::steady_timer wake;         // cancelled to wake the waiting coroutine
-  asio::steady_timer deadline;     // queue timeout
-
-  void push(JobEvent e) {
-    events.push_back(std::move(e));
-    wake.cancel();
-  }
-};
-
 // One connected node: a WebSocket (our framing, net/ws_frame.h, on the
 // lean TLS stream), read by GatewayImpl::read_node, plus an outbox. A writer
 // coroutine runs while the outbox has frames (or a close is due) and ends
 // when it is empty, so an idle node holds nothing but its pending read into
 // `head`. Heartbeats come from one gateway-wide sweep (heartbeat_loop), not
 // a timer per node.
-struct NodeConn : std::enable_shared_from_this<NodeConn> {
+struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
   NodeConn(TlsStream s, size_t max_message) : stream(std::move(s)), reader(max_message) {}
 
   ConnId id = 0;
@@ -171,8 +97,6 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
   std::string close_reason;  // set when the gateway ends the session itself
   std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
   bool ping_sent = false;  // since last_heard
-  std::unordered_map<protocol::JobId, std::shared_ptr<Job>> jobs;
-  protocol::JobId next_job = 1;  // job numbers are per connection
   std::string node_id, provider_id;
   // The agreement digests the hello listed, and whether the node has
   // accepted the current version (hello or Accept frame); whether its
@@ -193,6 +117,11 @@ struct NodeConn : std::enable_shared_from_this<NodeConn> {
 
   // Queues a text message (the writer sends the queue in order).
   void send(std::string text) { queue(net::ws::Opcode::text, std::move(text)); }
+  // ProviderLink: what the scheduler sends (its jobs on this node are the
+  // scheduler's; their frames come back through on_node_frame).
+  void send_job(const protocol::Job& job) override { send(protocol::encode(job)); }
+  void send_cancel(protocol::JobId job) override { send(protocol::encode(protocol::Cancel{job})); }
+  void send_challenge(const std::string& nonce) override { send(protocol::encode(protocol::Challenge{nonce})); }
   void queue(net::ws::Opcode opcode, std::string payload);
   // Closes the session once what is queued is written: a close frame with
   // `code`, then the socket; the reader then ends.
@@ -241,13 +170,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   const ProviderEntry* authenticate_provider(std::string_view authorization) const;
 
   std::shared_ptr<Job> new_job(ChatRequest request, const KeyEntry& key);
-  // Places a job on a node or in the queue. Returns an error (404, 503) if
-  // neither is possible.
-  std::optional<ApiError> submit(const std::shared_ptr<Job>& job);
-  ApiError unmet_constraint(const ChatRequest& r) const;
-  // The client is gone or the response is complete: forget the job; a
-  // running one is cancelled on its node.
-  void abandon(const std::shared_ptr<Job>& job);
+  // Jobs: submit, abandon (scheduler.h).
+  Scheduler& scheduler() { return scheduler_; }
   void record(Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
               engine::FinishReason finish);
   // Conversation memory, on the store's control thread; `done` runs on the
@@ -287,11 +211,6 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void on_node_read(std::shared_ptr<NodeConn> n, beast::error_code ec, size_t bytes);
   void on_node_frame(NodeConn& n, protocol::Message m);
   void node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why);
-  void dispatch(const std::shared_ptr<Job>& job, const Pick& pick);
-  void drain_queue(const std::string& model);
-  // Every queue of the node's models (it can take jobs it could not before).
-  void drain_queues_of(const NodeInfo& n);
-  void finish_job_on_node(NodeConn& n, protocol::JobId id);
   void on_credentials(StoreWorker::Credentials c);
   // Holds or releases the node in the router after `agreed` or `suspended`
   // changed; released nodes take queued jobs at once.
@@ -354,16 +273,15 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   asio::steady_timer snapshot_timer_;
   bool snapshot_due_ = false;
   ConnId next_conn_ = 1;
-  // Waiting requests by model, then by the attestation level they need.
-  std::unordered_map<std::string, std::array<std::deque<std::shared_ptr<Job>>, kLevels>> queues_;
-  size_t queued_ = 0;
-  size_t running_ = 0;
 
   // Recent generation records, for GET /v1/generations right after a reply.
   std::unordered_map<std::string, store::GenerationRecord> recent_;
   std::deque<std::string> recent_order_;
 
   Metrics metrics_;
+  net::AsioTimerService timers_;
+  Scheduler scheduler_;
+  std::unique_ptr<Timer> scheduler_timer_;  // fires at the scheduler's next deadline
   int64_t http_connections_ = 0;
   uint64_t next_http_ = 1;
   std::unordered_map<uint64_t, std::weak_ptr<TlsStream>> http_streams_;

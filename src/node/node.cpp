@@ -26,6 +26,7 @@
 #include "crypto/secret_file.h"
 #include "crypto/sha256.h"
 #include "crypto/encoding.h"
+#include "net/spawn.h"
 #include "net/url.h"
 #include "node/attestation_command.h"
 #include "protocol/messages.h"
@@ -294,7 +295,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
                  welcome->agreement_accepted);
     if (events_.on_connected) events_.on_connected(welcome->provider_id);
     if (draining_) send(protocol::encode(protocol::Drain{}));
-    asio::co_spawn(io_, writer(ws, session_), asio::detached);
+    net::spawn(io_, writer(ws, session_), "node_writer");
 
     std::string why = "closed";
     for (;;) {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "crypto/sha256.h"
+#include "fakes/manual_clock.h"
 
 namespace agora::engine {
 namespace {
@@ -118,16 +119,7 @@ GenerationCallbacks must_not_run() {
   return cb;
 }
 
-// A clock that moves only when the test says so.
-class ManualClock final : public Clock {
- public:
-  TimePoint now() const override { return TimePoint(Duration(ns_.load())); }
-  int64_t unix_millis() const override { return 1'700'000'000'000 + ns_.load() / 1'000'000; }
-  void advance(Duration d) { ns_.fetch_add(d.count()); }
-
- private:
-  std::atomic<int64_t> ns_{1'000'000'000};
-};
+using agora::fakes::ManualClock;
 
 size_t ceil4(size_t bytes) {
   return (bytes + 3) / 4;

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "fakes/manual_clock.h"
 #include "support/test_models.h"
 
 namespace agora::net {
@@ -36,16 +37,8 @@ using ::testing::StartsWith;
 
 constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
-// A clock the test moves by hand.
-class ManualClock final : public Clock {
- public:
-  TimePoint now() const override { return TimePoint(std::chrono::milliseconds(millis_.load())); }
-  int64_t unix_millis() const override { return millis_.load(); }
-  void advance_days(int days) { millis_ += int64_t{days} * 24 * 3600 * 1000; }
-
- private:
-  std::atomic<int64_t> millis_{SystemClock::instance().unix_millis()};
-};
+using fakes::ManualClock;
+constexpr std::chrono::hours days(int n) { return std::chrono::hours(24 * n); }
 
 struct X509Free {
   void operator()(X509* x) const { X509_free(x); }
@@ -328,18 +321,18 @@ TEST_F(TlsTest, ReissuesForAMissingExtraNameAndKeepsTheCa) {
 
 TEST_F(TlsTest, RenewsTheServerCertificateThirtyDaysBeforeItExpires) {
   const fs::path dir = agora::testing::temp_dir() / "tls-clock";
-  ManualClock clock;
+  ManualClock clock(SystemClock::instance().unix_millis());
   auto first = ensure_self_signed_tls(dir, {}, clock);
   ASSERT_TRUE(first) << first.error().to_string();
   const auto leaf = certificate_fingerprint(first->cert).value();
 
-  clock.advance_days(366);  // expires in 31 days: keep
+  clock.advance(days(366));  // expires in 31 days: keep
   auto kept = ensure_self_signed_tls(dir, {}, clock);
   ASSERT_TRUE(kept) << kept.error().to_string();
   EXPECT_FALSE(kept->created);
   EXPECT_EQ(certificate_fingerprint(first->cert).value(), leaf);
 
-  clock.advance_days(2);  // expires in 29 days: re-issue from the same CA
+  clock.advance(days(2));  // expires in 29 days: re-issue from the same CA
   auto renewed = ensure_self_signed_tls(dir, {}, clock);
   ASSERT_TRUE(renewed) << renewed.error().to_string();
   EXPECT_TRUE(renewed->created);
