@@ -18,7 +18,7 @@
 #include "common/json_text.h"
 #include "common/log.h"
 #include "gateway/admin_requests.h"
-#include "gateway/http_exchange.h"
+#include "gateway/http_handlers.h"
 #include "store/credentials.h"
 
 namespace agora::gateway {
@@ -92,8 +92,8 @@ awaitable<bool> respond(Exchange& x, const Reply& r) {
 
 }  // namespace
 
-awaitable<bool> handle_admin(Exchange& x, std::string_view target) {
-  x.route = "admin";
+awaitable<bool> handle_admin(Exchange& x, const RouteCall& call) {
+  const std::string_view target = call.target;
   const KeyEntry* admin = x.g->authenticate(x.req[http::field::authorization], /*admin=*/true);
   if (!admin) {
     const ApiError api_err = admin_error(401, "invalid_admin_token",

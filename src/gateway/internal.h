@@ -19,7 +19,9 @@
 #include <unordered_set>
 
 #include "gateway/attestation.h"
-#include "gateway/conversations.h"
+#include "gateway/conversation_service.h"
+#include "gateway/credential_table.h"
+#include "gateway/generation_log.h"
 #include "gateway/job.h"
 #include "gateway/scheduler.h"
 #include "gateway/provider_link.h"
@@ -45,24 +47,6 @@ using tcp = asio::ip::tcp;
 // Every accepted connection's TLS stream (HTTP clients and nodes): one
 // that holds no buffers while idle (net/lean_tls_stream.h).
 using TlsStream = net::LeanTlsStream;
-
-struct KeyEntry {
-  std::string id;
-  std::string name;
-  std::string lineage;   // rate limits are per lineage (rotation keeps it)
-  bool admin = false;    // an admin token (at_…): the admin API only
-  std::optional<int64_t> expires_ms;
-  KeyLimits limits;      // the key's own, else the gateway's defaults
-  std::vector<std::string> models;  // allowed models; empty: all
-
-  bool allows(std::string_view model) const {
-    if (models.empty()) return true;
-    for (const auto& m : models) {
-      if (m == model) return true;
-    }
-    return false;
-  }
-};
 
 // One connected node: a WebSocket (our framing, net/ws_frame.h, on the
 // lean TLS stream), read by GatewayImpl::read_node, plus an outbox. A writer
@@ -131,10 +115,6 @@ struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
   void start_writer();
 };
 
-struct ProviderEntry {
-  std::string id;
-  std::string name;
-};
 
 class GatewayImpl final : public Gateway, public std::enable_shared_from_this<GatewayImpl> {
  public:
@@ -172,24 +152,12 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   std::shared_ptr<Job> new_job(ChatRequest request, const KeyEntry& key);
   // Jobs: submit, abandon (scheduler.h).
   Scheduler& scheduler() { return scheduler_; }
-  void record(Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
-              engine::FinishReason finish);
-  // Conversation memory, on the store's control thread; `done` runs on the
-  // loop. A missing or expired conversation is nullopt.
-  void load_conversation(const std::string& owner, const std::string& id,
-                         std::function<void(Result<std::optional<Conversation>>)> done);
-  // Appends the job's exchange (read-modify-write on the control thread, so
-  // concurrent turns of one conversation are all kept).
-  void save_conversation(const Job& job);
-  void delete_conversation(const std::string& owner, const std::string& id, std::function<void(Result<bool>)> done);
-  // Empties the WAL of deleted bytes, retrying every 50 ms while a reader is
-  // in the way (at most `attempts` times), then runs `then` on the loop.
-  void retry_purge(int attempts, std::function<void()> then);
+  // The generation log (generation_log.h): record, find_recent, lookup.
+  GenerationLog& generations() { return generations_; }
+  // Conversation memory (conversation_service.h); after start().
+  ConversationService& conversations() { return *conversations_; }
   // The smallest context of the nodes serving `model` (0 when none).
   int32_t context_for(const std::string& model) const;
-  // GET /v1/generations/{id}: from memory when recent, else the store.
-  void lookup_generation(const std::string& id,
-                         std::function<void(std::optional<store::GenerationRecord>)> done);
 
   // The WebSocket upgrade and the hello. Returns once the node is welcomed
   // (its session then goes on in read_node()'s callbacks and the writer) or
@@ -202,7 +170,6 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   void http_closed(uint64_t id);
   // The stream moved into a node session: stop() must not touch it.
   void http_forget(uint64_t id) { http_streams_.erase(id); }
-  const store::GenerationRecord* find_recent(const std::string& id) const;
   bool stopping() const { return stopping_; }
 
  private:
@@ -253,13 +220,8 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
 
   std::unique_ptr<StoreWorker> store_;
   std::shared_ptr<const crypto::MasterSecret> master_;
-  std::shared_ptr<const ConversationVault> vault_;
-  std::unordered_map<std::string, KeyEntry> keys_;           // by keyed hash (HMAC) of the key
-  std::unordered_map<std::string, KeyEntry> legacy_keys_;    // by SHA-256 (keys from before schema 3)
-  std::unordered_map<std::string, ProviderEntry> providers_; // by keyed hash of the token
-  std::unordered_map<std::string, ProviderEntry> legacy_providers_;  // by SHA-256
-  std::unordered_set<std::string> active_providers_;                  // by id: neither revoked nor terminated
-  std::unordered_set<std::string> suspended_providers_;               // by id
+  std::shared_ptr<ConversationService> conversations_;
+  std::unique_ptr<CredentialTable> credentials_;  // after start()
   std::optional<store::AgreementRecord> agreement_;                   // the version nodes must accept
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
   Verifiers verifiers_;
@@ -274,11 +236,9 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   bool snapshot_due_ = false;
   ConnId next_conn_ = 1;
 
-  // Recent generation records, for GET /v1/generations right after a reply.
-  std::unordered_map<std::string, store::GenerationRecord> recent_;
-  std::deque<std::string> recent_order_;
 
   Metrics metrics_;
+  GenerationLog generations_{io_, metrics_, clock_};
   net::AsioTimerService timers_;
   Scheduler scheduler_;
   std::unique_ptr<Timer> scheduler_timer_;  // fires at the scheduler's next deadline
