@@ -90,14 +90,14 @@ class NvidiaVerifier final : public AttestationVerifier {
                                        const std::string& what) const {
     auto jws = parse_jws(token);
     if (!jws) return refuse(what + ": " + jws.error().message);
-    auto leaf = validate_chain(jws->header, what);
+    auto leaf = validate_chain(jws->header, what, now_ms);
     if (!leaf) return leaf.error();
     Pkey key(X509_get_pubkey(leaf->get()));
     if (Status st = verify_jws(*jws, JwsAlg::es384, key.get()); !st) return refuse(what + ": " + st.error().message);
     return check_eat_claims(jws->payload, nonce, now_ms, p_.leeway_s, what);
   }
 
-  Result<X509Ptr> validate_chain(const json::object& header, const std::string& what) const {
+  Result<X509Ptr> validate_chain(const json::object& header, const std::string& what, int64_t now_ms) const {
     const auto* x5c = header.if_contains("x5c");
     if (!x5c || !x5c->is_array() || x5c->get_array().empty()) return refuse(what + ": no x5c certificate chain");
     // Every token of a bundle (and of every node) carries NRAS's same chain:
@@ -109,7 +109,9 @@ class NvidiaVerifier final : public AttestationVerifier {
       chain_id += ',';
     }
     chain_id = crypto::sha256_hex(chain_id);
-    const time_t now = std::time(nullptr);
+    // The injected time, never the system clock: certificates are checked
+    // at the verification's `now_ms`, as the tokens' claims are.
+    const time_t now = static_cast<time_t>(now_ms / 1000);
     {
       std::lock_guard lock(cache_mutex_);
       if (auto it = chains_.find(chain_id); it != chains_.end() && now < it->second.valid_until) {
@@ -139,6 +141,7 @@ class NvidiaVerifier final : public AttestationVerifier {
       // the caller against the claims.
       X509_VERIFY_PARAM* param = X509_STORE_CTX_get0_param(ctx);
       X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_X509_STRICT);
+      X509_VERIFY_PARAM_set_time(param, now);
       ok = X509_verify_cert(ctx) == 1;
     }
     const int err = ctx ? X509_STORE_CTX_get_error(ctx) : 0;
@@ -155,13 +158,15 @@ class NvidiaVerifier final : public AttestationVerifier {
       return refuse(what + ": the signing certificate lacks the digitalSignature key usage");
     }
     time_t valid_until = std::numeric_limits<time_t>::max();
+    ASN1_TIME* at = ASN1_TIME_set(nullptr, now);
     for (const auto& c : certs) {
       // The earliest notAfter among the chain.
       const ASN1_TIME* na = X509_get0_notAfter(c.get());
       int days = 0, secs = 0;
-      if (ASN1_TIME_diff(&days, &secs, nullptr, na) != 1) valid_until = now;
+      if (!at || ASN1_TIME_diff(&days, &secs, at, na) != 1) valid_until = now;
       else valid_until = std::min<time_t>(valid_until, now + static_cast<time_t>(days) * 86400 + secs);
     }
+    ASN1_TIME_free(at);
     {
       std::lock_guard lock(cache_mutex_);
       if (chains_.size() >= 64) chains_.clear();

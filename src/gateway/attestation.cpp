@@ -1,27 +1,15 @@
-// Attestation lifecycle on the gateway's loop (gateway/internal.h):
-//
-//   hello offers "attestation": KIND
-//     -> no verifier for KIND: status "unverifiable", level standard
-//     -> challenge {nonce}           (fresh, single use, per connection)
-//   evidence {nonce, kind, evidence | error}
-//     -> verified: the verdict's level, until it expires; re-challenged
-//        attestation_refresh before that (at most half the lifetime)
-//     -> refused, or no answer within attestation_timeout: standard at
-//        once, challenged again after attestation_retry (doubling, <= 1 h)
-//   verdict expiry (no fresh evidence in time): standard at once.
-//
-// The evidence must carry SHA-256(nonce ‖ the node's X25519 identity key)
-// (attest::evidence_nonce on the raw bytes), so it names the key clients
-// seal to. Every change is logged and audited.
+// The gateway's verifiers from its settings, and the attestation lifecycle
+// (attestation.h).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "common/file.h"
 #include "common/log.h"
 #include "common/text.h"
 #include "crypto/encoding.h"
-#include "gateway/internal.h"
+#include "gateway/attestation.h"
 
 namespace agora::gateway {
 namespace {
@@ -107,53 +95,75 @@ Result<Verifiers> load_verifiers(const GatewayConfig& c) {
   return out;
 }
 
-void GatewayImpl::attestation_start(const std::shared_ptr<NodeConn>& n, const std::string& kind) {
-  NodeInfo* info = router_.find(n->id);
+AttestationLifecycle::AttestationLifecycle(Router& router, TimerService& timers, Metrics& metrics, Verifiers verifiers,
+                                           Settings settings, Hooks hooks)
+    : router_(router),
+      timers_(timers),
+      metrics_(metrics),
+      verifiers_(std::move(verifiers)),
+      settings_(settings),
+      hooks_(std::move(hooks)),
+      // A nonce outlives the time a node has to answer it.
+      nonces_(std::max<int64_t>(5 * 60 * 1000, settings.timeout.count() + 60'000)) {}
+
+AttestationLifecycle::NodeState* AttestationLifecycle::live(ConnId conn, NodeInfo*& info) {
+  auto it = nodes_.find(conn);
+  info = router_.find(conn);
+  if (it == nodes_.end() || !info || !it->second.link->open()) return nullptr;
+  return &it->second;
+}
+
+void AttestationLifecycle::start(ConnId conn, ProviderLink& link, const std::string& kind) {
+  NodeInfo* info = router_.find(conn);
   if (!info || kind.empty()) return;
   info->attestation.kind = kind;
   if (!verifiers_.contains(kind)) {
     info->attestation.status = "unverifiable";
     info->attestation.error = "this gateway has no " + kind + " verifier configured";
-    spdlog::info("node_attestation_unverifiable node={} kind={}", n->node_id, kind);
+    spdlog::info("node_attestation_unverifiable node={} kind={}", info->node_id, kind);
     return;
   }
-  n->attest_timer = std::make_unique<asio::steady_timer>(io_);
-  challenge(*n);
-  arm_attestation(n);
+  NodeState& s = nodes_[conn];
+  s.link = &link;
+  s.timer = timers_.make_timer([this, conn] { due(conn); });
+  challenge(conn, s, *info);
+  arm(conn, s, *info);
 }
 
-void GatewayImpl::challenge(NodeConn& n) {
-  NodeInfo* info = router_.find(n.id);
-  if (!info) return;
-  const int64_t now = clock_.unix_millis();
-  n.attest_nonce = nonces_.issue(std::to_string(n.id), now);
-  n.challenged_ms = now;
-  if (info->attestation.status != "verified") info->attestation.status = "pending";
-  n.send_challenge(n.attest_nonce);
-  spdlog::info("node_challenged node={} kind={}", n.node_id, info->attestation.kind);
+void AttestationLifecycle::end(ConnId conn) {
+  nodes_.erase(conn);  // its timer with it
+  nonces_.forget(std::to_string(conn));
 }
 
-void GatewayImpl::on_evidence(NodeConn& n, protocol::Evidence e) {
-  NodeInfo* info = router_.find(n.id);
-  if (!info) return;
-  const int64_t now = clock_.unix_millis();
-  if (n.attest_nonce.empty() || e.nonce != n.attest_nonce || !nonces_.consume(std::to_string(n.id), e.nonce, now)) {
+void AttestationLifecycle::challenge(ConnId conn, NodeState& s, NodeInfo& info) {
+  const int64_t now = now_ms();
+  s.nonce = nonces_.issue(std::to_string(conn), now);
+  s.challenged_ms = now;
+  if (info.attestation.status != "verified") info.attestation.status = "pending";
+  s.link->send_challenge(s.nonce);
+  spdlog::info("node_challenged node={} kind={}", info.node_id, info.attestation.kind);
+}
+
+void AttestationLifecycle::on_evidence(ConnId conn, protocol::Evidence e) {
+  NodeInfo* info = nullptr;
+  NodeState* s = live(conn, info);
+  if (!s) return;
+  const int64_t now = now_ms();
+  if (s->nonce.empty() || e.nonce != s->nonce || !nonces_.consume(std::to_string(conn), e.nonce, now)) {
     // Late (after the timeout), replayed or never asked for: ignored; a
     // node that keeps sending them is cut off (bounded log lines).
-    if (++n.attest_unexpected > kMaxUnexpectedEvidence) {
-      spdlog::warn("node_evidence_flood node={} reason=\"too many evidence frames for no challenge\"", n.node_id);
-      n.close_reason = "too many evidence frames for no challenge";
-      n.close(net::ws::kClosePolicy);
+    if (++s->unexpected > kMaxUnexpectedEvidence) {
+      spdlog::warn("node_evidence_flood node={} reason=\"too many evidence frames for no challenge\"", info->node_id);
+      if (hooks_.close) hooks_.close(conn, "too many evidence frames for no challenge");
       return;
     }
-    spdlog::warn("node_evidence_unexpected node={} reason=\"not the outstanding challenge\"", n.node_id);
+    spdlog::warn("node_evidence_unexpected node={} reason=\"not the outstanding challenge\"", info->node_id);
     return;
   }
-  n.attest_nonce.clear();
-  std::shared_ptr<NodeConn> conn = n.shared_from_this();
+  s->nonce.clear();
   auto finish = [&](const char* status, const std::string& why) {
-    attestation_lost(n, status, why);
-    arm_attestation(conn);
+    lost(conn, *s, *info, status, why);
+    arm(conn, *s, *info);
   };
   if (e.kind != info->attestation.kind) {
     return finish("failed", "evidence of kind " + e.kind + " after a hello offering " + info->attestation.kind);
@@ -166,31 +176,26 @@ void GatewayImpl::on_evidence(NodeConn& n, protocol::Evidence e) {
   // Verification takes milliseconds of P-384 signatures (a few per GPU;
   // docs/BENCHMARKS.md): never on the loop. No new challenge is sent until
   // the answer is back; a live verdict still expires on time meanwhile.
-  ++n.attest_verifying;
-  asio::post(*attest_pool_, [weak = weak_from_this(), wn = std::weak_ptr<NodeConn>(conn), verifier = it->second,
-                             e = std::move(e), expected, now, &io = io_]() mutable {
-    auto verdict = verifier->verify(e.evidence, expected, now);
-    asio::post(io, [weak, wn, e = std::move(e), verdict = std::move(verdict)]() mutable {
-      auto self = weak.lock();
-      auto c = wn.lock();
-      if (!self || !c) return;
-      --c->attest_verifying;
-      self->evidence_verified(c, std::move(e), std::move(verdict));
-    });
-  });
+  ++s->verifying;
+  std::string evidence = e.evidence;
+  hooks_.verify(it->second, std::move(evidence), expected, now,
+                [this, conn, e = std::move(e)](Result<attest::Verdict> verdict) mutable {
+                  verified(conn, std::move(e), std::move(verdict));
+                });
 }
 
-void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, protocol::Evidence e,
-                                    Result<attest::Verdict> verdict) {
-  NodeConn& n = *conn;
-  NodeInfo* info = router_.find(n.id);
-  if (!info || n.closing) return;
+void AttestationLifecycle::verified(ConnId conn, protocol::Evidence e, Result<attest::Verdict> verdict) {
+  auto it = nodes_.find(conn);
+  if (it == nodes_.end()) return;  // the session ended meanwhile
+  --it->second.verifying;
+  NodeInfo* info = nullptr;
+  NodeState* s = live(conn, info);
+  if (!s) return;
   if (!verdict) {
-    attestation_lost(n, "failed", verdict.error().message);
-    arm_attestation(conn);
+    lost(conn, *s, *info, "failed", verdict.error().message);
+    arm(conn, *s, *info);
     return;
   }
-
   Level level = Level::standard;
   parse_level(verdict->level, level);
   NodeAttestation& a = info->attestation;
@@ -202,94 +207,83 @@ void GatewayImpl::evidence_verified(const std::shared_ptr<NodeConn>& conn, proto
   a.evidence = std::move(e.evidence);
   a.nonce = std::move(e.nonce);
   const int64_t lifetime = a.expires_ms - a.verified_ms;
-  a.next_challenge_ms = a.expires_ms - std::min<int64_t>(config_.attestation_refresh.count(), lifetime / 2);
-  n.attest_failures = 0;
+  a.next_challenge_ms = a.expires_ms - std::min<int64_t>(settings_.refresh.count(), lifetime / 2);
+  s->failures = 0;
   metrics_.attestation("verified");
   const bool changed = info->level != level;
-  router_.set_level(n.id, level);
-  spdlog::info("node_attested node={} provider={} kind={} level={} expires_ms={}", n.node_id, n.provider_id,
+  router_.set_level(conn, level);
+  spdlog::info("node_attested node={} provider={} kind={} level={} expires_ms={}", info->node_id, info->provider_id,
                e.kind, verdict->level, a.expires_ms);
-  audit("provider.attested", n.provider_id,
-        boost::json::object{{"node_id", n.node_id},
-                            {"kind", e.kind},
-                            {"level", verdict->level},
-                            {"verified_ms", a.verified_ms},
-                            {"expires_ms", a.expires_ms},
-                            {"summary", a.summary}});
-  arm_attestation(conn);
-  if (changed) {
-    // Requests queued for this level may go to it now.
-    scheduler_.drain_models_of(*info);
-    nodes_changed();
+  if (hooks_.audit) {
+    hooks_.audit("provider.attested", info->provider_id,
+                 boost::json::object{{"node_id", info->node_id},
+                                     {"kind", e.kind},
+                                     {"level", verdict->level},
+                                     {"verified_ms", a.verified_ms},
+                                     {"expires_ms", a.expires_ms},
+                                     {"summary", a.summary}});
   }
+  arm(conn, *s, *info);
+  // Requests queued for this level may go to it now.
+  if (changed && hooks_.level_changed) hooks_.level_changed(*info);
 }
 
-void GatewayImpl::attestation_lost(NodeConn& n, const char* status, const std::string& why) {
-  NodeInfo* info = router_.find(n.id);
-  if (!info) return;
-  NodeAttestation& a = info->attestation;
-  const Level before = info->level;
-  router_.set_level(n.id, Level::standard);
+void AttestationLifecycle::lost(ConnId conn, NodeState& s, NodeInfo& info, const char* status, const std::string& why) {
+  NodeAttestation& a = info.attestation;
+  const Level before = info.level;
+  router_.set_level(conn, Level::standard);
   a.status = status;
   a.error = bounded(why);
   a.verified_ms = a.expires_ms = 0;
   a.summary.clear();
   a.evidence.clear();
   a.nonce.clear();
-  if (std::string_view(status) != "expired") ++n.attest_failures;  // expiry is the lack of news, not a refusal
+  if (std::string_view(status) != "expired") ++s.failures;  // expiry is the lack of news, not a refusal
   metrics_.attestation(status);
-  const int64_t retry = std::min<int64_t>(
-      kMaxRetryMs, config_.attestation_retry.count() << std::clamp(n.attest_failures - 1, 0, 20));
-  a.next_challenge_ms = clock_.unix_millis() + retry;
+  const int64_t retry =
+      std::min<int64_t>(kMaxRetryMs, settings_.retry.count() << std::clamp(s.failures - 1, 0, 20));
+  a.next_challenge_ms = now_ms() + retry;
   spdlog::warn("node_attestation_{} node={} provider={} kind={} level_was={} retry_ms={} reason={}", status,
-               n.node_id, n.provider_id, a.kind, level_name(before), retry, logfmt_value(a.error));
-  audit(std::string("provider.attestation_") + status, n.provider_id,
-        boost::json::object{{"node_id", n.node_id}, {"kind", a.kind}, {"level_was", level_name(before)}, {"reason", a.error}});
-  // Queued requests that needed this node's level may have nowhere to go now.
-  if (before != Level::standard) {
-    scheduler_.drain_models_of(*info);
-    nodes_changed();
+               info.node_id, info.provider_id, a.kind, level_name(before), retry, logfmt_value(a.error));
+  if (hooks_.audit) {
+    hooks_.audit(std::string("provider.attestation_") + status, info.provider_id,
+                 boost::json::object{
+                     {"node_id", info.node_id}, {"kind", a.kind}, {"level_was", level_name(before)}, {"reason", a.error}});
   }
+  // Queued requests that needed this node's level may have nowhere to go now.
+  if (before != Level::standard && hooks_.level_changed) hooks_.level_changed(info);
 }
 
-void GatewayImpl::attestation_due(const std::shared_ptr<NodeConn>& n) {
-  NodeInfo* info = router_.find(n->id);
-  if (!info || n->closing) return;
-  const int64_t now = clock_.unix_millis();
-  if (!n->attest_nonce.empty() && now >= n->challenged_ms + config_.attestation_timeout.count()) {
-    nonces_.forget(std::to_string(n->id));
-    n->attest_nonce.clear();
-    attestation_lost(*n, "failed",
-                     "no evidence within " + std::to_string(config_.attestation_timeout.count()) + " ms of the challenge");
+void AttestationLifecycle::due(ConnId conn) {
+  NodeInfo* info = nullptr;
+  NodeState* s = live(conn, info);
+  if (!s) return;
+  const int64_t now = now_ms();
+  if (!s->nonce.empty() && now >= s->challenged_ms + settings_.timeout.count()) {
+    nonces_.forget(std::to_string(conn));
+    s->nonce.clear();
+    lost(conn, *s, *info, "failed",
+         "no evidence within " + std::to_string(settings_.timeout.count()) + " ms of the challenge");
   }
   if (info->attestation.status == "verified" && now >= info->attestation.expires_ms) {
-    attestation_lost(*n, "expired", "the verdict expired before fresh evidence verified");
+    lost(conn, *s, *info, "expired", "the verdict expired before fresh evidence verified");
   }
-  if (n->attest_nonce.empty() && n->attest_verifying == 0 && now >= info->attestation.next_challenge_ms) challenge(*n);
-  arm_attestation(n);
+  if (s->nonce.empty() && s->verifying == 0 && now >= info->attestation.next_challenge_ms) challenge(conn, *s, *info);
+  arm(conn, *s, *info);
 }
 
-void GatewayImpl::arm_attestation(const std::shared_ptr<NodeConn>& n) {
-  const NodeInfo* info = router_.find(n->id);
-  if (!info || !n->attest_timer || n->closing) return;
-  const NodeAttestation& a = info->attestation;
-  int64_t due = n->attest_nonce.empty() ? a.next_challenge_ms : n->challenged_ms + config_.attestation_timeout.count();
-  if (n->attest_verifying > 0) due = std::numeric_limits<int64_t>::max();  // evidence_verified re-arms
-  if (a.status == "verified") due = std::min(due, a.expires_ms);
-  if (due == std::numeric_limits<int64_t>::max()) return;
-  const int64_t wait = std::max<int64_t>(0, due - clock_.unix_millis());
-  n->attest_timer->expires_after(std::chrono::milliseconds(wait));
-  n->attest_timer->async_wait([weak = weak_from_this(), wn = std::weak_ptr<NodeConn>(n)](boost::system::error_code ec) {
-    auto self = weak.lock();
-    auto conn = wn.lock();
-    if (ec || !self || !conn) return;
-    self->attestation_due(conn);
-  });
-}
-
-void GatewayImpl::attestation_end(NodeConn& n) {
-  if (n.attest_timer) n.attest_timer->cancel();
-  nonces_.forget(std::to_string(n.id));
+void AttestationLifecycle::arm(ConnId conn, NodeState& s, const NodeInfo& info) {
+  (void)conn;
+  const NodeAttestation& a = info.attestation;
+  int64_t due_ms = s.nonce.empty() ? a.next_challenge_ms : s.challenged_ms + settings_.timeout.count();
+  if (s.verifying > 0) due_ms = std::numeric_limits<int64_t>::max();  // verified() re-arms
+  if (a.status == "verified") due_ms = std::min(due_ms, a.expires_ms);
+  if (due_ms == std::numeric_limits<int64_t>::max()) {
+    s.timer->cancel();
+    return;
+  }
+  const auto wait = std::chrono::milliseconds(std::max<int64_t>(0, due_ms - now_ms()));
+  s.timer->arm(timers_.clock().now() + wait);
 }
 
 }  // namespace agora::gateway

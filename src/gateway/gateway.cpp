@@ -112,10 +112,11 @@ Status GatewayImpl::start() {
 
   auto verifiers = load_verifiers(config_);
   if (!verifiers) return verifiers.error();
-  verifiers_ = std::move(*verifiers);
-  if (!verifiers_.empty()) attest_pool_ = std::make_unique<asio::thread_pool>(1);
-  // A nonce outlives the time a node has to answer it.
-  nonces_ = attest::NonceRegistry(std::max<int64_t>(5 * 60 * 1000, config_.attestation_timeout.count() + 60'000));
+  if (!verifiers->empty()) attest_pool_ = std::make_unique<asio::thread_pool>(1);
+  attestation_ = std::make_unique<AttestationLifecycle>(
+      router_, timers_, metrics_, std::move(*verifiers),
+      AttestationLifecycle::Settings{config_.attestation_timeout, config_.attestation_refresh, config_.attestation_retry},
+      attestation_hooks());
 
   auto master = crypto::MasterSecret::load(
       config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);
@@ -133,6 +134,7 @@ Status GatewayImpl::start() {
   StoreWorker::Options store_options;
   store_options.audit_signer = std::move(*signer);
   store_options.checkpoint_interval = config_.audit_checkpoint_interval;
+  store_options.clock = &clock_;
   std::weak_ptr<GatewayImpl> weak = shared_from_this();
   store_ = std::make_unique<StoreWorker>(std::move(*writer_db), std::move(*control_db), io_.get_executor(),
                                          StoreWorker::Callbacks{[weak](StoreWorker::Credentials c) {
@@ -166,7 +168,7 @@ Status GatewayImpl::start() {
   net::spawn(io_, snapshot_loop(), "snapshot_loop");
   net::spawn(io_, heartbeat_loop(), "heartbeat_loop");
   std::string kinds;
-  for (const auto& [kind, v] : verifiers_) kinds += (kinds.empty() ? "" : ",") + kind;
+  for (const auto& [kind, v] : attestation_->verifiers()) kinds += (kinds.empty() ? "" : ",") + kind;
   spdlog::info("gateway_listening url={} data_dir={} attestation={}", base_url(),
                logfmt_value(config_.data_dir.string()), kinds.empty() ? "none" : kinds);
   return ok_status();
@@ -185,8 +187,8 @@ void GatewayImpl::stop(std::chrono::milliseconds grace) {
         self->io_,
         [self, grace]() -> awaitable<void> {
           asio::steady_timer t(self->io_);
-          const auto until = std::chrono::steady_clock::now() + grace;
-          while ((self->scheduler_.running() > 0 || self->scheduler_.queued() > 0) && std::chrono::steady_clock::now() < until) {
+          const auto until = self->clock_.now() + grace;
+          while ((self->scheduler_.running() > 0 || self->scheduler_.queued() > 0) && self->clock_.now() < until) {
             t.expires_after(std::chrono::milliseconds(20));
             co_await t.async_wait(as_tuple_awaitable);
           }
@@ -380,6 +382,34 @@ void GatewayImpl::http_closed(uint64_t id) {
   http_streams_.erase(id);
 }
 
+
+AttestationLifecycle::Hooks GatewayImpl::attestation_hooks() {
+  AttestationLifecycle::Hooks h;
+  h.verify = [this](std::shared_ptr<const attest::AttestationVerifier> verifier, std::string evidence,
+                    std::string expected, int64_t now_ms, std::function<void(Result<attest::Verdict>)> done) {
+    asio::post(*attest_pool_, [weak = weak_from_this(), verifier = std::move(verifier), evidence = std::move(evidence),
+                               expected = std::move(expected), now_ms, done = std::move(done), &io = io_]() mutable {
+      auto verdict = verifier->verify(evidence, expected, now_ms);
+      asio::post(io, [weak, done = std::move(done), verdict = std::move(verdict)]() mutable {
+        if (weak.lock()) done(std::move(verdict));
+      });
+    });
+  };
+  h.level_changed = [this](const NodeInfo& node) {
+    scheduler_.drain_models_of(node);
+    nodes_changed();
+  };
+  h.audit = [this](std::string kind, std::string provider_id, boost::json::object data) {
+    audit(std::move(kind), std::move(provider_id), std::move(data));
+  };
+  h.close = [this](ConnId conn, std::string reason) {
+    auto it = conns_.find(conn);
+    if (it == conns_.end()) return;
+    it->second->close_reason = std::move(reason);
+    it->second->close(net::ws::kClosePolicy);
+  };
+  return h;
+}
 
 void GatewayImpl::nodes_changed() {
   if (snapshot_due_ || stopping_) return;  // stop() takes the last snapshot

@@ -79,7 +79,7 @@ struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
   bool closing = false;   // set by close()
   uint16_t close_code = net::ws::kCloseGoingAway;
   std::string close_reason;  // set when the gateway ends the session itself
-  std::chrono::steady_clock::time_point last_heard = std::chrono::steady_clock::now();
+  Clock::TimePoint last_heard{};  // set when the session starts, then on every read
   bool ping_sent = false;  // since last_heard
   std::string node_id, provider_id;
   // The agreement digests the hello listed, and whether the node has
@@ -88,16 +88,6 @@ struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
   std::vector<std::string> agreements;
   bool agreed = false;
   bool suspended = false;
-  // Attestation (gateway/attestation.cpp): the outstanding challenge's
-  // nonce ("" none) and when it was sent, failures in a row, and the one
-  // timer for this node's next attestation event (evidence due, verdict
-  // expiry, re-challenge); only nodes that offer evidence have one.
-  std::string attest_nonce;
-  int64_t challenged_ms = 0;
-  int attest_failures = 0;
-  int attest_verifying = 0;  // evidence on the verification thread
-  int attest_unexpected = 0;  // evidence frames for no outstanding challenge
-  std::unique_ptr<asio::steady_timer> attest_timer;
 
   // Queues a text message (the writer sends the queue in order).
   void send(std::string text) { queue(net::ws::Opcode::text, std::move(text)); }
@@ -106,6 +96,7 @@ struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
   void send_job(const protocol::Job& job) override { send(protocol::encode(job)); }
   void send_cancel(protocol::JobId job) override { send(protocol::encode(protocol::Cancel{job})); }
   void send_challenge(const std::string& nonce) override { send(protocol::encode(protocol::Challenge{nonce})); }
+  bool open() const override { return !closing; }
   void queue(net::ws::Opcode opcode, std::string payload);
   // Closes the session once what is queued is written: a close frame with
   // `code`, then the socket; the reader then ends.
@@ -185,23 +176,14 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // The node accepted the current agreement: recorded, and it may serve.
   void agreement_accepted(NodeConn& n, const char* how);
   void audit(std::string kind, std::string provider_id, boost::json::object data);
-  // Attestation (attestation.cpp): after the welcome, challenge a node that
-  // offers evidence; check its answer; the timer's work (evidence overdue,
-  // verdict expired, re-challenge due); a failure or expiry drops the node
-  // to standard at once.
-  void attestation_start(const std::shared_ptr<NodeConn>& n, const std::string& kind);
-  void challenge(NodeConn& n);
-  void on_evidence(NodeConn& n, protocol::Evidence e);
-  void evidence_verified(const std::shared_ptr<NodeConn>& n, protocol::Evidence e, Result<attest::Verdict> verdict);
-  void attestation_due(const std::shared_ptr<NodeConn>& n);
-  void attestation_lost(NodeConn& n, const char* status, const std::string& why);
-  void arm_attestation(const std::shared_ptr<NodeConn>& n);
-  void attestation_end(NodeConn& n);
   // The connected nodes changed: snapshot_nodes() runs kSnapshotDelay later,
   // once for a whole burst of changes (it walks every node, so once per
   // change would cost O(nodes^2) while thousands connect); `agora providers
   // list` sees a node within about a second, as with snapshot_loop().
   void nodes_changed();
+  // The attestation lifecycle's seams: verification on attest_pool_, level
+  // changes drain the scheduler's queues, audit, close.
+  AttestationLifecycle::Hooks attestation_hooks();
   void snapshot_nodes();
   asio::awaitable<void> snapshot_loop();
   // Pings nodes quiet for node_timeout/2 and drops those quiet for
@@ -224,8 +206,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   std::unique_ptr<CredentialTable> credentials_;  // after start()
   std::optional<store::AgreementRecord> agreement_;                   // the version nodes must accept
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
-  Verifiers verifiers_;
-  attest::NonceRegistry nonces_;  // by connection id
+  std::unique_ptr<AttestationLifecycle> attestation_;  // after start()
   // Verifies evidence off the loop (one thread: a few per node per day).
   std::unique_ptr<asio::thread_pool> attest_pool_;
 

@@ -177,7 +177,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
                             {"models", std::move(audit_models)},
                             {"agreement_accepted", conn->agreed},
                             {"suspended", conn->suspended}});
-  attestation_start(conn, hello.attestation);
+  attestation_->start(conn->id, *conn, hello.attestation);
   if (agreement_ && conn->agreed) {
     agreement_accepted(*conn, "hello");
   } else if (agreement_) {
@@ -191,7 +191,7 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   // (docs/BENCHMARKS.md, memory per idle node connection). It still counts
   // as an open connection, as it did while the HTTP session waited for it.
   ++http_connections_;
-  conn->last_heard = std::chrono::steady_clock::now();
+  conn->last_heard = clock_.now();
   read_node(conn);
   for (const auto& m : models) scheduler_.drain(m);
   nodes_changed();
@@ -224,7 +224,7 @@ void GatewayImpl::on_node_read(std::shared_ptr<NodeConn> conn, beast::error_code
     else if (ec == asio::error::eof) why = "closed by node";
     else why = ec.message();
   } else {
-    conn->last_heard = std::chrono::steady_clock::now();
+    conn->last_heard = clock_.now();
     conn->ping_sent = false;
     conn->reader.feed(std::string_view(conn->reading_head ? conn->head.data() : conn->read_buffer.data(), bytes));
     while (why.empty()) {
@@ -272,14 +272,13 @@ void GatewayImpl::on_node_read(std::shared_ptr<NodeConn> conn, beast::error_code
 awaitable<void> GatewayImpl::heartbeat_loop() {
   auto self = shared_from_this();
   asio::steady_timer t(io_);
-  const auto timeout = std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.node_timeout);
-  const auto every = std::clamp<std::chrono::steady_clock::duration>(timeout / 8, std::chrono::milliseconds(10),
-                                                                     std::chrono::seconds(1));
+  const Clock::Duration timeout = config_.node_timeout;
+  const auto every = std::clamp<Clock::Duration>(timeout / 8, std::chrono::milliseconds(10), std::chrono::seconds(1));
   while (!stopping_) {
     t.expires_after(every);
     co_await t.async_wait(as_tuple_awaitable);
     if (stopping_) break;
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = clock_.now();
     for (auto& [id, n] : conns_) {
       if (n->closing) continue;
       const auto quiet = now - n->last_heard;
@@ -364,7 +363,7 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
     return;
   }
   if (auto* e = std::get_if<protocol::Evidence>(&m)) {
-    on_evidence(n, std::move(*e));
+    attestation_->on_evidence(n.id, std::move(*e));
     return;
   }
   if (auto* a = std::get_if<protocol::Accept>(&m)) {
@@ -391,7 +390,7 @@ void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::strin
   if (const NodeInfo* info = router_.find(n->id)) {
     for (const auto& m : info->models) models.push_back(m.advert.name);
   }
-  attestation_end(*n);
+  attestation_->end(n->id);
   router_.remove(n->id);
   conns_.erase(n->id);
   // Its jobs go to other nodes where nothing reached the client yet.

@@ -18,6 +18,8 @@ class ProviderLink {
   virtual void send_cancel(protocol::JobId job) = 0;
   // An attestation challenge: the node answers with evidence for `nonce`.
   virtual void send_challenge(const std::string& nonce) = 0;
+  // false once the session is closing: nothing sent now would arrive.
+  virtual bool open() const = 0;
 };
 
 }  // namespace agora::gateway

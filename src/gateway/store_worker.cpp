@@ -144,7 +144,7 @@ void StoreWorker::run_writer() {
       spdlog::debug("store_writer_priority error={}", logfmt_value(std::strerror(rc)));
     }
   }
-  auto last_checkpoint = std::chrono::steady_clock::now();
+  auto last_checkpoint = options_.clock->now();
   std::vector<store::AuditEvent> job_audit;
   for (;;) {
     std::vector<store::GenerationRecord> batch;
@@ -213,7 +213,7 @@ void StoreWorker::run_writer() {
         spdlog::error("generation_write_failed records={} error={}", part.size(), logfmt_value(st.error().to_string()));
       }
     }
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = options_.clock->now();
     if (stopping || now - last_checkpoint >= options_.checkpoint_interval) {
       last_checkpoint = now;
       checkpoint();

@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "crypto/ed25519.h"
 #include "store/store.h"
 
@@ -64,6 +65,7 @@ class StoreWorker {
     // Signs audit checkpoints; none: no checkpoints.
     std::shared_ptr<const crypto::Ed25519Signer> audit_signer;
     std::chrono::milliseconds checkpoint_interval{60'000};
+    const Clock* clock = &SystemClock::instance();  // when checkpoints are due
   };
 
   // `writer` and `control`: two connections to the same database.

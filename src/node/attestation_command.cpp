@@ -54,7 +54,8 @@ std::string tail(const std::string& err) {
 
 }  // namespace
 
-Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel) {
+Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel,
+                                            const Clock& clock) {
   Pipe out, err;
   if (::pipe2(out.fd, O_CLOEXEC) != 0 || ::pipe2(err.fd, O_CLOEXEC) != 0) {
     return make_error(Errc::unavailable, std::string("attestation command: pipe: ") + std::strerror(errno));
@@ -110,7 +111,7 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
   std::string stdout_text, stderr_text;
   bool too_large = false;
   std::string killed;
-  const auto deadline = std::chrono::steady_clock::now() + c.timeout;
+  const auto deadline = clock.now() + c.timeout;
   bool out_open = true, err_open = true, exited = false;
   auto read_into = [&](int fd, std::string& dst, bool& open, bool is_stdout) {
     char buf[16384];
@@ -134,7 +135,7 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
       killed = "cancelled (the node is stopping)";
       break;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock.now());
     if (left.count() <= 0) {
       killed = "killed after " + std::to_string(c.timeout.count()) + " ms without finishing";
       break;

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/result.h"
 
 namespace agora::node {
@@ -34,6 +35,7 @@ struct AttestationCommand {
 // failure: the message has the status and the end of its standard error),
 // too_large (more output than max_output), invalid_argument (empty output,
 // or not UTF-8 text).
-Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel);
+Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel,
+                                            const Clock& clock = SystemClock::instance());
 
 }  // namespace agora::node

@@ -69,8 +69,9 @@ struct RunningJob {
 
 class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl> {
  public:
-  NodeImpl(asio::io_context& io, NodeConfig config, std::vector<ServedModel> models, NodeEvents events)
-      : io_(io), config_(std::move(config)), models_(std::move(models)), events_(std::move(events)),
+  NodeImpl(asio::io_context& io, NodeConfig config, std::vector<ServedModel> models, NodeEvents events,
+           const Clock& clock)
+      : io_(io), clock_(clock), config_(std::move(config)), models_(std::move(models)), events_(std::move(events)),
         wake_(io), backoff_timer_(io) {
     if (config_.node_id.empty()) config_.node_id = "node_" + crypto::random_base62(12);
     hardware_ = detect_hardware();
@@ -164,10 +165,10 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     auto backoff = config_.backoff_min;
     std::mt19937_64 rng(std::random_device{}());
     while (!stopping_) {
-      const auto began = std::chrono::steady_clock::now();
+      const auto began = clock_.now();
       std::string why = co_await session();
       if (fatal_ || stopping_) break;
-      if (std::chrono::steady_clock::now() - began > std::chrono::seconds(10)) backoff = config_.backoff_min;
+      if (clock_.now() - began > std::chrono::seconds(10)) backoff = config_.backoff_min;
       // Full jitter: a gateway restart must not see every node at once.
       std::uniform_int_distribution<int64_t> jitter(backoff.count() / 2, backoff.count());
       const auto wait = std::chrono::milliseconds(jitter(rng));
@@ -233,7 +234,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     auto [wec] = co_await ws->async_handshake(res, host, target, as_tuple_awaitable);
     if (wec) {
       if (res.result() == http::status::unauthorized) {
-        const auto now = std::chrono::steady_clock::now();
+        const auto now = clock_.now();
         if (!first_refusal_) first_refusal_ = now;
         if (now - *first_refusal_ >= config_.auth_grace) {
           fatal_ = make_error(Errc::invalid_argument,
@@ -422,8 +423,8 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     attest_running_ = true;
     const uint64_t session = session_;
     attest_thread_ = std::thread([weak = weak_from_this(), cancel = attest_cancel_, cmd = std::move(cmd),
-                                  ev = std::move(ev), session, &io = io_]() mutable {
-      auto r = run_attestation_command(cmd, *cancel);
+                                  ev = std::move(ev), session, &io = io_, &clock = clock_]() mutable {
+      auto r = run_attestation_command(cmd, *cancel, clock);
       if (cancel->load()) return;
       if (r) ev.evidence = std::move(*r);
       else ev.error = r.error().message.substr(0, protocol::kMaxEvidenceErrorBytes);
@@ -572,6 +573,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   }
 
   asio::io_context& io_;
+  const Clock& clock_;
   NodeConfig config_;
   std::vector<ServedModel> models_;
   NodeEvents events_;
@@ -590,7 +592,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   bool draining_ = false;
   bool stopping_ = false;
   std::optional<Error> fatal_;
-  std::optional<std::chrono::steady_clock::time_point> first_refusal_;
+  std::optional<Clock::TimePoint> first_refusal_;
   std::unordered_map<protocol::JobId, RunningJob> jobs_;
   protocol::sealed::ReplayCache replay_;  // encapsulations of recent sealed jobs
   // The attestation command's thread (one at a time), and its stop flag.
@@ -604,8 +606,8 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
 }  // namespace
 
 std::shared_ptr<Node> make_node(boost::asio::io_context& io, NodeConfig config, std::vector<ServedModel> models,
-                                NodeEvents events) {
-  return std::make_shared<NodeImpl>(io, std::move(config), std::move(models), std::move(events));
+                                NodeEvents events, const Clock& clock) {
+  return std::make_shared<NodeImpl>(io, std::move(config), std::move(models), std::move(events), clock);
 }
 
 Result<crypto::hpke::KeyPair> load_node_identity(const std::filesystem::path& data_dir) {

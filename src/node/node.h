@@ -18,6 +18,7 @@
 
 #include <filesystem>
 
+#include "common/clock.h"
 #include "common/result.h"
 #include "crypto/hpke.h"
 #include "engine/engine.h"
@@ -91,8 +92,10 @@ class Node {
   virtual const std::string& node_id() const = 0;
 };
 
+// `clock`: when reconnects back off and provider-token refusals become
+// final (tests pass a manual one).
 std::shared_ptr<Node> make_node(boost::asio::io_context& io, NodeConfig config, std::vector<ServedModel> models,
-                                NodeEvents events = {});
+                                NodeEvents events = {}, const Clock& clock = SystemClock::instance());
 
 // Model name for a file: its stem ("models/tiny.gguf" -> "tiny").
 std::string model_name_for(const std::string& path);

@@ -171,6 +171,24 @@ TEST_F(Nvidia, EachGpuMustMeetThePolicy) {
   EXPECT_TRUE(verifier_->verify(with("x-nvidia-gpu-driver-version", "550.54.15"), nonce_, now_));
 }
 
+// The certificate chain is judged at the verification's injected time, not
+// the system clock's: evidence whose tokens are fresh at `now` but whose
+// signer's certificate has expired by then is refused, and a chain cached
+// while valid is not reused past its end.
+TEST_F(Nvidia, CertificatesAreCheckedAtTheInjectedTime) {
+  const Cert short_leaf = make_cert("Test NRAS Signer (1 h)", &inter_, false, "critical,digitalSignature", 3600);
+  auto evidence_at = [&](int64_t at_ms) {
+    json::object gpu = test_pki::gpu_claims(nonce_, at_ms / 1000);
+    const std::string t0 = sign(gpu, short_leaf, {&short_leaf, &inter_});
+    return eat_bundle(nonce_, at_ms / 1000, {{"GPU-0", t0}}, short_leaf, {&short_leaf, &inter_}, {});
+  };
+  EXPECT_TRUE(verifier_->verify(evidence_at(now_), nonce_, now_));  // cached as valid for an hour
+  const int64_t later = now_ + 2 * 3600 * 1000;
+  auto r = verifier_->verify(evidence_at(later), nonce_, later);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("certificate has expired"), std::string::npos) << r.error().message;
+}
+
 // Found by fuzzing (tests/fuzz/corpus/nvidia_claims/regress_exp_overflow.json):
 // an exp near INT64_MAX overflowed exp + leeway (undefined behaviour), and a
 // non-integer nbf was ignored. Times must be integer NumericDates.

@@ -16,6 +16,9 @@ class FakeLink final : public gateway::ProviderLink {
   void send_job(const protocol::Job& job) override { jobs.push_back(job); }
   void send_cancel(protocol::JobId job) override { cancels.push_back(job); }
   void send_challenge(const std::string& nonce) override { challenges.push_back(nonce); }
+  bool open() const override { return is_open; }
+
+  bool is_open = true;
 
   std::vector<protocol::Job> jobs;
   std::vector<protocol::JobId> cancels;
