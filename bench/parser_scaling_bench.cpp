@@ -24,7 +24,7 @@
 
 #include "crypto/encoding.h"
 #include "gateway/http_request.h"
-#include "gateway/openai.h"
+#include "openai/openai.h"
 #include "gateway/providers_query.h"
 #include "net/ws_frame.h"
 #include "protocol/messages.h"
@@ -42,9 +42,9 @@ void BM_ChatManyMessages(benchmark::State& state) {
   std::string body = R"({"model":"tiny","messages":[)";
   for (int64_t i = 0; i < state.range(0); ++i) body += (i ? "," : "") + std::string(R"({"role":"user","content":"hi"})");
   body += "]}";
-  gateway::RequestLimits limits;
+  openai::RequestLimits limits;
   limits.max_messages = 1u << 20;
-  for (auto _ : state) benchmark::DoNotOptimize(gateway::parse_chat_request(body, limits));
+  for (auto _ : state) benchmark::DoNotOptimize(openai::parse_chat_request(body, limits));
   state.SetComplexityN(state.range(0));
 }
 BENCHMARK(BM_ChatManyMessages)->Apply(scaling);
@@ -53,8 +53,8 @@ void BM_ChatEscapes(benchmark::State& state) {
   std::string body = R"({"model":"tiny","messages":[{"role":"user","content":")";
   for (int64_t i = 0; i < state.range(0); ++i) body += "\\u00e9";
   body += R"("}]})";
-  const gateway::RequestLimits limits;
-  for (auto _ : state) benchmark::DoNotOptimize(gateway::parse_chat_request(body, limits));
+  const openai::RequestLimits limits;
+  for (auto _ : state) benchmark::DoNotOptimize(openai::parse_chat_request(body, limits));
   state.SetComplexityN(state.range(0));
 }
 BENCHMARK(BM_ChatEscapes)->Apply(scaling);

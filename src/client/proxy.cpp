@@ -18,7 +18,7 @@
 #include "crypto/ed25519.h"
 #include "crypto/encoding.h"
 #include "crypto/sha256.h"
-#include "gateway/openai.h"
+#include "openai/openai.h"
 #include "net/spawn.h"
 #include "net/url.h"
 #include "protocol/messages.h"
@@ -34,7 +34,7 @@ namespace json = boost::json;
 using tcp = asio::ip::tcp;
 using asio::awaitable;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
-using gateway::ApiError;
+using openai::ApiError;
 using Request = http::request<http::string_body>;
 using Response = http::response<http::string_body>;
 
@@ -176,7 +176,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   }
 
   awaitable<bool> send_error(beast::tcp_stream& s, const Request& req, const ApiError& e) {
-    co_return co_await send(s, req, static_cast<http::status>(e.status), gateway::error_body(e));
+    co_return co_await send(s, req, static_cast<http::status>(e.status), openai::error_body(e));
   }
 
   // ---- the gateway
@@ -302,7 +302,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     auto& res = up.parser.get();
     const auto extra = pass_through(res.base());
     std::string body = res.body();
-    if (body.empty()) body = gateway::error_body(api_error(static_cast<int>(res.result_int()), "gateway_error", "The gateway answered " + std::to_string(res.result_int())));
+    if (body.empty()) body = openai::error_body(api_error(static_cast<int>(res.result_int()), "gateway_error", "The gateway answered " + std::to_string(res.result_int())));
     co_return co_await send(s, req, res.result(), std::move(body), extra);
   }
 
@@ -326,10 +326,10 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   }
 
   awaitable<bool> chat(beast::tcp_stream& s, const Request& req) {
-    gateway::RequestLimits limits;
-    auto parsed = gateway::parse_chat_request(req.body(), limits);
+    openai::RequestLimits limits;
+    auto parsed = openai::parse_chat_request(req.body(), limits);
     if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(s, req, *err);
-    auto& r = std::get<gateway::ChatRequest>(parsed);
+    auto& r = std::get<openai::ChatRequest>(parsed);
     const bool confidential = cfg_.confidential || r.routing.confidential;
     if (confidential && !cfg_.nvidia) {
       const ApiError e = api_error(
@@ -492,8 +492,8 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     return o;
   }
 
-  static gateway::Provenance provenance_of(const json::object& o, std::string_view node) {
-    gateway::Provenance p;
+  static openai::Provenance provenance_of(const json::object& o, std::string_view node) {
+    openai::Provenance p;
     if (const auto* a = o.if_contains("agora"); a && a->is_object()) {
       auto str = [&](const char* k) {
         const auto* v = a->get_object().if_contains(k);
@@ -508,7 +508,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     return p;
   }
 
-  awaitable<bool> unary(beast::tcp_stream& s, const Request& req, const gateway::ChatRequest& r,
+  awaitable<bool> unary(beast::tcp_stream& s, const Request& req, const openai::ChatRequest& r,
                         const protocol::sealed::ClientSeal& seal, Upstream& up) {
     co_await read_all(up);
     auto fail = [&](std::string why) -> awaitable<bool> {
@@ -528,7 +528,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     const auto* ctx = context_for(seal, node->get_string());
     if (!ctx) co_return co_await fail("answered by a node it was not sealed to");
     protocol::sealed::ResponseOpener opener(*ctx);
-    gateway::CompletionResult result;
+    openai::CompletionResult result;
     result.logprobs_requested = r.generation.logprobs;
     const auto* chunks = sealed->get_object().if_contains("chunks");
     if (!chunks || !chunks->is_array()) co_return co_await fail("no sealed chunks");
@@ -549,12 +549,12 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     int64_t created = 0;
     if (const auto* x = o.if_contains("id"); x && x->is_string()) id = std::string(x->get_string());
     if (const auto* x = o.if_contains("created"); x && x->is_int64()) created = x->get_int64();
-    std::string out = gateway::completion_body(id, created, model, result, provenance_of(o, node->get_string()));
+    std::string out = openai::completion_body(id, created, model, result, provenance_of(o, node->get_string()));
     crypto::secure_wipe(result.text);
     co_return co_await send(s, req, http::status::ok, std::move(out), pass_through(up.parser.get().base()));
   }
 
-  awaitable<bool> streamed(beast::tcp_stream& s, const Request& req, const gateway::ChatRequest& r,
+  awaitable<bool> streamed(beast::tcp_stream& s, const Request& req, const openai::ChatRequest& r,
                            const protocol::sealed::ClientSeal& seal, Upstream& up) {
     http::response<http::empty_body> head{http::status::ok, req.version()};
     head.set(http::field::server, "agora-proxy");
@@ -572,16 +572,16 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     auto fail = [&](std::string why) -> awaitable<bool> {
       spdlog::warn("proxy_sealed_stream_refused error={}", logfmt_value(why));
       std::string out;
-      gateway::ChunkWriter::error(out, api_error(502, "sealed_response_invalid", "The sealed answer is not valid: " + why));
+      openai::ChunkWriter::error(out, api_error(502, "sealed_response_invalid", "The sealed answer is not valid: " + why));
       co_await write(out);
       co_return false;
     };
 
-    std::optional<gateway::ChunkWriter> cw;
+    std::optional<openai::ChunkWriter> cw;
     std::optional<protocol::sealed::ResponseOpener> opener;
     std::string node;
     std::optional<protocol::Done> done;
-    gateway::Provenance prov;
+    openai::Provenance prov;
     size_t consumed = 0;
     bool finished = false;
     for (;;) {
@@ -595,7 +595,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
         if (event == "[DONE]") {
           if (!opener || !opener->finished() || !done) co_return co_await fail("it ends without its final chunk (truncated)");
           std::string out;
-          gateway::ChunkWriter::done(out);
+          openai::ChunkWriter::done(out);
           co_await write(out);
           finished = true;
           break;

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/generation_rules.h"
 #include "common/result.h"
 
 namespace agora::engine {
@@ -73,8 +74,8 @@ struct GenerationRequest {
   bool ignore_eos = false;         // benchmarks only: never stop at end-of-generation tokens
 };
 
-inline constexpr int kMaxStopSequences = 16;
-inline constexpr int kMaxTopLogprobs = 20;
+using agora::kMaxStopSequences;
+using agora::kMaxTopLogprobs;
 
 struct TopLogprob {
   TokenId token = 0;

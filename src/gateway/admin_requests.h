@@ -10,7 +10,7 @@
 #include <string_view>
 #include <variant>
 
-#include "gateway/api_error.h"
+#include "gateway/openai_names.h"
 #include "store/credentials.h"
 
 namespace agora::gateway {

@@ -85,8 +85,8 @@ Provenance provenance(const Job& job, int64_t overhead_us = -1) {
 
 // A complete answer joins its conversation before the client sees the end
 // of it (so a next turn sent at once finds it there).
-void remember(GatewayImpl& g, const Job& job, engine::FinishReason finish) {
-  if (job.conversation && (finish == engine::FinishReason::stop || finish == engine::FinishReason::length)) {
+void remember(GatewayImpl& g, const Job& job, protocol::FinishReason finish) {
+  if (job.conversation && (finish == protocol::FinishReason::stop || finish == protocol::FinishReason::length)) {
     g.conversations().save(*job.conversation, job.answer);
   }
 }
@@ -94,7 +94,7 @@ void remember(GatewayImpl& g, const Job& job, engine::FinishReason finish) {
 // The gateway's added time for a job that ends now: everything since the
 // request was read, minus what the node reports it spent (queue, prompt,
 // decode). What remains is the gateway's work plus the node link.
-int64_t overhead_us(Exchange& x, const engine::Timings& t) {
+int64_t overhead_us(Exchange& x, const protocol::Timings& t) {
   const double total_ms = to_millis(x.g->clock().now() - x.start);
   const double node_ms = t.queued_ms + t.prompt_ms + t.decode_ms;
   const double us = (total_ms - node_ms) * 1000.0;
@@ -129,7 +129,7 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink
         if (e.done.sealed) acc.chunks.push_back(std::move(*e.done.sealed));
         if (acc.sealed && (acc.chunks.empty() || !acc.chunks.back().final)) {
           // A sealed answer must end with the node's final chunk.
-          x.g->generations().record(*job, e.done.usage, e.done.timings, engine::FinishReason::error);
+          x.g->generations().record(*job, e.done.usage, e.done.timings, protocol::FinishReason::error);
           const ApiError api_err = errors::sealed_answer_incomplete();
           co_return co_await send_error(x, api_err);
         }
@@ -147,7 +147,7 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink
         co_return co_await send(x, std::move(res));
       }
       case JobEvent::Kind::failed:
-        if (e.ran) x.g->generations().record(*job, {}, {}, engine::FinishReason::error);
+        if (e.ran) x.g->generations().record(*job, {}, {}, protocol::FinishReason::error);
         co_return co_await send_error(x, e.error);
       case JobEvent::Kind::client_gone:
         x.g->scheduler().abandon(job);
@@ -197,7 +197,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job, HttpS
     if (received != no_frame) x.g->metrics().token_forward(to_millis(now - received) / 1000.0);
   };
   auto finish_stream = [&](const protocol::Done& d, std::string_view text,
-                           const std::vector<engine::TokenLogprob>& lps,
+                           const std::vector<protocol::TokenLogprob>& lps,
                            Clock::TimePoint received) -> awaitable<bool> {
     x.g->generations().record(*job, d.usage, d.timings, d.finish);
     if (d.sealed) {
@@ -274,7 +274,7 @@ awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job, HttpS
         if (!headers_sent && !co_await send_headers()) co_return false;
         co_return co_await finish_stream(e.done, "", {}, no_frame);
       case JobEvent::Kind::failed:
-        if (e.ran) x.g->generations().record(*job, {}, {}, engine::FinishReason::error);
+        if (e.ran) x.g->generations().record(*job, {}, {}, protocol::FinishReason::error);
         if (!headers_sent) co_return co_await send_error(x, e.error);
         co_return co_await fail_stream(e.error);
       case JobEvent::Kind::client_gone:
@@ -368,7 +368,7 @@ awaitable<bool> handle_chat(Exchange& x, const RouteCall& call) {
     ref.id = *request.conversation_id;
     ref.own_messages = request.generation.messages;
     ref.ttl_s = request.conversation_ttl_s;
-    static const std::vector<engine::ChatMessage> kNone;
+    static const std::vector<protocol::ChatMessage> kNone;
     auto& found = *loaded;
     // No node serves the model (ctx 0): no limit here, the request gets its
     // 404 or waits like any other. An answer that leaves no room: no turns.

@@ -25,7 +25,7 @@ std::string aad_for(std::string_view owner, std::string_view id_mac) {
 
 // Turn boundaries: indexes where a user message starts a turn (a leading
 // assistant message, if any, starts one too).
-std::vector<size_t> turn_starts(const std::vector<engine::ChatMessage>& m) {
+std::vector<size_t> turn_starts(const std::vector<protocol::ChatMessage>& m) {
   std::vector<size_t> starts;
   for (size_t i = 0; i < m.size(); ++i) {
     if (i == 0 || m[i].role == "user") starts.push_back(i);
@@ -95,12 +95,12 @@ Result<Conversation> ConversationVault::open(const store::ConversationRecord& ro
   return c;
 }
 
-int64_t estimate_tokens(const engine::ChatMessage& m) { return 6 + (static_cast<int64_t>(m.content.size()) + 2) / 3; }
+int64_t estimate_tokens(const protocol::ChatMessage& m) { return 6 + (static_cast<int64_t>(m.content.size()) + 2) / 3; }
 
-Assembled assemble(const std::vector<engine::ChatMessage>& stored, const std::vector<engine::ChatMessage>& request,
+Assembled assemble(const std::vector<protocol::ChatMessage>& stored, const std::vector<protocol::ChatMessage>& request,
                    int64_t budget_tokens) {
   Assembled out;
-  std::vector<engine::ChatMessage> system, rest;
+  std::vector<protocol::ChatMessage> system, rest;
   int64_t used = 8;  // the template's own tokens
   for (const auto& m : request) {
     (m.role == "system" ? system : rest).push_back(m);
@@ -126,7 +126,7 @@ Assembled assemble(const std::vector<engine::ChatMessage>& stored, const std::ve
   return out;
 }
 
-void append_exchange(Conversation& c, const std::vector<engine::ChatMessage>& request, std::string answer) {
+void append_exchange(Conversation& c, const std::vector<protocol::ChatMessage>& request, std::string answer) {
   for (const auto& m : request) {
     if (m.role != "system") c.messages.push_back(m);
   }

@@ -29,13 +29,13 @@
 
 #include "common/result.h"
 #include "crypto/master_secret.h"
-#include "engine/engine.h"
+#include "protocol/wire.h"
 #include "store/store.h"
 
 namespace agora::gateway {
 
 struct Conversation {
-  std::vector<engine::ChatMessage> messages;  // user/assistant, oldest first
+  std::vector<protocol::ChatMessage> messages;  // user/assistant, oldest first
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
   std::optional<int64_t> expires_ms;
@@ -61,10 +61,10 @@ class ConversationVault {
 };
 
 // The rate limiter's estimate of a message's tokens (6 + bytes / 3).
-int64_t estimate_tokens(const engine::ChatMessage& m);
+int64_t estimate_tokens(const protocol::ChatMessage& m);
 
 struct Assembled {
-  std::vector<engine::ChatMessage> messages;  // what the node gets
+  std::vector<protocol::ChatMessage> messages;  // what the node gets
   int turns_used = 0;
   int turns_dropped = 0;
 };
@@ -72,12 +72,12 @@ struct Assembled {
 // together with the request's own messages. A turn is a user message with
 // the assistant messages after it; turns are kept or dropped whole, newest
 // kept first. `budget_tokens` < 0: no limit.
-Assembled assemble(const std::vector<engine::ChatMessage>& stored, const std::vector<engine::ChatMessage>& request,
+Assembled assemble(const std::vector<protocol::ChatMessage>& stored, const std::vector<protocol::ChatMessage>& request,
                    int64_t budget_tokens);
 
 // Appends a finished exchange — the request's non-system messages and the
 // answer — and drops the oldest turns beyond kMaxConversationBytes.
-void append_exchange(Conversation& c, const std::vector<engine::ChatMessage>& request, std::string answer);
+void append_exchange(Conversation& c, const std::vector<protocol::ChatMessage>& request, std::string answer);
 
 // The JSON of GET /v1/conversations/{id}.
 std::string conversation_json(std::string_view id, const Conversation& c);

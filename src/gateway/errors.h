@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "gateway/api_error.h"
+#include "gateway/openai_names.h"
 #include "protocol/messages.h"
 
 namespace agora::gateway::errors {

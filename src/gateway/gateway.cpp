@@ -65,7 +65,7 @@ GatewayImpl::GatewayImpl(asio::io_context& io, GatewayConfig config, Clock& cloc
                                     else scheduler_timer_->cancel();
                                   },
                                   [this](Job& job, const protocol::Done& d) {
-                                    generations_.record(job, d.usage, d.timings, engine::FinishReason::cancelled);
+                                    generations_.record(job, d.usage, d.timings, protocol::FinishReason::cancelled);
                                   }}),
       scheduler_timer_(timers_.make_timer([this] { scheduler_.on_time(clock_.now()); })) {}
 
@@ -322,7 +322,7 @@ namespace {
 // Tokens a prompt may take, for the rate limiter's reservation: about 3
 // bytes per token (real text averages ~4 for Llama-3's tokenizer), plus the
 // chat template's few tokens per message. The real count settles it.
-int64_t estimate_prompt_tokens(const engine::GenerationRequest& g) {
+int64_t estimate_prompt_tokens(const protocol::GenerationRequest& g) {
   int64_t bytes = 0, tokens = 8;
   for (const auto& m : g.messages) {
     bytes += static_cast<int64_t>(m.content.size());

@@ -17,7 +17,7 @@
 
 #include "common/clock.h"
 #include "common/result.h"
-#include "gateway/openai.h"
+#include "gateway/openai_names.h"
 
 namespace agora::gateway {
 

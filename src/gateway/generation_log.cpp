@@ -6,8 +6,8 @@
 
 namespace agora::gateway {
 
-store::GenerationRecord generation_record(const Job& job, const engine::Usage& usage, const engine::Timings& t,
-                                          engine::FinishReason finish, Clock::TimePoint now) {
+store::GenerationRecord generation_record(const Job& job, const protocol::Usage& usage, const protocol::Timings& t,
+                                          protocol::FinishReason finish, Clock::TimePoint now) {
   store::GenerationRecord r;
   r.id = job.generation_id;
   r.key_id = job.key_id;
@@ -16,7 +16,7 @@ store::GenerationRecord generation_record(const Job& job, const engine::Usage& u
   r.model = job.request.model;
   r.model_sha256 = job.model_sha256;
   r.attestation = std::string(level_name(job.attestation));
-  r.finish_reason = engine::finish_reason_name(finish);
+  r.finish_reason = protocol::finish_reason_name(finish);
   r.stream = job.request.stream;
   r.prompt_tokens = usage.prompt_tokens;
   r.completion_tokens = usage.completion_tokens;
@@ -29,8 +29,8 @@ store::GenerationRecord generation_record(const Job& job, const engine::Usage& u
   return r;
 }
 
-void GenerationLog::record(Job& job, const engine::Usage& usage, const engine::Timings& t,
-                           engine::FinishReason finish) {
+void GenerationLog::record(Job& job, const protocol::Usage& usage, const protocol::Timings& t,
+                           protocol::FinishReason finish) {
   job.admission.used = std::max<int64_t>(job.admission.used, int64_t{usage.prompt_tokens} + usage.completion_tokens);
   store::GenerationRecord r = generation_record(job, usage, t, finish, clock_.now());
   metrics_.tokens(usage.prompt_tokens, usage.completion_tokens);

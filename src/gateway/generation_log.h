@@ -20,8 +20,8 @@
 namespace agora::gateway {
 
 // The record of `job` ending now (pure).
-store::GenerationRecord generation_record(const Job& job, const engine::Usage& usage, const engine::Timings& node_timings,
-                                          engine::FinishReason finish, Clock::TimePoint now);
+store::GenerationRecord generation_record(const Job& job, const protocol::Usage& usage, const protocol::Timings& node_timings,
+                                          protocol::FinishReason finish, Clock::TimePoint now);
 
 class GenerationLog {
  public:
@@ -32,7 +32,7 @@ class GenerationLog {
   void attach(StoreWorker* store) { store_ = store; }
 
   // The job ended: its usage settles its admission, and it is recorded.
-  void record(Job& job, const engine::Usage& usage, const engine::Timings& node_timings, engine::FinishReason finish);
+  void record(Job& job, const protocol::Usage& usage, const protocol::Timings& node_timings, protocol::FinishReason finish);
   const store::GenerationRecord* find_recent(const std::string& id) const;
   // From memory when recent, else the store; `done` runs on the loop.
   void lookup(const std::string& id, std::function<void(std::optional<store::GenerationRecord>)> done);

@@ -12,7 +12,7 @@
 #include <optional>
 #include <string_view>
 
-#include "gateway/api_error.h"
+#include "gateway/openai_names.h"
 
 namespace agora::gateway {
 

@@ -10,9 +10,8 @@
 #include <vector>
 
 #include "common/clock.h"
-#include "gateway/api_error.h"
+#include "gateway/openai_names.h"
 #include "gateway/level.h"
-#include "gateway/openai.h"
 #include "gateway/rate_limiter.h"
 #include "protocol/messages.h"
 
@@ -93,7 +92,7 @@ struct Job {
   // sent at once finds it).
   struct ConversationRef {
     std::string owner, id;
-    std::vector<engine::ChatMessage> own_messages;  // what this request added
+    std::vector<protocol::ChatMessage> own_messages;  // what this request added
     std::optional<int64_t> ttl_s;
     int turns_used = 0, turns_dropped = 0;
   };

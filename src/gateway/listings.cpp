@@ -132,7 +132,7 @@ std::string generation_json(const store::GenerationRecord& r) {
   b += ",\"finish_reason\":";
   append_json_string(b, r.finish_reason);
   b += r.stream ? ",\"stream\":true" : ",\"stream\":false";
-  engine::Usage u{r.prompt_tokens, r.completion_tokens, r.cached_prompt_tokens};
+  protocol::Usage u{r.prompt_tokens, r.completion_tokens, r.cached_prompt_tokens};
   b += ",\"usage\":" + usage_json(u);
   b += ",\"timings\":{\"queued_ms\":";
   append_json_number(b, r.queued_ms);

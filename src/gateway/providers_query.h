@@ -8,8 +8,7 @@
 #include <string_view>
 #include <variant>
 
-#include "gateway/api_error.h"
-#include "gateway/openai.h"
+#include "gateway/openai_names.h"
 
 namespace agora::gateway {
 

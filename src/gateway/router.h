@@ -32,12 +32,13 @@
 #include <vector>
 
 #include "gateway/level.h"
-#include "gateway/openai.h"
+#include "openai/routing.h"
 #include "protocol/messages.h"
 
 namespace agora::gateway {
 
 using ConnId = uint64_t;
+using openai::RoutingPreferences;
 
 // The level a request needs: confidential: true -> confidential;
 // privacyLevel "verified" -> verified; else standard.

@@ -247,7 +247,7 @@ void Scheduler::on_done(ConnId conn, protocol::Done d) {
     e.done = std::move(d);
     deliver(*job, std::move(e));
     job->sink = nullptr;
-  } else if (d.finish == engine::FinishReason::cancelled && hooks_.late_done) {
+  } else if (d.finish == protocol::FinishReason::cancelled && hooks_.late_done) {
     hooks_.late_done(*job, d);
   }
 }

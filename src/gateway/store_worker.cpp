@@ -229,7 +229,7 @@ void StoreWorker::run_writer() {
 void StoreWorker::checkpoint() {
   if (!options_.audit_signer) return;
   const auto& signer = *options_.audit_signer;
-  const int64_t now_ms = SystemClock::instance().unix_millis();
+  const int64_t now_ms = options_.clock->unix_millis();
   auto c = store::checkpoint_audit(*writer_store_, signer, now_ms);
   if (!c) {
     spdlog::error("audit_checkpoint_failed error={}", logfmt_value(c.error().to_string()));

@@ -29,6 +29,7 @@
 #include "net/spawn.h"
 #include "net/url.h"
 #include "node/attestation_command.h"
+#include "node/wire_convert.h"
 #include "protocol/messages.h"
 #include "protocol/sealed.h"
 
@@ -459,14 +460,14 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   // A sealed job: refused when replayed or stale, opened with the node's
   // identity key; `sealer` then seals its output. Errors are the job's
   // failure (non-retryable: another node must not run a replay either).
-  Result<engine::GenerationRequest> open_sealed(const protocol::Job& job,
+  Result<protocol::GenerationRequest> open_sealed(const protocol::Job& job,
                                                 std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
     namespace sealed = protocol::sealed;
     const auto& sj = *job.sealed;
     if (config_.identity.private_key.empty()) {
       return make_error(Errc::invalid_argument, "this node has no identity key for sealed requests");
     }
-    const int64_t now = SystemClock::instance().unix_millis();
+    const int64_t now = clock_.unix_millis();
     if (Status st = replay_.accept(sj.enc, sj.issued_ms, now); !st) return st.error();
     sealed::Header h{job.model, job.request.max_tokens, sj.stream, sj.issued_ms, sj.recipients};
     auto opened = sealed::open_request(h, sealed::WrappedKey{config_.node_id, sj.enc, sj.key}, sj.ciphertext,
@@ -493,9 +494,9 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       f.retryable = false;
       return protocol::encode(f);
     }
-    protocol::Done d{id, c.finish, c.usage, c.timings, std::nullopt};
+    protocol::Done d{id, to_wire(c.finish), to_wire(c.usage), to_wire(c.timings), std::nullopt};
     if (sealer) {
-      const std::string plain = protocol::encode(protocol::Done{0, c.finish, c.usage, c.timings, std::nullopt});
+      const std::string plain = protocol::encode(protocol::Done{0, d.finish, d.usage, d.timings, std::nullopt});
       auto ct = sealer->seal(plain, /*final=*/true);
       if (!ct) {
         protocol::Failed f{id, "internal", "cannot seal the response: " + ct.error().message, false};
@@ -542,7 +543,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     // job's chunks are sealed on the loop, in order, and never coalesced.
     cb.on_event = [weak, id, session, sealer, this](const engine::StreamEvent& ev) {
       if (auto self = weak.lock()) {
-        asio::post(io_, [self, session, sealer, d = protocol::Delta{id, ev.text, ev.logprobs, std::nullopt}]() mutable {
+        asio::post(io_, [self, session, sealer, d = protocol::Delta{id, ev.text, to_wire(ev.logprobs), std::nullopt}]() mutable {
           if (self->session_ != session) return;
           if (!sealer) return self->send_delta(std::move(d));
           const std::string plain =
@@ -563,7 +564,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
         });
       }
     };
-    auto rid = models_[mi].engine->submit(std::move(job.request), std::move(cb));
+    auto rid = models_[mi].engine->submit(to_engine(std::move(job.request)), std::move(cb));
     if (!rid) {
       const bool retry = rid.error().code == Errc::unavailable;
       fail_job(id, rid.error(), retry);

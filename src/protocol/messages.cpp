@@ -12,7 +12,6 @@
 
 namespace agora::protocol {
 namespace json = boost::json;
-using engine::FinishReason;
 
 namespace {
 
@@ -151,7 +150,7 @@ bool read_sealed_chunk(Reader& r, std::optional<SealedChunk>& out) {
   return true;
 }
 
-void put_usage(std::string& out, const engine::Usage& u) {
+void put_usage(std::string& out, const Usage& u) {
   out += "{\"prompt_tokens\":";
   append_json_number(out, int64_t{u.prompt_tokens});
   out += ",\"completion_tokens\":";
@@ -161,7 +160,7 @@ void put_usage(std::string& out, const engine::Usage& u) {
   out += '}';
 }
 
-void put_timings(std::string& out, const engine::Timings& t) {
+void put_timings(std::string& out, const Timings& t) {
   out += "{\"queued_ms\":";
   append_json_number(out, t.queued_ms);
   out += ",\"prompt_ms\":";
@@ -171,7 +170,7 @@ void put_timings(std::string& out, const engine::Timings& t) {
   out += '}';
 }
 
-void put_logprobs(std::string& out, const std::vector<engine::TokenLogprob>& lps) {
+void put_logprobs(std::string& out, const std::vector<TokenLogprob>& lps) {
   out += '[';
   bool first = true;
   for (const auto& lp : lps) {
@@ -212,12 +211,12 @@ bool read_bytes(Reader& r, const json::object& o, std::string& out) {
   return true;
 }
 
-bool read_logprobs(Reader& parent, const json::array& a, std::vector<engine::TokenLogprob>& out) {
+bool read_logprobs(Reader& parent, const json::array& a, std::vector<TokenLogprob>& out) {
   for (size_t i = 0; i < a.size(); ++i) {
     if (!a[i].is_object()) return parent.fail("logprobs", "entries must be objects");
     const auto& o = a[i].get_object();
     Reader r(o, parent.where() + ".logprobs[" + std::to_string(i) + "]");
-    engine::TokenLogprob lp;
+    TokenLogprob lp;
     if (!r.integer("id", lp.token) || !read_bytes(r, o, lp.text) || !r.number("logprob", lp.logprob)) {
       return parent.fail("logprobs", r.error().message);
     }
@@ -227,7 +226,7 @@ bool read_logprobs(Reader& parent, const json::array& a, std::vector<engine::Tok
       for (const auto& t : *top) {
         if (!t.is_object()) return parent.fail("logprobs", "top entries must be objects");
         Reader tr(t.get_object(), r.where() + ".top");
-        engine::TopLogprob tl;
+        TopLogprob tl;
         if (!tr.integer("id", tl.token) || !read_bytes(tr, t.get_object(), tl.text) || !tr.number("logprob", tl.logprob)) {
           return parent.fail("logprobs", tr.error().message);
         }
@@ -239,7 +238,7 @@ bool read_logprobs(Reader& parent, const json::array& a, std::vector<engine::Tok
   return true;
 }
 
-json::object request_to_json(const engine::GenerationRequest& r) {
+json::object request_to_json(const GenerationRequest& r) {
   json::object o;
   if (r.prompt) {
     o["prompt"] = *r.prompt;
@@ -274,7 +273,7 @@ json::object request_to_json(const engine::GenerationRequest& r) {
   return o;
 }
 
-bool request_from_json(Reader& parent, const json::object& o, engine::GenerationRequest& r) {
+bool request_from_json(Reader& parent, const json::object& o, GenerationRequest& r) {
   Reader rd(o, parent.where() + ".request");
   auto fail_with = [&] { return parent.fail("request", rd.error().message.substr(10)); };
   if (o.contains("prompt")) {
@@ -288,7 +287,7 @@ bool request_from_json(Reader& parent, const json::object& o, engine::Generation
     for (const auto& m : *msgs) {
       if (!m.is_object()) return parent.fail("request", "messages must be objects");
       Reader mr(m.get_object(), rd.where() + ".messages");
-      engine::ChatMessage cm;
+      ChatMessage cm;
       if (!mr.str("role", cm.role) || !mr.str("content", cm.content)) return parent.fail("request", mr.error().message);
       r.messages.push_back(std::move(cm));
     }
@@ -314,10 +313,10 @@ bool request_from_json(Reader& parent, const json::object& o, engine::Generation
       }
       const int64_t token = (*pair)[0].get_int64();
       const double bias = (*pair)[1].to_number<double>();
-      if (token < 0 || token > std::numeric_limits<engine::TokenId>::max() || !fits_float(bias)) {
+      if (token < 0 || token > std::numeric_limits<TokenId>::max() || !fits_float(bias)) {
         return parent.fail("request", "logit_bias entries must be [token id, finite bias]");
       }
-      s.logit_bias.emplace_back(static_cast<engine::TokenId>(token), static_cast<float>(bias));
+      s.logit_bias.emplace_back(static_cast<TokenId>(token), static_cast<float>(bias));
     }
   }
   if (auto* st = rd.array("stop", false)) {
@@ -339,7 +338,7 @@ std::string_view message_type(const Message& m) {
   return kNames[m.index()];
 }
 
-engine::FinishReason parse_finish_reason(std::string_view s, bool* ok) {
+FinishReason parse_finish_reason(std::string_view s, bool* ok) {
   *ok = true;
   if (s == "stop") return FinishReason::stop;
   if (s == "length") return FinishReason::length;
@@ -382,7 +381,7 @@ std::string encode(const Message& m) {
           out += "{\"type\":\"done\",\"job\":";
           append_json_number(out, static_cast<int64_t>(msg.job));
           out += ",\"finish_reason\":\"";
-          out += engine::finish_reason_name(msg.finish);
+          out += finish_reason_name(msg.finish);
           out += "\",\"usage\":";
           put_usage(out, msg.usage);
           out += ",\"timings\":";
@@ -685,9 +684,9 @@ Result<Message> decode(std::string_view frame) {
 
 bool is_attestation_kind(std::string_view kind) { return kind == "nvidia_cc" || kind == "play_integrity"; }
 
-std::string encode_request(const engine::GenerationRequest& r) { return json::serialize(request_to_json(r)); }
+std::string encode_request(const GenerationRequest& r) { return json::serialize(request_to_json(r)); }
 
-Result<engine::GenerationRequest> decode_request(std::string_view text) {
+Result<GenerationRequest> decode_request(std::string_view text) {
   if (text.size() > kMaxFrameBytes) return make_error(Errc::too_large, "protocol: request too large");
   json::parse_options opts;
   opts.max_depth = kMaxJsonDepth;
@@ -697,7 +696,7 @@ Result<engine::GenerationRequest> decode_request(std::string_view text) {
   if (!v.is_object()) return bad("request must be a JSON object");
   json::object holder;
   Reader r(holder, "request");
-  engine::GenerationRequest out;
+  GenerationRequest out;
   if (!request_from_json(r, v.get_object(), out)) return r.error();
   return out;
 }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
-#include "engine/engine.h"
+#include "protocol/wire.h"
 
 namespace agora::protocol {
 
@@ -140,7 +140,7 @@ struct SealedChunk {
 struct Job {
   JobId job = 0;
   std::string model;
-  engine::GenerationRequest request;  // sealed: only max_tokens is meaningful
+  GenerationRequest request;  // sealed: only max_tokens is meaningful
   std::optional<SealedJob> sealed;
 };
 
@@ -153,16 +153,16 @@ struct Cancel {
 struct Delta {
   JobId job = 0;
   std::string text;
-  std::vector<engine::TokenLogprob> logprobs;
+  std::vector<TokenLogprob> logprobs;
   std::optional<SealedChunk> sealed;  // a sealed job's output (text empty)
 };
 
 // node -> gateway: the job finished (any finish reason but error).
 struct Done {
   JobId job = 0;
-  engine::FinishReason finish = engine::FinishReason::stop;
-  engine::Usage usage;
-  engine::Timings timings;
+  FinishReason finish = FinishReason::stop;
+  Usage usage;
+  Timings timings;
   std::optional<SealedChunk> sealed;  // a sealed job's final chunk
 };
 
@@ -197,11 +197,11 @@ Result<Message> decode(std::string_view frame);
 // "nvidia_cc" or "play_integrity".
 bool is_attestation_kind(std::string_view kind);
 
-engine::FinishReason parse_finish_reason(std::string_view s, bool* ok);
+FinishReason parse_finish_reason(std::string_view s, bool* ok);
 
 // A generation request alone, as in a job frame's "request" (the sealed
 // payload of an end-to-end encrypted request). Errors: like decode().
-std::string encode_request(const engine::GenerationRequest& r);
-Result<engine::GenerationRequest> decode_request(std::string_view json);
+std::string encode_request(const GenerationRequest& r);
+Result<GenerationRequest> decode_request(std::string_view json);
 
 }  // namespace agora::protocol

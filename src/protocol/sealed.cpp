@@ -56,7 +56,7 @@ std::string header_aad(const Header& h) {
   return out;
 }
 
-Result<ClientSeal> seal_request(Header header, const engine::GenerationRequest& payload,
+Result<ClientSeal> seal_request(Header header, const GenerationRequest& payload,
                                 std::span<const Recipient> recipients) {
   if (recipients.empty() || recipients.size() > kMaxRecipients) {
     return make_error(Errc::invalid_argument, "sealed: 1 to " + std::to_string(kMaxRecipients) + " recipients");

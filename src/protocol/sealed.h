@@ -31,7 +31,7 @@
 
 #include "common/result.h"
 #include "crypto/hpke.h"
-#include "engine/engine.h"
+#include "protocol/wire.h"
 
 namespace agora::protocol::sealed {
 
@@ -80,11 +80,11 @@ struct ClientSeal {
 
 // Errors: invalid_argument (no or too many recipients, a bad key, a node
 // twice), the HPKE errors.
-Result<ClientSeal> seal_request(Header header, const engine::GenerationRequest& payload,
+Result<ClientSeal> seal_request(Header header, const GenerationRequest& payload,
                                 std::span<const Recipient> recipients);
 
 struct Opened {
-  engine::GenerationRequest request;
+  GenerationRequest request;
   crypto::hpke::Context context;  // for the response
 };
 // The node side. Errors: invalid_argument (not a recipient), corrupt

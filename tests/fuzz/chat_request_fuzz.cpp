@@ -4,17 +4,17 @@
 // the generation request, a sealed request's header and one node's share)
 // encodes to a frame that decodes, and re-encodes to the same bytes.
 #include "fuzz_check.h"
-#include "gateway/openai.h"
+#include "openai/openai.h"
 #include "protocol/messages.h"
 
 using namespace agora;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const gateway::RequestLimits limits;
-  auto parsed = gateway::parse_chat_request(fuzz::as_text(data, size), limits);
-  auto* req = std::get_if<gateway::ChatRequest>(&parsed);
+  const openai::RequestLimits limits;
+  auto parsed = openai::parse_chat_request(fuzz::as_text(data, size), limits);
+  auto* req = std::get_if<openai::ChatRequest>(&parsed);
   if (!req) {
-    const auto& err = std::get<gateway::ApiError>(parsed);
+    const auto& err = std::get<openai::ApiError>(parsed);
     FUZZ_CHECK(err.status >= 400 && err.status < 500, "a bad request must be a 4xx");
     FUZZ_CHECK(!err.message.empty(), "an error must say what is wrong");
     return 0;

@@ -2,8 +2,11 @@
 // or a gateway sends. A frame that decodes must encode to a frame that
 // decodes to the same encoding (encode(decode(x)) is a fixed point), and a
 // Delta's hot-path encoder must agree with the generic one. The same bytes
-// also go through decode_request (a sealed job's opened payload).
+// also go through decode_request (a sealed job's opened payload); a hello
+// that decodes goes through the gateway's check_hello, and an accepted one
+// has what the gateway then relies on.
 #include "fuzz_check.h"
+#include "gateway/node_hello.h"
 #include "protocol/messages.h"
 
 using namespace agora;
@@ -17,6 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     FUZZ_CHECK(again.ok(), "an encoded frame must decode");
     FUZZ_CHECK(protocol::message_type(*again) == protocol::message_type(*m), "the type must survive");
     FUZZ_CHECK(protocol::encode(*again) == once, "encode(decode(x)) must be a fixed point");
+    if (const auto* h = std::get_if<protocol::Hello>(&*m); h && !gateway::check_hello(*h)) {
+      FUZZ_CHECK(!h->node_id.empty() && h->node_id.size() <= 128, "an accepted hello has a bounded node id");
+      FUZZ_CHECK(!h->models.empty() && h->models.size() <= 64, "an accepted hello serves 1 to 64 models");
+      FUZZ_CHECK(h->attestation.empty() || !h->identity_key.empty(), "attestation needs the identity key");
+    }
     if (const auto* d = std::get_if<protocol::Delta>(&*m)) {
       std::string hot;
       protocol::encode_delta(hot, *d);

@@ -8,7 +8,7 @@
 namespace agora::gateway {
 namespace {
 
-using engine::ChatMessage;
+using protocol::ChatMessage;
 
 std::vector<ChatMessage> turns(int n, size_t bytes = 30) {
   std::vector<ChatMessage> out;

@@ -95,7 +95,7 @@ struct Harness {
     d.text = std::move(text);
     scheduler.on_delta(conn, std::move(d), clock.now());
   }
-  void done(ConnId conn, protocol::JobId id, engine::FinishReason f = engine::FinishReason::stop) {
+  void done(ConnId conn, protocol::JobId id, protocol::FinishReason f = protocol::FinishReason::stop) {
     protocol::Done d;
     d.job = id;
     d.finish = f;
@@ -121,7 +121,7 @@ struct Harness {
   Router router;
   Metrics metrics;
   std::map<ConnId, FakeLink> links;
-  std::vector<std::pair<std::string, engine::FinishReason>> late;
+  std::vector<std::pair<std::string, protocol::FinishReason>> late;
   Scheduler scheduler;
   std::unique_ptr<Timer> timer;
   int jobs_made = 0;
@@ -334,7 +334,7 @@ TEST(Scheduler, SilentNodeIsCancelledAfterTheIdleTimeoutCountedFromItsLastDelta)
   EXPECT_THAT(link.cancels, ElementsAre(j->id));
   // The slot stays taken until the node confirms the cancel.
   EXPECT_EQ(h.scheduler.running(), 1u);
-  h.done(1, j->id, engine::FinishReason::cancelled);
+  h.done(1, j->id, protocol::FinishReason::cancelled);
   EXPECT_EQ(h.scheduler.running(), 0u);
   ASSERT_EQ(h.late.size(), 1u);
   EXPECT_EQ(h.late[0].first, j->generation_id);
@@ -354,7 +354,7 @@ TEST(Scheduler, AbandonCancelsARunningJobAndDropsAQueuedOne) {
   h.scheduler.abandon(running);  // idempotent
   EXPECT_EQ(link.cancels.size(), 1u);
   h.delta(1, running->id);  // output after the cancel reaches no one
-  h.done(1, running->id, engine::FinishReason::cancelled);
+  h.done(1, running->id, protocol::FinishReason::cancelled);
   EXPECT_TRUE(s1.events.empty());
   EXPECT_TRUE(s2.events.empty());
   EXPECT_EQ(h.late.size(), 1u);

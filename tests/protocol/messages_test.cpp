@@ -46,8 +46,8 @@ std::string decode_error(std::string_view frame, Errc code = Errc::invalid_argum
   return r.error().message;
 }
 
-void expect_same_logprobs(const std::vector<engine::TokenLogprob>& got,
-                          const std::vector<engine::TokenLogprob>& want) {
+void expect_same_logprobs(const std::vector<protocol::TokenLogprob>& got,
+                          const std::vector<protocol::TokenLogprob>& want) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < want.size(); ++i) {
     SCOPED_TRACE("logprobs[" + std::to_string(i) + "]");
@@ -64,17 +64,17 @@ void expect_same_logprobs(const std::vector<engine::TokenLogprob>& got,
 }
 
 // Tokens whose bytes are pieces of characters, as byte-level BPE produces.
-std::vector<engine::TokenLogprob> fragment_logprobs() {
-  engine::TokenLogprob a;
+std::vector<protocol::TokenLogprob> fragment_logprobs() {
+  protocol::TokenLogprob a;
   a.token = 1234;
   a.text = "\xE2\x82";  // the first two bytes of U+20AC
   a.logprob = -0.125f;
   a.top = {{1234, "\xE2\x82", -0.125f}, {99, std::string("\xFF\x00", 2), -2.75f}, {7, "\"\\\n", -9.5f}};
-  engine::TokenLogprob b;
+  protocol::TokenLogprob b;
   b.token = 5;
   b.text = "\xAC";  // its last byte
   b.logprob = -1.0e-6f;
-  engine::TokenLogprob c;
+  protocol::TokenLogprob c;
   c.token = 0;
   c.text = "";
   c.logprob = 0.0f;
@@ -347,7 +347,7 @@ TEST(Messages, JobWithRawPromptAndDefaultsRoundTrips) {
   ASSERT_TRUE(got.request.prompt.has_value());
   EXPECT_EQ(*got.request.prompt, "Once upon a time");
   EXPECT_TRUE(got.request.messages.empty());
-  const engine::GenerationRequest defaults;
+  const protocol::GenerationRequest defaults;
   EXPECT_EQ(got.request.max_tokens, defaults.max_tokens);
   EXPECT_FLOAT_EQ(got.request.sampling.temperature, defaults.sampling.temperature);
   EXPECT_FLOAT_EQ(got.request.sampling.top_p, defaults.sampling.top_p);
@@ -418,9 +418,9 @@ TEST(Messages, EncodeDeltaEqualsEncodeAndAppends) {
 }
 
 TEST(Messages, DoneRoundTripsEveryFinishReasonWithUsageAndTimings) {
-  for (auto reason : {engine::FinishReason::stop, engine::FinishReason::length, engine::FinishReason::cancelled,
-                      engine::FinishReason::error}) {
-    SCOPED_TRACE(engine::finish_reason_name(reason));
+  for (auto reason : {protocol::FinishReason::stop, protocol::FinishReason::length, protocol::FinishReason::cancelled,
+                      protocol::FinishReason::error}) {
+    SCOPED_TRACE(protocol::finish_reason_name(reason));
     Done d;
     d.job = 123456789;
     d.finish = reason;
@@ -443,7 +443,7 @@ TEST(Messages, DoneWithoutTimingsOrCachedTokensDecodes) {
   ASSERT_TRUE(r.ok()) << r.error().message;
   ASSERT_TRUE(std::holds_alternative<Done>(*r));
   const auto& d = std::get<Done>(*r);
-  EXPECT_EQ(d.finish, engine::FinishReason::length);
+  EXPECT_EQ(d.finish, protocol::FinishReason::length);
   EXPECT_EQ(d.usage.prompt_tokens, 3);
   EXPECT_EQ(d.usage.completion_tokens, 2);
   EXPECT_EQ(d.usage.cached_prompt_tokens, 0);
@@ -474,13 +474,13 @@ TEST(Messages, UnknownFieldsAreIgnored) {
 
 TEST(Messages, ParseFinishReason) {
   bool ok = false;
-  EXPECT_EQ(parse_finish_reason("stop", &ok), engine::FinishReason::stop);
+  EXPECT_EQ(parse_finish_reason("stop", &ok), protocol::FinishReason::stop);
   EXPECT_TRUE(ok);
-  EXPECT_EQ(parse_finish_reason("length", &ok), engine::FinishReason::length);
+  EXPECT_EQ(parse_finish_reason("length", &ok), protocol::FinishReason::length);
   EXPECT_TRUE(ok);
-  EXPECT_EQ(parse_finish_reason("cancelled", &ok), engine::FinishReason::cancelled);
+  EXPECT_EQ(parse_finish_reason("cancelled", &ok), protocol::FinishReason::cancelled);
   EXPECT_TRUE(ok);
-  EXPECT_EQ(parse_finish_reason("error", &ok), engine::FinishReason::error);
+  EXPECT_EQ(parse_finish_reason("error", &ok), protocol::FinishReason::error);
   EXPECT_TRUE(ok);
   parse_finish_reason("Stop", &ok);
   EXPECT_FALSE(ok);

@@ -20,8 +20,8 @@ struct Node {
 
 Node node(std::string id) { return Node{std::move(id), *hpke::generate_key_pair()}; }
 
-engine::GenerationRequest payload() {
-  engine::GenerationRequest r;
+protocol::GenerationRequest payload() {
+  protocol::GenerationRequest r;
   r.messages = {{"system", "be terse"}, {"user", "the secret plan"}};
   r.max_tokens = 32;
   r.sampling.temperature = 0.5f;

@@ -111,7 +111,7 @@ void play_seeds() {
 void sealed_seeds() {
   auto identity = *crypto::hpke::derive_key_pair(fuzz::kIdentityIkm);
   const std::string node(fuzz::kFuzzNodeId);
-  engine::GenerationRequest payload;
+  protocol::GenerationRequest payload;
   payload.messages.push_back({"user", "Hello!"});
   payload.max_tokens = 16;
   protocol::sealed::Header h{"tiny", 16, true, fuzz::kNowMs, {node}};
@@ -128,7 +128,7 @@ void sealed_seeds() {
   protocol::sealed::ResponseSealer sealer(opened.context);
   // The plaintexts are frames, as the node seals them (node.cpp).
   protocol::Delta inner_delta{0, "Hi", {}, std::nullopt};
-  protocol::Done inner_done{0, engine::FinishReason::stop, {5, 1, 0}, {0.1, 2.0, 3.0}, std::nullopt};
+  protocol::Done inner_done{0, protocol::FinishReason::stop, {5, 1, 0}, {0.1, 2.0, 3.0}, std::nullopt};
   protocol::Delta d{7, "", {}, protocol::SealedChunk{0, false, *sealer.seal(protocol::encode(inner_delta), false)}};
   protocol::Done done;
   done.job = 7;

@@ -1,4 +1,4 @@
-#include "gateway/openai.h"
+#include "openai/openai.h"
 
 #include <boost/json.hpp>
 
@@ -10,7 +10,7 @@
 #include "crypto/encoding.h"
 #include "common/utf8.h"
 
-namespace agora::gateway {
+namespace agora::openai {
 namespace json = boost::json;
 
 namespace {
@@ -95,7 +95,7 @@ std::optional<ApiError> parse_content(const json::value& c, const std::string& p
 }
 
 std::optional<ApiError> parse_messages(const json::object& o, const RequestLimits& limits,
-                                       std::vector<engine::ChatMessage>& out) {
+                                       std::vector<protocol::ChatMessage>& out) {
   auto* v = o.if_contains("messages");
   if (!v || v->is_null()) return invalid_request("messages", "'messages' is required");
   if (!v->is_array()) return wrong_type("messages", "an array", *v);
@@ -112,7 +112,7 @@ std::optional<ApiError> parse_messages(const json::object& o, const RequestLimit
     const auto& m = arr[i].get_object();
     auto* role = m.if_contains("role");
     if (!role || !role->is_string()) return invalid_request(p + ".role", "'" + p + ".role' must be a string");
-    engine::ChatMessage cm;
+    protocol::ChatMessage cm;
     std::string_view r = role->get_string();
     if (r == "system" || r == "developer") cm.role = "system";
     else if (r == "user" || r == "assistant") cm.role = std::string(r);
@@ -160,7 +160,7 @@ std::optional<ApiError> parse_stop(const json::object& o, const RequestLimits& l
   return std::nullopt;
 }
 
-std::optional<ApiError> parse_logit_bias(const json::object& o, engine::SamplingParams& s) {
+std::optional<ApiError> parse_logit_bias(const json::object& o, protocol::SamplingParams& s) {
   auto* v = field(o, "logit_bias");
   if (!v) return std::nullopt;
   if (!v->is_object()) return wrong_type("logit_bias", "an object mapping token ids to biases", *v);
@@ -175,7 +175,7 @@ std::optional<ApiError> parse_logit_bias(const json::object& o, engine::Sampling
     if (!b.is_number()) return invalid_request("logit_bias", "'logit_bias' values must be numbers");
     const double bias = b.to_number<double>();
     if (!(bias >= -100 && bias <= 100)) return invalid_request("logit_bias", "'logit_bias' values must be between -100 and 100");
-    s.logit_bias.emplace_back(static_cast<engine::TokenId>(tok), static_cast<float>(bias));
+    s.logit_bias.emplace_back(static_cast<protocol::TokenId>(tok), static_cast<float>(bias));
   }
   return std::nullopt;
 }
@@ -362,7 +362,7 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
   if (auto e = get_bool(o, "logprobs", g.logprobs)) return *e;
   if (auto e = get_int(o, "top_logprobs", top_logprobs)) return *e;
   if (top_logprobs) {
-    if (*top_logprobs < 0 || *top_logprobs > engine::kMaxTopLogprobs) {
+    if (*top_logprobs < 0 || *top_logprobs > kMaxTopLogprobs) {
       return invalid_request("top_logprobs", "'top_logprobs' must be between 0 and 20");
     }
     g.top_logprobs = static_cast<int32_t>(*top_logprobs);
@@ -404,7 +404,7 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
   }
 
   // Range checks shared with the engine; its messages name the parameter.
-  if (Status st = engine::validate_request(g); !st) {
+  if (Status st = protocol::validate_request(g); !st) {
     // The engine's messages start with the parameter in quotes: 'top_p' must …
     const std::string& msg = st.error().message;
     std::string param;
@@ -427,14 +427,14 @@ bool valid_conversation_id(std::string_view id) {
   return true;
 }
 
-const char* openai_finish_reason(engine::FinishReason r) {
+const char* openai_finish_reason(protocol::FinishReason r) {
   switch (r) {
-    case engine::FinishReason::length: return "length";
+    case protocol::FinishReason::length: return "length";
     default: return "stop";
   }
 }
 
-std::string usage_json(const engine::Usage& u) {
+std::string usage_json(const protocol::Usage& u) {
   std::string out = "{\"prompt_tokens\":";
   append_json_number(out, int64_t{u.prompt_tokens});
   out += ",\"completion_tokens\":";
@@ -492,7 +492,7 @@ void append_provenance(std::string& out, const Provenance& p) {
 
 }  // namespace
 
-void append_logprobs_content(std::string& out, const std::vector<engine::TokenLogprob>& lps) {
+void append_logprobs_content(std::string& out, const std::vector<protocol::TokenLogprob>& lps) {
   out += "{\"content\":[";
   for (size_t i = 0; i < lps.size(); ++i) {
     const auto& lp = lps[i];
@@ -580,7 +580,7 @@ void ChunkWriter::open_chunk(std::string& out) {
   }
 }
 
-void ChunkWriter::content(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& lps) {
+void ChunkWriter::content(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& lps) {
   open_chunk(out);
   out += "\"content\":";
   append_json_string(out, text);
@@ -592,8 +592,8 @@ void ChunkWriter::content(std::string& out, std::string_view text, const std::ve
   out += "}\n\n";
 }
 
-void ChunkWriter::finish(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& lps,
-                         engine::FinishReason reason, const Provenance& provenance) {
+void ChunkWriter::finish(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& lps,
+                         protocol::FinishReason reason, const Provenance& provenance) {
   open_chunk(out);
   if (!text.empty() || out.ends_with(",")) {
     // Either real text, or the first chunk (role only): keep content present.
@@ -615,7 +615,7 @@ void ChunkWriter::finish(std::string& out, std::string_view text, const std::vec
   }
 }
 
-void ChunkWriter::usage(std::string& out, const engine::Usage& u, const Provenance& provenance) {
+void ChunkWriter::usage(std::string& out, const protocol::Usage& u, const Provenance& provenance) {
   out += prefix_;
   out += "\"choices\":[],\"usage\":";
   out += usage_json(u);
@@ -632,4 +632,4 @@ void ChunkWriter::error(std::string& out, const ApiError& e) {
   out += "\n\n";
 }
 
-}  // namespace agora::gateway
+}  // namespace agora::openai

@@ -1,8 +1,8 @@
-#include "gateway/api_error.h"
+#include "openai/api_error.h"
 
 #include "common/json_text.h"
 
-namespace agora::gateway {
+namespace agora::openai {
 
 ApiError invalid_request(std::string param, std::string message) {
   ApiError e;
@@ -29,4 +29,4 @@ std::string error_body(const ApiError& e) {
   return out;
 }
 
-}  // namespace agora::gateway
+}  // namespace agora::openai

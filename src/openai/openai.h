@@ -1,7 +1,8 @@
 // The OpenAI-compatible surface as pure functions: parsing a
 // /v1/chat/completions body into a generation request, and formatting
 // responses, stream chunks and errors exactly as OpenAI clients expect.
-// No I/O here; the HTTP shell (http_session.cpp) calls these.
+// No I/O here; the gateway's HTTP shell and `agora proxy` call these. The
+// requests it produces carry the wire's types (protocol/wire.h).
 #pragma once
 
 #include <cstdint>
@@ -10,12 +11,12 @@
 #include <string_view>
 #include <vector>
 
-#include "engine/engine.h"
-#include "gateway/api_error.h"
+#include "openai/api_error.h"
+#include "openai/routing.h"
 #include "protocol/messages.h"
 #include "protocol/sealed.h"
 
-namespace agora::gateway {
+namespace agora::openai {
 
 
 struct RequestLimits {
@@ -24,17 +25,10 @@ struct RequestLimits {
   size_t max_stop = 4;
 };
 
-// What a client may ask of routing (DESIGN.md, "Routing preferences").
-struct RoutingPreferences {
-  std::string privacy_level = "standard";  // "standard" | "verified"
-  std::vector<std::string> regions;        // empty: anywhere
-  bool confidential = false;
-  std::vector<std::string> node_ids;       // a sealed request's recipients; empty: any node
-};
 
 struct ChatRequest {
   std::string model;
-  engine::GenerationRequest generation;
+  protocol::GenerationRequest generation;
   bool max_tokens_given = false;  // else the gateway uses the node's context
   bool stream = false;
   bool include_usage = false;
@@ -82,10 +76,10 @@ struct CompletionResult {
   bool sealed = false;
   std::vector<protocol::SealedChunk> chunks;
   std::string text;
-  std::vector<engine::TokenLogprob> logprobs;
+  std::vector<protocol::TokenLogprob> logprobs;
   bool logprobs_requested = false;
-  engine::FinishReason finish = engine::FinishReason::stop;
-  engine::Usage usage;
+  protocol::FinishReason finish = protocol::FinishReason::stop;
+  protocol::Usage usage;
 };
 
 // The non-streaming chat.completion object.
@@ -99,16 +93,16 @@ class ChunkWriter {
   ChunkWriter(std::string id, int64_t created, std::string model, bool include_usage, bool logprobs);
 
   // A content chunk (finish_reason null). Appends the event to `out`.
-  void content(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& logprobs);
+  void content(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& logprobs);
   // The chunk that carries finish_reason, with any last text; without
   // include_usage it also carries the provenance object.
-  void finish(std::string& out, std::string_view text, const std::vector<engine::TokenLogprob>& logprobs,
-              engine::FinishReason reason, const Provenance& provenance);
+  void finish(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& logprobs,
+              protocol::FinishReason reason, const Provenance& provenance);
   // A sealed response chunk: choices [], "agora_sealed": {node_id, seq,
   // final, ciphertext} (the node tells the client which context opens it).
   void sealed(std::string& out, const protocol::SealedChunk& chunk, std::string_view node_id);
   // With include_usage: the final chunk (choices: [], usage, provenance).
-  void usage(std::string& out, const engine::Usage& usage, const Provenance& provenance);
+  void usage(std::string& out, const protocol::Usage& usage, const Provenance& provenance);
   // The terminal marker.
   static void done(std::string& out);
   // An error event after streaming began; the stream then closes.
@@ -122,8 +116,8 @@ class ChunkWriter {
   bool first_ = true;
 };
 
-const char* openai_finish_reason(engine::FinishReason r);
-std::string usage_json(const engine::Usage& u);
-void append_logprobs_content(std::string& out, const std::vector<engine::TokenLogprob>& lps);
+const char* openai_finish_reason(protocol::FinishReason r);
+std::string usage_json(const protocol::Usage& u);
+void append_logprobs_content(std::string& out, const std::vector<protocol::TokenLogprob>& lps);
 
-}  // namespace agora::gateway
+}  // namespace agora::openai

@@ -1,6 +1,6 @@
 // The OpenAI surface as pure functions: request parsing and validation, and
 // response / stream chunk formatting checked field by field as JSON.
-#include "gateway/openai.h"
+#include "openai/openai.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include <variant>
 #include <vector>
 
-namespace agora::gateway {
+namespace agora::openai {
 namespace {
 
 namespace json = boost::json;
@@ -119,13 +119,13 @@ Provenance test_provenance() {
   return p;
 }
 
-std::vector<engine::TokenLogprob> fragment_logprobs() {
-  engine::TokenLogprob a;
+std::vector<protocol::TokenLogprob> fragment_logprobs() {
+  protocol::TokenLogprob a;
   a.token = 10;
   a.text = "\xE2\x82";  // part of a character
   a.logprob = -0.5f;
   a.top = {{10, "\xE2\x82", -0.5f}, {11, "\xFF", -1.25f}};
-  engine::TokenLogprob b;
+  protocol::TokenLogprob b;
   b.token = 12;
   b.text = "\xAC!";
   b.logprob = -2.0f;
@@ -145,7 +145,7 @@ TEST(ParseChatRequest, MinimalRequestGetsDefaults) {
   EXPECT_FALSE(r.stream);
   EXPECT_FALSE(r.include_usage);
   EXPECT_EQ(r.user, "");
-  const engine::GenerationRequest defaults;
+  const protocol::GenerationRequest defaults;
   EXPECT_EQ(r.generation.max_tokens, defaults.max_tokens);
   EXPECT_FLOAT_EQ(r.generation.sampling.temperature, 1.0f);
   EXPECT_FLOAT_EQ(r.generation.sampling.top_p, 1.0f);
@@ -573,7 +573,7 @@ TEST(ErrorBody, InvalidUtf8MessageIsStillJson) {
 TEST(CompletionBody, HasExactlyTheOpenAiFields) {
   CompletionResult r;
   r.text = "Hello \"world\"\n";
-  r.finish = engine::FinishReason::length;
+  r.finish = protocol::FinishReason::length;
   r.usage = {12, 34, 5};
   const json::value v = parse_json(completion_body("chatcmpl-1", 1700000000, "llama", r, test_provenance()));
   EXPECT_THAT(keys(v), ElementsAreArray(sorted({"id", "object", "created", "model", "system_fingerprint", "choices",
@@ -609,11 +609,11 @@ TEST(CompletionBody, HasExactlyTheOpenAiFields) {
 }
 
 TEST(CompletionBody, FinishReasonsMapToOpenAiNames) {
-  EXPECT_STREQ(openai_finish_reason(engine::FinishReason::stop), "stop");
-  EXPECT_STREQ(openai_finish_reason(engine::FinishReason::length), "length");
-  EXPECT_STREQ(openai_finish_reason(engine::FinishReason::cancelled), "stop");
+  EXPECT_STREQ(openai_finish_reason(protocol::FinishReason::stop), "stop");
+  EXPECT_STREQ(openai_finish_reason(protocol::FinishReason::length), "length");
+  EXPECT_STREQ(openai_finish_reason(protocol::FinishReason::cancelled), "stop");
   CompletionResult r;
-  r.finish = engine::FinishReason::stop;
+  r.finish = protocol::FinishReason::stop;
   EXPECT_EQ(parse_json(completion_body("c", 1, "m", r, {})).at("choices").at(0).at("finish_reason").as_string(), "stop");
 }
 
@@ -689,7 +689,7 @@ TEST(ChunkWriter, StreamWithoutUsage) {
   std::string out;
   w.content(out, "Hel", {});
   w.content(out, "lo", {});
-  w.finish(out, "!", {}, engine::FinishReason::stop, test_provenance());
+  w.finish(out, "!", {}, protocol::FinishReason::stop, test_provenance());
   ChunkWriter::done(out);
   ASSERT_TRUE(out.ends_with("data: [DONE]\n\n"));
 
@@ -733,7 +733,7 @@ TEST(ChunkWriter, StreamWithUsage) {
   std::string out;
   w.content(out, "a", {});
   w.content(out, "b", {});
-  w.finish(out, "", {}, engine::FinishReason::length, test_provenance());
+  w.finish(out, "", {}, protocol::FinishReason::length, test_provenance());
   w.usage(out, {10, 2, 4}, test_provenance());
   ChunkWriter::done(out);
 
@@ -767,7 +767,7 @@ TEST(ChunkWriter, StreamWithUsage) {
 TEST(ChunkWriter, FinishAsFirstChunkCarriesRoleAndContent) {
   ChunkWriter w("x", 1, "m", false, false);
   std::string out;
-  w.finish(out, "", {}, engine::FinishReason::stop, {});
+  w.finish(out, "", {}, protocol::FinishReason::stop, {});
   const std::vector<std::string> events = sse_payloads(out);
   ASSERT_EQ(events.size(), 1u);
   const json::value v = parse_json(events[0]);
@@ -783,7 +783,7 @@ TEST(ChunkWriter, LogprobsChunksCarryByteArrays) {
   const auto lps = fragment_logprobs();
   w.content(out, "", {lps[0]});      // only logprobs released: the character is not complete yet
   w.content(out, "\xE2\x82\xAC!", {lps[1]});
-  w.finish(out, "", {}, engine::FinishReason::stop, {});
+  w.finish(out, "", {}, protocol::FinishReason::stop, {});
   const std::vector<std::string> events = sse_payloads(out);
   ASSERT_EQ(events.size(), 3u);
   for (size_t i = 0; i < 2; ++i) {
@@ -805,7 +805,7 @@ TEST(ChunkWriter, NonUtf8AndControlTextIsValidJson) {
   ChunkWriter w("id\"\n", 1, "m\xFF", true, true);
   std::string out;
   w.content(out, std::string("\xC3\x00\"\x1f", 4), fragment_logprobs());
-  w.finish(out, "\xF0\x9F\x98", fragment_logprobs(), engine::FinishReason::stop, {});
+  w.finish(out, "\xF0\x9F\x98", fragment_logprobs(), protocol::FinishReason::stop, {});
   for (const auto& e : sse_payloads(out)) {
     const json::value v = parse_json(e);
     EXPECT_EQ(v.at("id").as_string(), "id\"\n");
@@ -839,4 +839,4 @@ TEST(ChunkWriter, DoneMarker) {
 }
 
 }  // namespace
-}  // namespace agora::gateway
+}  // namespace agora::openai

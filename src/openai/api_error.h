@@ -4,7 +4,7 @@
 
 #include <string>
 
-namespace agora::gateway {
+namespace agora::openai {
 
 // An error in OpenAI's shape: {"error": {"message", "type", "param", "code"}}.
 struct ApiError {
@@ -19,4 +19,4 @@ struct ApiError {
 std::string error_body(const ApiError& e);
 ApiError invalid_request(std::string param, std::string message);
 
-}  // namespace agora::gateway
+}  // namespace agora::openai
