@@ -73,8 +73,12 @@ awaitable<void> watch_client(std::shared_ptr<TlsStream> stream, std::shared_ptr<
 }
 
 Provenance provenance(const Job& job, int64_t overhead_us = -1) {
-  Provenance p{job.provider_id, job.model_sha256, job.generation_id, std::string(level_name(job.attestation)),
-               overhead_us};
+  Provenance p;
+  p.provider_id = job.provider_id;
+  p.model_sha256 = job.model_sha256;
+  p.generation_id = job.generation_id;
+  p.attestation = std::string(level_name(job.attestation));
+  p.overhead_us = overhead_us;
   if (job.conversation) {
     p.conversation_turns = job.conversation->turns_used;
     p.conversation_turns_dropped = job.conversation->turns_dropped;

@@ -77,13 +77,6 @@ GatewayImpl::~GatewayImpl() {
   if (store_) store_->stop();
 }
 
-std::string GatewayImpl::base_url() const {
-  std::string host = host_;
-  if (host == "0.0.0.0" || host.empty()) host = "127.0.0.1";
-  if (host == "::") host = "::1";
-  return "https://" + net::format_host_port(host, port_);
-}
-
 Status GatewayImpl::start() {
   std::error_code fs_ec;
   std::filesystem::create_directories(config_.data_dir, fs_ec);
@@ -91,24 +84,14 @@ Status GatewayImpl::start() {
     return make_error(Errc::io_error, "cannot create data directory " + config_.data_dir.string() + ": " +
                                           fs_ec.message());
   }
-  // TLS: a configured certificate, or a local CA + server certificate.
-  std::filesystem::path cert, key;
-  if (config_.tls_cert || config_.tls_key) {
-    if (!config_.tls_cert || !config_.tls_key) {
-      return make_error(Errc::invalid_argument, "--tls-cert and --tls-key must be given together");
-    }
-    cert = *config_.tls_cert;
-    key = *config_.tls_key;
-  } else {
-    auto files = net::ensure_self_signed_tls(config_.data_dir / "tls", config_.tls_names);
-    if (!files) return files.error();
-    tls_files_ = *files;
-    cert = tls_files_.cert;
-    key = tls_files_.key;
+  // TLS and the listening socket first: a bad certificate or address
+  // fails before the store is opened.
+  server_ = std::make_shared<Server>(io_);
+  if (Status st = server_->open(Server::Settings{config_.listen, config_.data_dir / "tls", config_.tls_cert,
+                                                 config_.tls_key, config_.tls_names, config_.max_connections});
+      !st) {
+    return st;
   }
-  auto ctx = net::make_server_tls_context(cert, key);
-  if (!ctx) return ctx.error();
-  ssl_ = *ctx;
 
   auto verifiers = load_verifiers(config_);
   if (!verifiers) return verifiers.error();
@@ -123,6 +106,7 @@ Status GatewayImpl::start() {
   if (!master) return master.error();
   master_ = *master;
   credentials_ = std::make_unique<CredentialTable>(master_);
+  trust_ = std::make_unique<ProviderTrust>(*credentials_, clock_, trust_hooks());
 
   auto writer_db = store::open_sqlite_store(store::database_path(config_.data_dir));
   if (!writer_db) return writer_db.error();
@@ -146,25 +130,12 @@ Status GatewayImpl::start() {
   conversations_ = std::make_shared<ConversationService>(io_, store_.get(), std::make_shared<ConversationVault>(master_),
                                                          config_.conversation_ttl, clock_);
 
-  auto hp = net::parse_host_port(config_.listen, 8443);
-  if (!hp) return hp.error();
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(hp->host.empty() ? "0.0.0.0" : hp->host, ec);
-  if (ec) return make_error(Errc::invalid_argument, "--listen: '" + hp->host + "' is not an IP address");
-  tcp::endpoint ep(addr, hp->port);
-  acceptor_.emplace(io_);
-  acceptor_->open(ep.protocol(), ec);
-  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(ep, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    return make_error(Errc::io_error, "cannot listen on " + config_.listen + ": " + ec.message());
-  }
-  host_ = hp->host.empty() ? "0.0.0.0" : hp->host;
-  port_ = acceptor_->local_endpoint().port();
-
-  auto self = shared_from_this();
-  net::spawn(io_, accept_loop(), "accept_loop");
+  std::weak_ptr<GatewayImpl> accepting = shared_from_this();
+  server_->start([accepting](tcp::socket socket, std::shared_ptr<asio::ssl::context> ssl) {
+    auto self = accepting.lock();
+    if (!self) return;
+    net::spawn(self->io_, run_http_session(self, std::move(socket), std::move(ssl)), "http_session");
+  });
   net::spawn(io_, snapshot_loop(), "snapshot_loop");
   net::spawn(io_, heartbeat_loop(), "heartbeat_loop");
   std::string kinds;
@@ -180,8 +151,7 @@ void GatewayImpl::stop(std::chrono::milliseconds grace) {
     if (self->stopping_) return;
     self->stopping_ = true;
     self->scheduler_.stop();
-    boost::system::error_code ec;
-    if (self->acceptor_) self->acceptor_->close(ec);
+    if (self->server_) self->server_->close();
     // Let running requests finish, then close the nodes.
     net::spawn(
         self->io_,
@@ -193,9 +163,7 @@ void GatewayImpl::stop(std::chrono::milliseconds grace) {
             co_await t.async_wait(as_tuple_awaitable);
           }
           for (auto& [id, n] : self->conns_) n->close();
-          for (auto& [id, weak] : self->http_streams_) {
-            if (auto s = weak.lock()) beast::get_lowest_layer(*s).cancel();
-          }
+          if (self->server_) self->server_->cancel_connections();
           self->snapshot_nodes();
           if (self->store_) self->store_->stop();
           co_return;
@@ -210,33 +178,9 @@ Gauges GatewayImpl::gauges() const {
   g.queue_depth = static_cast<int64_t>(scheduler_.queued());
   g.slots_total = router_.slots_total();
   g.slots_busy = router_.slots_busy();
-  g.http_connections = http_connections_;
+  g.http_connections = server_ ? server_->connections() : 0;
   for (size_t l = 0; l < kLevels; ++l) g.nodes_by_level[l] = router_.nodes_at(static_cast<Level>(l));
   return g;
-}
-
-// ------------------------------------------------------------------ accept
-
-awaitable<void> GatewayImpl::accept_loop() {
-  auto self = shared_from_this();
-  while (!stopping_) {
-    auto [ec, socket] = co_await acceptor_->async_accept(as_tuple_awaitable);
-    if (ec) {
-      if (stopping_ || ec == asio::error::operation_aborted) break;
-      spdlog::warn("gateway_accept_failed error={}", logfmt_value(ec.message()));
-      // Out of file descriptors and the like: back off briefly.
-      asio::steady_timer t(io_, std::chrono::milliseconds(50));
-      co_await t.async_wait(as_tuple_awaitable);
-      continue;
-    }
-    if (static_cast<size_t>(http_connections_) >= config_.max_connections) {
-      boost::system::error_code ignored;
-      socket.close(ignored);
-      continue;
-    }
-    socket.set_option(tcp::no_delay(true), ec);
-    net::spawn(io_, run_http_session(self, std::move(socket), ssl_), "http_session");
-  }
 }
 
 // ------------------------------------------------------------- credentials
@@ -252,64 +196,32 @@ const ProviderEntry* GatewayImpl::authenticate_provider(std::string_view authori
 void GatewayImpl::on_credentials(StoreWorker::Credentials c) {
   credentials_->load(std::move(c.keys), c.providers, clock_.unix_millis(),
                      KeyLimits{config_.default_rpm, config_.default_tpm, config_.default_max_concurrent});
-  const bool new_agreement = c.agreement && (!agreement_ || agreement_->sha256 != c.agreement->sha256);
-  if (new_agreement) {
-    agreement_ = std::move(c.agreement);
-    spdlog::info("agreement_current version={} sha256={}", agreement_->version, agreement_->sha256);
-  }
   spdlog::debug("credentials_loaded keys={} legacy_keys={} providers={}", credentials_->key_count(),
                 credentials_->legacy_key_count(), credentials_->provider_count());
-  // A revoked or terminated provider's nodes are disconnected at once; a
-  // suspended one's are held; a new agreement holds every node that has not
-  // accepted it (its hello may already have).
-  // Encoded once for every node it goes to.
-  const std::string offer =
-      new_agreement ? protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text})
-                    : std::string();
-  for (auto& [id, n] : conns_) {
-    if (n->closing) continue;
-    if (!n->provider_id.empty() && !credentials_->provider_active(n->provider_id)) {
-      spdlog::info("node_disconnected_revoked node={} provider={}", n->node_id, n->provider_id);
-      n->close();
-      continue;
-    }
-    n->suspended = credentials_->provider_suspended(n->provider_id);
-    if (new_agreement) {
-      n->agreed = false;
-      if (std::find(n->agreements.begin(), n->agreements.end(), agreement_->sha256) != n->agreements.end()) {
-        agreement_accepted(*n, "hello");
-      } else {
-        n->send(offer);
-        spdlog::info("node_agreement_required node={} provider={} version={}", n->node_id, n->provider_id,
-                     agreement_->version);
-      }
-    }
-    update_hold(*n);
-  }
+  trust_->credentials_changed(std::move(c.agreement));
 }
 
-void GatewayImpl::update_hold(NodeConn& n) {
-  NodeInfo* info = router_.find(n.id);
-  if (!info) return;
-  const bool hold = !n.agreed || n.suspended;
-  if (info->held == hold) return;
-  router_.set_held(n.id, hold);
-  spdlog::info("node_{} node={} provider={} agreed={} suspended={}", hold ? "held" : "released", n.node_id,
-               n.provider_id, n.agreed, n.suspended);
-  if (!hold) scheduler_.drain_models_of(*info);
-}
-
-void GatewayImpl::agreement_accepted(NodeConn& n, const char* how) {
-  n.agreed = true;
-  if (!store_ || !agreement_) return;
-  const int64_t now = clock_.unix_millis();
-  store::AcceptanceRecord a{n.provider_id, n.node_id, agreement_->version, agreement_->sha256, now};
-  store::AuditEvent e{now, "provider.agreement_accepted", "", n.provider_id,
-                      boost::json::serialize(boost::json::object{{"node_id", n.node_id},
-                                                                 {"version", agreement_->version},
-                                                                 {"sha256", agreement_->sha256},
-                                                                 {"via", how}})};
-  store_->accept_agreement(std::move(a), std::move(e));
+ProviderTrust::Hooks GatewayImpl::trust_hooks() {
+  // A session already closing is left alone: it is going away.
+  auto open_conn = [this](ConnId id) -> NodeConn* {
+    auto it = conns_.find(id);
+    return it == conns_.end() || it->second->closing ? nullptr : it->second.get();
+  };
+  return ProviderTrust::Hooks{
+      [open_conn](ConnId id, const std::string& frame) {
+        if (NodeConn* n = open_conn(id)) n->send(frame);
+      },
+      [open_conn](ConnId id) {
+        if (NodeConn* n = open_conn(id)) n->close();
+      },
+      [this, open_conn](ConnId id, bool held) {
+        if (!open_conn(id)) return;
+        router_.set_held(id, held);
+        if (const NodeInfo* info = router_.find(id); info && !held) scheduler_.drain_models_of(*info);
+      },
+      [this](store::AcceptanceRecord a, store::AuditEvent e) {
+        if (store_) store_->accept_agreement(std::move(a), std::move(e));
+      }};
 }
 
 void GatewayImpl::audit(std::string kind, std::string provider_id, boost::json::object data) {
@@ -370,17 +282,6 @@ std::shared_ptr<Job> GatewayImpl::new_job(ChatRequest request, const KeyEntry& k
 
 int32_t GatewayImpl::context_for(const std::string& model) const { return router_.context_for(model); }
 
-uint64_t GatewayImpl::http_opened(std::weak_ptr<TlsStream> stream) {
-  ++http_connections_;
-  const uint64_t id = next_http_++;
-  http_streams_.emplace(id, std::move(stream));
-  return id;
-}
-
-void GatewayImpl::http_closed(uint64_t id) {
-  --http_connections_;
-  http_streams_.erase(id);
-}
 
 
 AttestationLifecycle::Hooks GatewayImpl::attestation_hooks() {

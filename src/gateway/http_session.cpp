@@ -121,11 +121,11 @@ awaitable<void> reject_unreadable(std::shared_ptr<GatewayImpl> g, std::shared_pt
 awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket socket,
                                  std::shared_ptr<asio::ssl::context> ssl) {
   auto stream = std::make_shared<TlsStream>(beast::tcp_stream(std::move(socket)), *ssl);
-  const uint64_t conn_id = g->http_opened(stream);
+  const uint64_t conn_id = g->server().opened(stream);
   struct Closed {
     std::shared_ptr<GatewayImpl> g;
     uint64_t id;
-    ~Closed() { g->http_closed(id); }
+    ~Closed() { g->server().closed(id); }
   } closed{g, conn_id};
   const auto& cfg = g->config();
 
@@ -206,7 +206,7 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
       }
       // The connection now belongs to the node session (and outlives this
       // connection's bookkeeping as a client connection).
-      g->http_forget(conn_id);
+      g->server().forget(conn_id);
       co_await g->run_node_session(stream, std::move(req), *provider);
       co_return;
     }

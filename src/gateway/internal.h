@@ -24,7 +24,9 @@
 #include "gateway/generation_log.h"
 #include "gateway/job.h"
 #include "gateway/scheduler.h"
+#include "gateway/server.h"
 #include "gateway/provider_link.h"
+#include "gateway/provider_trust.h"
 #include "gateway/gateway.h"
 #include "gateway/metrics.h"
 #include "gateway/rate_limiter.h"
@@ -82,12 +84,6 @@ struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
   Clock::TimePoint last_heard{};  // set when the session starts, then on every read
   bool ping_sent = false;  // since last_heard
   std::string node_id, provider_id;
-  // The agreement digests the hello listed, and whether the node has
-  // accepted the current version (hello or Accept frame); whether its
-  // provider is suspended. Either one holds it in the router.
-  std::vector<std::string> agreements;
-  bool agreed = false;
-  bool suspended = false;
 
   // Queues a text message (the writer sends the queue in order).
   void send(std::string text) { queue(net::ws::Opcode::text, std::move(text)); }
@@ -114,10 +110,10 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
 
   Status start() override;
   void stop(std::chrono::milliseconds grace) override;
-  uint16_t port() const override { return port_; }
-  std::string base_url() const override;
-  std::filesystem::path ca_cert() const override { return tls_files_.ca_cert; }
-  std::string ca_fingerprint() const override { return tls_files_.ca_fingerprint; }
+  uint16_t port() const override { return server_ ? server_->port() : 0; }
+  std::string base_url() const override { return server_ ? server_->base_url() : std::string(); }
+  std::filesystem::path ca_cert() const override { return server_ ? server_->tls_files().ca_cert : std::filesystem::path(); }
+  std::string ca_fingerprint() const override { return server_ ? server_->tls_files().ca_fingerprint : std::string(); }
 
   // ---- used by the HTTP shell (http_session.cpp)
   asio::io_context& io() { return io_; }
@@ -156,25 +152,27 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   asio::awaitable<void> run_node_session(std::shared_ptr<TlsStream> stream,
                                          http::request<http::string_body> request, ProviderEntry provider);
 
-  // Open client connections, so stop() can close idle keep-alive ones.
-  uint64_t http_opened(std::weak_ptr<TlsStream> stream);
-  void http_closed(uint64_t id);
-  // The stream moved into a node session: stop() must not touch it.
-  void http_forget(uint64_t id) { http_streams_.erase(id); }
+  // Listening, accepting, and the open connections (server.h).
+  Server& server() { return *server_; }
   bool stopping() const { return stopping_; }
 
  private:
-  asio::awaitable<void> accept_loop();
+  // After a valid hello: false when the provider was revoked meanwhile or
+  // another provider's node has the id (the node is told); replaces an
+  // older session of the same node.
+  bool admit_node(NodeConn& conn, const protocol::Hello& hello);
+  // Registers the node everywhere (router, scheduler, trust, attestation),
+  // welcomes it and starts its reader.
+  void welcome_node(std::shared_ptr<NodeConn> conn, protocol::Hello hello);
   void read_node(std::shared_ptr<NodeConn> n);
   void on_node_read(std::shared_ptr<NodeConn> n, beast::error_code ec, size_t bytes);
   void on_node_frame(NodeConn& n, protocol::Message m);
   void node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why);
   void on_credentials(StoreWorker::Credentials c);
-  // Holds or releases the node in the router after `agreed` or `suspended`
-  // changed; released nodes take queued jobs at once.
-  void update_hold(NodeConn& n);
-  // The node accepted the current agreement: recorded, and it may serve.
-  void agreement_accepted(NodeConn& n, const char* how);
+  // Provider trust's seams: offers and disconnects go to the node's
+  // session, holds to the router (a released node drains its queues),
+  // acceptances to the store.
+  ProviderTrust::Hooks trust_hooks();
   void audit(std::string kind, std::string provider_id, boost::json::object data);
   // The connected nodes changed: snapshot_nodes() runs kSnapshotDelay later,
   // once for a whole burst of changes (it walks every node, so once per
@@ -193,18 +191,14 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   asio::io_context& io_;
   GatewayConfig config_;
   Clock& clock_;
-  net::TlsFiles tls_files_;
-  std::shared_ptr<asio::ssl::context> ssl_;
-  std::optional<tcp::acceptor> acceptor_;
-  std::string host_;
-  uint16_t port_ = 0;
+  std::shared_ptr<Server> server_;  // after start()
   bool stopping_ = false;
 
   std::unique_ptr<StoreWorker> store_;
   std::shared_ptr<const crypto::MasterSecret> master_;
   std::shared_ptr<ConversationService> conversations_;
   std::unique_ptr<CredentialTable> credentials_;  // after start()
-  std::optional<store::AgreementRecord> agreement_;                   // the version nodes must accept
+  std::unique_ptr<ProviderTrust> trust_;          // after start()
   std::shared_ptr<RateLimiter> limiter_ = std::make_shared<RateLimiter>();
   std::unique_ptr<AttestationLifecycle> attestation_;  // after start()
   // Verifies evidence off the loop (one thread: a few per node per day).
@@ -223,9 +217,6 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   net::AsioTimerService timers_;
   Scheduler scheduler_;
   std::unique_ptr<Timer> scheduler_timer_;  // fires at the scheduler's next deadline
-  int64_t http_connections_ = 0;
-  uint64_t next_http_ = 1;
-  std::unordered_map<uint64_t, std::weak_ptr<TlsStream>> http_streams_;
 };
 
 // The HTTP/1.1 session on one accepted TLS connection (http_session.cpp).

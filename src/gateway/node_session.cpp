@@ -55,51 +55,49 @@ awaitable<net::ws::Event> read_event(NodeConn& conn) {
   }
 }
 
-}  // namespace
-
-awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
-                                              http::request<http::string_body> request, ProviderEntry provider) {
-  auto self = shared_from_this();
-  auto& lowest = beast::get_lowest_layer(*stream);
-  lowest.expires_after(config_.handshake_timeout);
+// The WebSocket upgrade's answer; false (the connection refused or gone)
+// when the node cannot go on.
+awaitable<bool> accept_upgrade(TlsStream& stream, const http::request<http::string_body>& request,
+                               const std::string& provider_id) {
   if (request[http::field::sec_websocket_version] != "13") {
-    spdlog::info("node_handshake_failed provider={} error={}", provider.id, "\"unsupported WebSocket version\"");
-    co_await refuse_upgrade(*stream, "426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n");
-    co_return;
+    spdlog::info("node_handshake_failed provider={} error={}", provider_id, "\"unsupported WebSocket version\"");
+    co_await refuse_upgrade(stream, "426 Upgrade Required", "Sec-WebSocket-Version: 13\r\n");
+    co_return false;
   }
   auto accept = net::ws::accept_response(request[http::field::sec_websocket_key], "agora-gateway");
   if (!accept) {
-    spdlog::info("node_handshake_failed provider={} error={}", provider.id, logfmt_value(accept.error().message));
-    co_await refuse_upgrade(*stream, "400 Bad Request", "");
-    co_return;
+    spdlog::info("node_handshake_failed provider={} error={}", provider_id, logfmt_value(accept.error().message));
+    co_await refuse_upgrade(stream, "400 Bad Request", "");
+    co_return false;
   }
-  auto [aec, an] = co_await asio::async_write(*stream, asio::buffer(*accept), as_tuple_awaitable);
-  if (aec) {
-    spdlog::info("node_handshake_failed provider={} error={}", provider.id, logfmt_value(aec.message()));
-    co_return;
+  auto [ec, n] = co_await asio::async_write(stream, asio::buffer(*accept), as_tuple_awaitable);
+  if (ec) {
+    spdlog::info("node_handshake_failed provider={} error={}", provider_id, logfmt_value(ec.message()));
+    co_return false;
   }
-  lowest.expires_never();
-  auto conn = std::make_shared<NodeConn>(std::move(*stream), protocol::kMaxFrameBytes);
-  conn->id = next_conn_++;
-  conn->provider_id = provider.id;
+  co_return true;
+}
 
-  // The first frame must be a hello, within the handshake timeout.
-  asio::steady_timer hello_deadline(io_, config_.handshake_timeout);
-  hello_deadline.async_wait([conn](boost::system::error_code ec) {
-    if (!ec) beast::get_lowest_layer(conn->stream).cancel();
+// The first frame, which must be a valid hello within `timeout`; nullopt
+// when it is not (the node is told why and the session closes).
+awaitable<std::optional<protocol::Hello>> read_hello(asio::io_context& io, NodeConn& conn,
+                                                     std::chrono::milliseconds timeout) {
+  asio::steady_timer deadline(io, timeout);
+  deadline.async_wait([&conn](boost::system::error_code ec) {
+    if (!ec) beast::get_lowest_layer(conn.stream).cancel();
   });
-  net::ws::Event first = co_await read_event(*conn);
-  hello_deadline.cancel();
-  std::optional<std::string> problem;
-  protocol::Hello hello;
+  net::ws::Event first = co_await read_event(conn);
+  deadline.cancel();
   if (first.kind != net::ws::Event::Kind::message) {
     const std::string why = first.kind == net::ws::Event::Kind::close ? std::string("closed by node") : first.payload;
-    spdlog::info("node_hello_missing provider={} error={}", provider.id, logfmt_value(why));
-    if (first.kind == net::ws::Event::Kind::error && first.close_code != 0) conn->close(first.close_code);
-    else if (first.kind != net::ws::Event::Kind::error) conn->close(net::ws::kClosePolicy);
-    else beast::get_lowest_layer(conn->stream).close();
-    co_return;
+    spdlog::info("node_hello_missing provider={} error={}", conn.provider_id, logfmt_value(why));
+    if (first.kind == net::ws::Event::Kind::error && first.close_code != 0) conn.close(first.close_code);
+    else if (first.kind != net::ws::Event::Kind::error) conn.close(net::ws::kClosePolicy);
+    else beast::get_lowest_layer(conn.stream).close();
+    co_return std::nullopt;
   }
+  std::optional<std::string> problem;
+  protocol::Hello hello;
   if (first.opcode != net::ws::Opcode::text) {
     problem = "the hello must be a text frame";
   } else {
@@ -110,87 +108,111 @@ awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
   }
   if (!problem) problem = check_hello(hello);
   if (problem) {
-    spdlog::warn("node_rejected provider={} reason={}", provider.id, logfmt_value(*problem));
-    reject_node(*conn, protocol::Reject{"bad_hello", *problem});
-    co_return;
+    spdlog::warn("node_rejected provider={} reason={}", conn.provider_id, logfmt_value(*problem));
+    reject_node(conn, protocol::Reject{"bad_hello", *problem});
+    co_return std::nullopt;
   }
+  co_return hello;
+}
+
+NodeInfo node_info(ConnId conn, const protocol::Hello& hello, const std::string& provider_id, int64_t now_ms,
+                   bool held) {
+  NodeInfo info;
+  info.conn = conn;
+  info.node_id = hello.node_id;
+  info.provider_id = provider_id;
+  info.region = hello.region;
+  info.agent = hello.agent;
+  info.identity_key = hello.identity_key;
+  info.hardware = hello.hardware;
+  info.connected_ms = now_ms;
+  info.held = held;
+  for (const auto& m : hello.models) info.models.push_back(NodeModel{m, 0});
+  return info;
+}
+
+boost::json::object connected_audit(const protocol::Hello& hello, const ProviderTrust::Standing& standing) {
+  boost::json::array models;
+  for (const auto& m : hello.models) models.push_back(boost::json::object{{"name", m.name}, {"sha256", m.sha256}});
+  return boost::json::object{{"node_id", hello.node_id},
+                             {"region", hello.region},
+                             {"agent", hello.agent},
+                             {"identity_key", hello.identity_key},
+                             {"models", std::move(models)},
+                             {"agreement_accepted", standing.agreed},
+                             {"suspended", standing.suspended}};
+}
+
+}  // namespace
+
+awaitable<void> GatewayImpl::run_node_session(std::shared_ptr<TlsStream> stream,
+                                              http::request<http::string_body> request, ProviderEntry provider) {
+  auto self = shared_from_this();
+  auto& lowest = beast::get_lowest_layer(*stream);
+  lowest.expires_after(config_.handshake_timeout);
+  if (!co_await accept_upgrade(*stream, request, provider.id)) co_return;
+  lowest.expires_never();
+  auto conn = std::make_shared<NodeConn>(std::move(*stream), protocol::kMaxFrameBytes);
+  conn->id = next_conn_++;
+  conn->provider_id = provider.id;
+  std::optional<protocol::Hello> hello = co_await read_hello(io_, *conn, config_.handshake_timeout);
+  if (!hello || !admit_node(*conn, *hello)) co_return;
+  welcome_node(std::move(conn), std::move(*hello));
+}
+
+bool GatewayImpl::admit_node(NodeConn& conn, const protocol::Hello& hello) {
   // The provider may have been revoked or terminated while the hello was
-  // on its way (on_credentials only sees welcomed nodes).
-  if (!credentials_->provider_active(provider.id)) {
-    spdlog::info("node_rejected provider={} reason=\"provider revoked during the handshake\"", provider.id);
-    reject_node(*conn, protocol::Reject{"revoked", "the provider's token was revoked"});
-    co_return;
+  // on its way (provider trust only sees welcomed nodes).
+  if (!trust_->provider_active(conn.provider_id)) {
+    spdlog::info("node_rejected provider={} reason=\"provider revoked during the handshake\"", conn.provider_id);
+    reject_node(conn, protocol::Reject{"revoked", "the provider's token was revoked"});
+    return false;
   }
   // The same node reconnecting (its old session not yet noticed as dead)
   // replaces the old session; another provider's node id is refused.
   for (auto& [id, other] : conns_) {
     if (other->node_id != hello.node_id) continue;
-    if (other->provider_id != provider.id) {
-      reject_node(*conn, protocol::Reject{"duplicate_node", "node id is in use by another provider"});
-      co_return;
+    if (other->provider_id != conn.provider_id) {
+      reject_node(conn, protocol::Reject{"duplicate_node", "node id is in use by another provider"});
+      return false;
     }
     router_.set_draining(other->id);  // no new jobs (attested ones included) to the session being replaced
     other->close();
   }
-  conn->node_id = hello.node_id;
-  conn->agreements = hello.agreements;
-  conn->suspended = credentials_->provider_suspended(provider.id);
-  conn->agreed = !agreement_ || std::find(hello.agreements.begin(), hello.agreements.end(), agreement_->sha256) !=
-                                    hello.agreements.end();
+  return true;
+}
 
-  NodeInfo info;
-  info.conn = conn->id;
-  info.node_id = hello.node_id;
-  info.provider_id = provider.id;
-  info.region = hello.region;
-  info.agent = hello.agent;
-  info.identity_key = hello.identity_key;
-  info.hardware = hello.hardware;
-  info.connected_ms = clock_.unix_millis();
-  info.held = !conn->agreed || conn->suspended;
-  boost::json::array audit_models;
-  for (const auto& m : hello.models) audit_models.push_back(boost::json::object{{"name", m.name}, {"sha256", m.sha256}});
-  for (auto& m : hello.models) info.models.push_back(NodeModel{std::move(m), 0});
+void GatewayImpl::welcome_node(std::shared_ptr<NodeConn> conn, protocol::Hello hello) {
+  const std::string& provider_id = conn->provider_id;
+  conn->node_id = hello.node_id;
+  const ProviderTrust::Standing standing = trust_->join(conn->id, hello.node_id, provider_id, hello.agreements);
   std::vector<std::string> models;
-  for (const auto& m : info.models) models.push_back(m.advert.name);
-  router_.add(std::move(info));
+  for (const auto& m : hello.models) models.push_back(m.name);
+  router_.add(node_info(conn->id, hello, provider_id, clock_.unix_millis(), standing.held()));
   conns_[conn->id] = conn;
   scheduler_.link_up(conn->id, *conn);
   metrics_.node_connected();
-  spdlog::info("node_connected node={} provider={} region={} models={}", conn->node_id, provider.id,
+  spdlog::info("node_connected node={} provider={} region={} models={}", conn->node_id, provider_id,
                logfmt_value(hello.region), fmt::join(models, ","));
 
   protocol::Welcome welcome;
-  welcome.provider_id = provider.id;
+  welcome.provider_id = provider_id;
   welcome.heartbeat_ms = static_cast<int32_t>(config_.node_timeout.count() / 2);
-  if (agreement_) {
-    welcome.agreement_version = agreement_->version;
-    welcome.agreement_sha256 = agreement_->sha256;
+  if (const auto& agreement = trust_->agreement()) {
+    welcome.agreement_version = agreement->version;
+    welcome.agreement_sha256 = agreement->sha256;
   }
-  welcome.agreement_accepted = conn->agreed;
+  welcome.agreement_accepted = standing.agreed;
   conn->send(protocol::encode(welcome));
-  audit("provider.connected", provider.id,
-        boost::json::object{{"node_id", conn->node_id},
-                            {"region", hello.region},
-                            {"agent", hello.agent},
-                            {"identity_key", hello.identity_key},
-                            {"models", std::move(audit_models)},
-                            {"agreement_accepted", conn->agreed},
-                            {"suspended", conn->suspended}});
+  audit("provider.connected", provider_id, connected_audit(hello, standing));
   attestation_->start(conn->id, *conn, hello.attestation);
-  if (agreement_ && conn->agreed) {
-    agreement_accepted(*conn, "hello");
-  } else if (agreement_) {
-    conn->send(protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text}));
-    spdlog::info("node_agreement_required node={} provider={} version={}", conn->node_id, provider.id,
-                 agreement_->version);
-  }
+  trust_->welcomed(conn->id);
   // The session goes on in read_node()'s callbacks, so that this frame (the
   // upgrade request, the hello) and the HTTP session's (its 16 KiB read
   // buffer) are released: an idle node costs only what it keeps using
   // (docs/BENCHMARKS.md, memory per idle node connection). It still counts
   // as an open connection, as it did while the HTTP session waited for it.
-  ++http_connections_;
+  server_->node_opened();
   conn->last_heard = clock_.now();
   read_node(conn);
   for (const auto& m : models) scheduler_.drain(m);
@@ -265,7 +287,7 @@ void GatewayImpl::on_node_read(std::shared_ptr<NodeConn> conn, beast::error_code
     }
   }
   if (why.empty()) return read_node(std::move(conn));
-  --http_connections_;
+  server_->node_closed();
   node_gone(conn, why);
 }
 
@@ -366,19 +388,7 @@ void GatewayImpl::on_node_frame(NodeConn& n, protocol::Message m) {
     attestation_->on_evidence(n.id, std::move(*e));
     return;
   }
-  if (auto* a = std::get_if<protocol::Accept>(&m)) {
-    if (!agreement_ || a->sha256 != agreement_->sha256) {
-      // An older version, or one this gateway never offered: not enough.
-      spdlog::warn("node_accepted_other_agreement node={} sha256={}", logfmt_value(n.node_id), logfmt_value(a->sha256));
-      return;
-    }
-    if (n.agreed) return;
-    agreement_accepted(n, "accept");
-    spdlog::info("node_agreement_accepted node={} provider={} version={}", n.node_id, n.provider_id,
-                 agreement_->version);
-    update_hold(n);
-    return;
-  }
+  if (auto* a = std::get_if<protocol::Accept>(&m)) return trust_->on_accept(n.id, a->sha256);
   // Anything else from a node is a protocol error.
   spdlog::warn("node_protocol_error node={} frame={}", n.node_id, protocol::message_type(m));
   n.close();
@@ -391,6 +401,7 @@ void GatewayImpl::node_gone(const std::shared_ptr<NodeConn>& n, const std::strin
     for (const auto& m : info->models) models.push_back(m.advert.name);
   }
   attestation_->end(n->id);
+  trust_->leave(n->id);
   router_.remove(n->id);
   conns_.erase(n->id);
   // Its jobs go to other nodes where nothing reached the client yet.
