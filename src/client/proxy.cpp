@@ -325,6 +325,13 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     co_return co_await send_error(s, req, e);
   }
 
+  // The nodes a request is sealed to, as listed at `at`.
+  struct Candidates {
+    std::chrono::steady_clock::time_point at;
+    std::vector<protocol::sealed::Recipient> recipients;
+    int32_t ctx = 0;
+  };
+
   awaitable<bool> chat(beast::tcp_stream& s, const Request& req) {
     openai::RequestLimits limits;
     auto parsed = openai::parse_chat_request(req.body(), limits);
@@ -350,56 +357,11 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
 
     // Candidates: nodes serving the model under the routing preferences,
     // with an identity key (listed by the gateway, reused for a moment).
-    std::string q = "/v1/providers?model=" + url_encode(r.model) + "&privacyLevel=" + url_encode(r.routing.privacy_level);
-    if (!r.routing.regions.empty()) {
-      std::string regions;
-      for (const auto& x : r.routing.regions) regions += (regions.empty() ? "" : ",") + x;
-      q += "&region=" + url_encode(regions);
-    }
-    if (confidential) q += "&confidential=true";
-    q += "&limit=" + std::to_string(protocol::sealed::kMaxRecipients);
-    std::vector<protocol::sealed::Recipient> recipients;
-    int32_t ctx = 0;
-    const auto now = std::chrono::steady_clock::now();
-    if (auto hit = candidates_.find(q); hit != candidates_.end() && now - hit->second.at < kCandidateTtl) {
-      recipients = hit->second.recipients;
-      ctx = hit->second.ctx;
-    } else {
-      auto listed = co_await open_upstream(http::verb::get, q, "");
-      if (!listed) {
-        const ApiError e = api_error(502, "gateway_unreachable", listed.error().message);
-        co_return co_await send_error(s, req, e);
-      }
-      if ((*listed)->parser.get().result() != http::status::ok) co_return co_await relay_error(s, req, **listed);
-      co_await read_all(**listed);
-      release(**listed);
-      boost::system::error_code ec;
-      json::value v = json::parse((*listed)->parser.get().body(), ec);
-      const json::array* data = !ec && v.is_object() && v.get_object().contains("data") &&
-                                        v.get_object().at("data").is_array()
-                                    ? &v.get_object().at("data").get_array()
-                                    : nullptr;
-      for (size_t i = 0; data && i < data->size() && recipients.size() < cfg_.candidates; ++i) {
-        const auto* n = (*data)[i].if_object();
-        if (!n) continue;
-        const auto* id = n->if_contains("id");
-        const auto* key = n->if_contains("identity_key");
-        const auto* c = n->if_contains("ctx_per_slot");
-        if (!id || !id->is_string() || !key || !key->is_string()) continue;
-        auto raw = crypto::from_hex(key->get_string());
-        if (!raw || raw->size() != crypto::hpke::kPublicKeyBytes) continue;
-        if (confidential && !attested(*n, *raw)) continue;
-        recipients.push_back({std::string(id->get_string()), std::move(*raw)});
-        if (c && c->is_int64() && c->get_int64() > 0) {
-          const auto x = static_cast<int32_t>(std::min<int64_t>(c->get_int64(), INT32_MAX));
-          ctx = ctx == 0 ? x : std::min(ctx, x);
-        }
-      }
-      if (candidates_.size() > 256) candidates_.clear();
-      if (!recipients.empty()) candidates_[q] = Candidates{now, recipients, ctx};
-      else candidates_.erase(q);
-    }
-    if (recipients.empty()) {
+    const std::string q = providers_query(r, confidential);
+    auto found = co_await candidates(s, req, q, confidential);
+    if (auto* answered = std::get_if<bool>(&found)) co_return *answered;
+    const Candidates& cand = std::get<Candidates>(found);
+    if (cand.recipients.empty()) {
       const ApiError e = api_error(503, "no_sealable_provider",
                                    "No connected provider can receive a sealed request for '" + r.model +
                                        "' under these routing preferences" +
@@ -411,39 +373,17 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     // Seal: plaintext only what the gateway needs.
     protocol::sealed::Header header;
     header.model = r.model;
-    header.max_tokens = r.max_tokens_given ? r.generation.max_tokens : std::max(1, ctx);
+    header.max_tokens = r.max_tokens_given ? r.generation.max_tokens : std::max(1, cand.ctx);
     header.stream = r.stream;
     header.issued_ms = SystemClock::instance().unix_millis();
     r.generation.max_tokens = header.max_tokens;
-    auto sealed = protocol::sealed::seal_request(header, r.generation, recipients);
+    auto sealed = protocol::sealed::seal_request(header, r.generation, cand.recipients);
     for (auto& m : r.generation.messages) crypto::secure_wipe(m.content);
     if (!sealed) {
       const ApiError e = api_error(500, "seal_failed", "Cannot seal the request (" + sealed.error().message + "); nothing was sent");
       co_return co_await send_error(s, req, e);
     }
-    json::array keys;
-    for (const auto& k : sealed->request.keys) {
-      keys.push_back(json::object{
-          {"node_id", k.node_id}, {"enc", crypto::to_base64(k.enc)}, {"key", crypto::to_base64(k.wrapped)}});
-    }
-    json::object body{{"model", r.model},
-                      {"max_tokens", header.max_tokens},
-                      {"stream", r.stream},
-                      {"agora_sealed", json::object{{"v", 1},
-                                                    {"suite", protocol::sealed::kSuite},
-                                                    {"issued_ms", header.issued_ms},
-                                                    {"recipients", std::move(keys)},
-                                                    {"ciphertext", crypto::to_base64(sealed->request.ciphertext)}}}};
-    if (r.stream) body["stream_options"] = json::object{{"include_usage", r.include_usage}};
-    json::object routing{{"privacyLevel", r.routing.privacy_level}};
-    if (!r.routing.regions.empty()) {
-      json::array regions;
-      for (const auto& x : r.routing.regions) regions.push_back(json::string(x));
-      routing["region"] = std::move(regions);
-    }
-    body["routing_preferences"] = std::move(routing);
-    if (confidential) body["confidential"] = true;  // the gateway enforces it too
-
+    const json::object body = sealed_body(r, header, sealed->request, confidential);
     auto up = co_await open_upstream(http::verb::post, "/v1/chat/completions", json::serialize(body));
     if (!up) {
       const ApiError e = api_error(502, "gateway_unreachable", up.error().message);
@@ -457,6 +397,103 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     const bool keep = r.stream ? co_await streamed(s, req, r, *sealed, **up) : co_await unary(s, req, r, *sealed, **up);
     release(**up);
     co_return keep;
+  }
+
+  // The /v1/providers query for a request's model and routing preferences.
+  static std::string providers_query(const openai::ChatRequest& r, bool confidential) {
+    std::string q = "/v1/providers?model=" + url_encode(r.model) + "&privacyLevel=" + url_encode(r.routing.privacy_level);
+    if (!r.routing.regions.empty()) {
+      std::string regions;
+      for (const auto& x : r.routing.regions) regions += (regions.empty() ? "" : ",") + x;
+      q += "&region=" + url_encode(regions);
+    }
+    if (confidential) q += "&confidential=true";
+    q += "&limit=" + std::to_string(protocol::sealed::kMaxRecipients);
+    return q;
+  }
+
+  // The candidates for `q`: cached for kCandidateTtl, else listed by the
+  // gateway. A bool when the listing failed and the error was answered
+  // (whether the connection stays open).
+  awaitable<std::variant<Candidates, bool>> candidates(beast::tcp_stream& s, const Request& req, const std::string& q,
+                                                       bool confidential) {
+    const auto now = std::chrono::steady_clock::now();
+    if (auto hit = candidates_.find(q); hit != candidates_.end() && now - hit->second.at < kCandidateTtl) {
+      co_return hit->second;
+    }
+    auto listed = co_await open_upstream(http::verb::get, q, "");
+    if (!listed) {
+      const ApiError e = api_error(502, "gateway_unreachable", listed.error().message);
+      co_return co_await send_error(s, req, e);
+    }
+    if ((*listed)->parser.get().result() != http::status::ok) co_return co_await relay_error(s, req, **listed);
+    co_await read_all(**listed);
+    release(**listed);
+    Candidates c = pick_recipients((*listed)->parser.get().body(), confidential);
+    c.at = now;
+    if (candidates_.size() > 256) candidates_.clear();
+    if (!c.recipients.empty()) candidates_[q] = c;
+    else candidates_.erase(q);
+    co_return c;
+  }
+
+  // From a /v1/providers body: up to cfg_.candidates nodes with a valid
+  // identity key (and, for confidential requests, evidence this proxy
+  // verified), and the smallest context among them.
+  Candidates pick_recipients(const std::string& listing, bool confidential) {
+    Candidates out;
+    boost::system::error_code ec;
+    json::value v = json::parse(listing, ec);
+    const json::array* data =
+        !ec && v.is_object() && v.get_object().contains("data") && v.get_object().at("data").is_array()
+            ? &v.get_object().at("data").get_array()
+            : nullptr;
+    for (size_t i = 0; data && i < data->size() && out.recipients.size() < cfg_.candidates; ++i) {
+      const auto* n = (*data)[i].if_object();
+      if (!n) continue;
+      const auto* id = n->if_contains("id");
+      const auto* key = n->if_contains("identity_key");
+      const auto* c = n->if_contains("ctx_per_slot");
+      if (!id || !id->is_string() || !key || !key->is_string()) continue;
+      auto raw = crypto::from_hex(key->get_string());
+      if (!raw || raw->size() != crypto::hpke::kPublicKeyBytes) continue;
+      if (confidential && !attested(*n, *raw)) continue;
+      out.recipients.push_back({std::string(id->get_string()), std::move(*raw)});
+      if (c && c->is_int64() && c->get_int64() > 0) {
+        const auto x = static_cast<int32_t>(std::min<int64_t>(c->get_int64(), INT32_MAX));
+        out.ctx = out.ctx == 0 ? x : std::min(out.ctx, x);
+      }
+    }
+    return out;
+  }
+
+  // The request the gateway sees: model, max_tokens, stream, routing and
+  // the sealed envelope; nothing of the prompt in plaintext.
+  static json::object sealed_body(const openai::ChatRequest& r, const protocol::sealed::Header& header,
+                                  const protocol::sealed::SealedRequest& sealed, bool confidential) {
+    json::array keys;
+    for (const auto& k : sealed.keys) {
+      keys.push_back(json::object{
+          {"node_id", k.node_id}, {"enc", crypto::to_base64(k.enc)}, {"key", crypto::to_base64(k.wrapped)}});
+    }
+    json::object body{{"model", r.model},
+                      {"max_tokens", header.max_tokens},
+                      {"stream", r.stream},
+                      {"agora_sealed", json::object{{"v", 1},
+                                                    {"suite", protocol::sealed::kSuite},
+                                                    {"issued_ms", header.issued_ms},
+                                                    {"recipients", std::move(keys)},
+                                                    {"ciphertext", crypto::to_base64(sealed.ciphertext)}}}};
+    if (r.stream) body["stream_options"] = json::object{{"include_usage", r.include_usage}};
+    json::object routing{{"privacyLevel", r.routing.privacy_level}};
+    if (!r.routing.regions.empty()) {
+      json::array regions;
+      for (const auto& x : r.routing.regions) regions.push_back(json::string(x));
+      routing["region"] = std::move(regions);
+    }
+    body["routing_preferences"] = std::move(routing);
+    if (confidential) body["confidential"] = true;  // the gateway enforces it too
+    return body;
   }
 
   // The HPKE context of the node that answered.
@@ -554,6 +591,10 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     co_return co_await send(s, req, http::status::ok, std::move(out), pass_through(up.parser.get().base()));
   }
 
+  // Longer than a screen: one loop over the gateway's SSE events whose
+  // state (the chunk writer, the opener bound to the answering node, the
+  // final chunk) spans events; its checks read best in order. Making it a
+  // sans-I/O decoder with a fuzz target of its own is the next step.
   awaitable<bool> streamed(beast::tcp_stream& s, const Request& req, const openai::ChatRequest& r,
                            const protocol::sealed::ClientSeal& seal, Upstream& up) {
     http::response<http::empty_body> head{http::status::ok, req.version()};
@@ -713,11 +754,6 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     return true;
   }
 
-  struct Candidates {
-    std::chrono::steady_clock::time_point at;
-    std::vector<protocol::sealed::Recipient> recipients;
-    int32_t ctx = 0;
-  };
 
   asio::io_context& io_;
   ProxyConfig cfg_;

@@ -90,6 +90,96 @@ awaitable<bool> respond(Exchange& x, const Reply& r) {
   co_return co_await send(x, json_response(x.req, static_cast<http::status>(r.status), r.body));
 }
 
+// Who asks and when, for the store tasks below (run on the control thread).
+struct AdminCall {
+  std::shared_ptr<const crypto::MasterSecret> master;
+  std::string admin_id;
+  int64_t now = 0;
+  std::string id;  // the key's, when the path names one
+};
+
+// A client key by id; admin tokens are out of the API's reach.
+Result<store::ApiKeyRecord> client_key(store::Store& s, const std::string& key_id) {
+  auto k = s.find_api_key(key_id);
+  if (k && k->role != "client") return make_error(Errc::not_found, "no API key '" + key_id + "'");
+  return k;
+}
+
+Reply list_keys(store::Store& s, const AdminCall& c) {
+  auto keys = s.list_api_keys();
+  if (!keys) return from_error(keys.error());
+  std::string body = "{\"object\":\"list\",\"data\":[";
+  bool first = true;
+  for (const auto& k : *keys) {
+    if (k.role != "client") continue;
+    body += first ? "" : ",";
+    first = false;
+    body += store::key_json(k, c.now);
+  }
+  body += "]}";
+  return {200, std::move(body), std::nullopt};
+}
+
+Reply create_key(store::Store& s, const AdminCall& c, const store::KeySpec& spec) {
+  auto k = store::issue_api_key(s, *c.master, spec, c.now, "admin:" + c.admin_id);
+  if (!k) return from_error(k.error());
+  spdlog::info("admin_key_created key={} by={}", k->record.id, c.admin_id);
+  return {201, with_secret(k->secret, store::key_json(k->record, c.now)), std::nullopt};
+}
+
+Reply get_key(store::Store& s, const AdminCall& c) {
+  auto k = client_key(s, c.id);
+  if (!k) return from_error(k.error());
+  return {200, store::key_json(*k, c.now), std::nullopt};
+}
+
+Reply revoke_key(store::Store& s, const AdminCall& c) {
+  auto k = client_key(s, c.id);
+  if (!k) return from_error(k.error());
+  auto r = store::revoke_api_key(s, *c.master, k->id, c.now, "admin:" + c.admin_id);
+  if (!r) return from_error(r.error());
+  spdlog::info("admin_key_revoked key={} by={}", r->id, c.admin_id);
+  return {200, store::key_json(*r, c.now), std::nullopt};
+}
+
+Reply rotate_key(store::Store& s, const AdminCall& c, int64_t grace_ms) {
+  auto k = client_key(s, c.id);
+  if (!k) return from_error(k.error());
+  auto r = store::rotate_api_key(s, *c.master, k->id, grace_ms, c.now, "admin:" + c.admin_id);
+  if (!r) return from_error(r.error());
+  spdlog::info("admin_key_rotated key={} successor={} grace_ms={} by={}", r->first.id, r->second.record.id, grace_ms,
+               c.admin_id);
+  std::string body = with_secret(r->second.secret, store::key_json(r->second.record, c.now));
+  body.pop_back();
+  body += ",\"replaces\":" + store::key_json(r->first, c.now) + "}";
+  return {201, std::move(body), std::nullopt};
+}
+
+// The store task for a method on a path: nullopt when the method is not
+// allowed there; an ApiError when the request body is bad.
+using StoreTask = std::function<Reply(store::Store&)>;
+std::variant<std::optional<StoreTask>, ApiError> task_for(http::verb method, std::string_view action,
+                                                          const std::string& body, const AdminCall& c) {
+  if (c.id.empty()) {
+    if (method == http::verb::get) return StoreTask([c](store::Store& s) { return list_keys(s, c); });
+    if (method != http::verb::post) return std::nullopt;
+    auto parsed = parse_key_spec(body, c.now);
+    if (auto* err = std::get_if<ApiError>(&parsed)) return *err;
+    return StoreTask(
+        [c, spec = std::get<store::KeySpec>(parsed)](store::Store& s) { return create_key(s, c, spec); });
+  }
+  if (action.empty()) {
+    if (method == http::verb::get) return StoreTask([c](store::Store& s) { return get_key(s, c); });
+    if (method == http::verb::delete_) return StoreTask([c](store::Store& s) { return revoke_key(s, c); });
+    return std::nullopt;
+  }
+  // action == "rotate"
+  if (method != http::verb::post) return std::nullopt;
+  auto grace = parse_rotate_grace(body);
+  if (auto* err = std::get_if<ApiError>(&grace)) return *err;
+  return StoreTask([c, grace_ms = std::get<int64_t>(grace)](store::Store& s) { return rotate_key(s, c, grace_ms); });
+}
+
 }  // namespace
 
 awaitable<bool> handle_admin(Exchange& x, const RouteCall& call) {
@@ -101,101 +191,23 @@ awaitable<bool> handle_admin(Exchange& x, const RouteCall& call) {
                                          "token (agora keys create --admin)");
     co_return co_await send_error(x, api_err);
   }
-  if (!target.starts_with(kKeysPath) || (target.size() > kKeysPath.size() && target[kKeysPath.size()] != '/')) {
-    const ApiError api_err = admin_error(404, "not_found", "Unknown admin path " + std::string(target));
-    co_return co_await send_error(x, api_err);
-  }
-  std::string_view rest = target.substr(kKeysPath.size());
+  const bool under_keys =
+      target.starts_with(kKeysPath) && (target.size() == kKeysPath.size() || target[kKeysPath.size()] == '/');
+  std::string_view rest = under_keys ? target.substr(kKeysPath.size()) : std::string_view{};
   if (!rest.empty()) rest.remove_prefix(1);  // the '/'
   std::string id(rest.substr(0, rest.find('/')));
   const std::string_view action = rest.size() > id.size() ? rest.substr(id.size() + 1) : std::string_view{};
-  const auto method = x.req.method();
-  auto master = x.g->master_secret();
-  const std::string admin_id = admin->id;
-  const int64_t now = x.g->clock().unix_millis();
-
-  // A client key by id; admin tokens are out of the API's reach.
-  auto client_key = [](store::Store& s, const std::string& key_id) -> Result<store::ApiKeyRecord> {
-    auto k = s.find_api_key(key_id);
-    if (k && k->role != "client") return make_error(Errc::not_found, "no API key '" + key_id + "'");
-    return k;
-  };
-
-  if (id.empty() && action.empty()) {
-    if (method == http::verb::get) {
-      auto task = [now](store::Store& s) -> Reply {
-        auto keys = s.list_api_keys();
-        if (!keys) return from_error(keys.error());
-        std::string body = "{\"object\":\"list\",\"data\":[";
-        bool first = true;
-        for (const auto& k : *keys) {
-          if (k.role != "client") continue;
-          body += first ? "" : ",";
-          first = false;
-          body += store::key_json(k, now);
-        }
-        body += "]}";
-        return {200, std::move(body), std::nullopt};
-      };
-      co_return co_await respond(x, co_await on_store(x, std::move(task)));
-    }
-    if (method == http::verb::post) {
-      auto parsed = parse_key_spec(x.req.body(), now);
-      if (auto* err = std::get_if<ApiError>(&parsed)) co_return co_await send_error(x, *err);
-      auto task = [master, now, admin_id, spec = std::get<store::KeySpec>(parsed)](store::Store& s) -> Reply {
-        auto k = store::issue_api_key(s, *master, spec, now, "admin:" + admin_id);
-        if (!k) return from_error(k.error());
-        spdlog::info("admin_key_created key={} by={}", k->record.id, admin_id);
-        return {201, with_secret(k->secret, store::key_json(k->record, now)), std::nullopt};
-      };
-      co_return co_await respond(x, co_await on_store(x, std::move(task)));
-    }
-  } else if (!id.empty() && action.empty()) {
-    if (method == http::verb::get) {
-      auto task = [client_key, id, now](store::Store& s) -> Reply {
-        auto k = client_key(s, id);
-        if (!k) return from_error(k.error());
-        return {200, store::key_json(*k, now), std::nullopt};
-      };
-      co_return co_await respond(x, co_await on_store(x, std::move(task)));
-    }
-    if (method == http::verb::delete_) {
-      auto task = [client_key, master, id, now, admin_id](store::Store& s) -> Reply {
-        auto k = client_key(s, id);
-        if (!k) return from_error(k.error());
-        auto r = store::revoke_api_key(s, *master, k->id, now, "admin:" + admin_id);
-        if (!r) return from_error(r.error());
-        spdlog::info("admin_key_revoked key={} by={}", r->id, admin_id);
-        return {200, store::key_json(*r, now), std::nullopt};
-      };
-      co_return co_await respond(x, co_await on_store(x, std::move(task)));
-    }
-  } else if (!id.empty() && action == "rotate") {
-    if (method == http::verb::post) {
-      auto grace = parse_rotate_grace(x.req.body());
-      if (auto* err = std::get_if<ApiError>(&grace)) {
-        const ApiError api_err = *err;
-        co_return co_await send_error(x, api_err);
-      }
-      const int64_t grace_ms = std::get<int64_t>(grace);
-      auto task = [client_key, master, id, now, grace_ms, admin_id](store::Store& s) -> Reply {
-        auto k = client_key(s, id);
-        if (!k) return from_error(k.error());
-        auto r = store::rotate_api_key(s, *master, k->id, grace_ms, now, "admin:" + admin_id);
-        if (!r) return from_error(r.error());
-        spdlog::info("admin_key_rotated key={} successor={} grace_ms={} by={}", r->first.id, r->second.record.id,
-                     grace_ms, admin_id);
-        std::string body = with_secret(r->second.secret, store::key_json(r->second.record, now));
-        body.pop_back();
-        body += ",\"replaces\":" + store::key_json(r->first, now) + "}";
-        return {201, std::move(body), std::nullopt};
-      };
-      co_return co_await respond(x, co_await on_store(x, std::move(task)));
-    }
-  } else {
+  if (!under_keys || (id.empty() && !action.empty()) || (!action.empty() && action != "rotate")) {
     const ApiError api_err = admin_error(404, "not_found", "Unknown admin path " + std::string(target));
     co_return co_await send_error(x, api_err);
   }
+  const AdminCall c{x.g->master_secret(), admin->id, x.g->clock().unix_millis(), std::move(id)};
+  auto task = task_for(x.req.method(), action, x.req.body(), c);
+  if (auto* err = std::get_if<ApiError>(&task)) {
+    const ApiError api_err = *err;  // named: GCC and temporaries in co_await
+    co_return co_await send_error(x, api_err);
+  }
+  if (auto& t = std::get<std::optional<StoreTask>>(task)) co_return co_await respond(x, co_await on_store(x, *t));
   const ApiError api_err{405, "invalid_request_error", "method_not_allowed", "",
                          "Method not allowed on " + std::string(target), 0};
   co_return co_await send_error(x, api_err);

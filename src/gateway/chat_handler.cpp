@@ -168,124 +168,155 @@ awaitable<bool> write_chunk(Exchange& x, const std::string& data) {
   co_return !ec;
 }
 
-awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink& sink) {
-  const auto& r = job->request;
-  ChunkWriter cw(job->generation_id, job->created_unix, r.model, r.include_usage, r.generation.logprobs);
-  bool headers_sent = false;
-  std::string out;
+// One streamed answer: SSE headers on the first output, a chunk per delta,
+// the final chunk with the finish reason (and usage), or an error event
+// once output has begun.
+class SseStream {
+ public:
+  SseStream(Exchange& x, std::shared_ptr<Job> job, HttpSink& sink)
+      : x_(x),
+        job_(std::move(job)),
+        sink_(sink),
+        cw_(job_->generation_id, job_->created_unix, job_->request.model, job_->request.include_usage,
+            job_->request.generation.logprobs) {}
 
-  auto send_headers = [&]() -> awaitable<bool> {
-    http::response<http::empty_body> res{http::status::ok, x.req.version()};
+  awaitable<bool> run() {
+    for (;;) {
+      JobEvent e = co_await sink_.next();
+      switch (e.kind) {
+        case JobEvent::Kind::delta:
+          if (auto end = co_await on_delta(e)) co_return *end;
+          continue;
+        case JobEvent::Kind::restarted:  // only before the first delta: nothing to take back
+          continue;
+        case JobEvent::Kind::done:
+          if (!headers_sent_ && !co_await send_headers()) co_return false;
+          co_return co_await finish(e.done, "", {}, kNoFrame);
+        case JobEvent::Kind::failed:
+          if (e.ran) x_.g->generations().record(*job_, {}, {}, protocol::FinishReason::error);
+          if (!headers_sent_) co_return co_await send_error(x_, e.error);
+          co_return co_await fail(e.error);
+        case JobEvent::Kind::client_gone:
+          x_.g->metrics().request(x_.route, 499, seconds_since(x_.g->clock(), x_.start));
+          co_return give_up();
+      }
+    }
+  }
+
+ private:
+  static constexpr Clock::TimePoint kNoFrame{};
+
+  // A delta's chunk; the stream's end (keep-alive or not) when it was the
+  // last one or writing failed, nullopt to go on.
+  awaitable<std::optional<bool>> on_delta(JobEvent& e) {
+    if (!headers_sent_ && !co_await send_headers()) co_return give_up();
+    if (e.delta.sealed) {
+      out_.clear();
+      cw_.sealed(out_, *e.delta.sealed, job_->node_id);
+      if (!co_await write_chunk(x_, out_)) co_return give_up();
+      note_sent(e.received);
+      co_return std::nullopt;
+    }
+    // When the node's done is already here, the last text and the
+    // finish_reason travel in one chunk.
+    if (!sink_.events.empty() && sink_.events.front().kind == JobEvent::Kind::done) {
+      JobEvent d = std::move(sink_.events.front());
+      sink_.events.pop_front();
+      co_return co_await finish(d.done, e.delta.text, e.delta.logprobs, e.received);
+    }
+    if (job_->conversation) job_->answer += e.delta.text;
+    out_.clear();
+    cw_.content(out_, e.delta.text, e.delta.logprobs);
+    if (!co_await write_chunk(x_, out_)) co_return give_up();
+    note_sent(e.received);
+    co_return std::nullopt;
+  }
+
+  awaitable<bool> send_headers() {
+    http::response<http::empty_body> res{http::status::ok, x_.req.version()};
     res.set(http::field::server, "agora-gateway");
     res.set(http::field::strict_transport_security, kHsts);
-    rate_headers(res, x.rate);
+    rate_headers(res, x_.rate);
     res.set(http::field::content_type, "text/event-stream; charset=utf-8");
     res.set(http::field::cache_control, "no-cache");
     res.set("x-accel-buffering", "no");
-    res.keep_alive(x.req.keep_alive());
+    res.keep_alive(x_.req.keep_alive());
     res.chunked(true);
     http::response_serializer<http::empty_body> sr{res};
-    beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
-    auto [ec, n] = co_await http::async_write_header(*x.stream, sr, as_tuple_awaitable);
-    beast::get_lowest_layer(*x.stream).expires_never();
-    headers_sent = true;
+    beast::get_lowest_layer(*x_.stream).expires_after(x_.g->config().write_timeout);
+    auto [ec, n] = co_await http::async_write_header(*x_.stream, sr, as_tuple_awaitable);
+    beast::get_lowest_layer(*x_.stream).expires_never();
+    headers_sent_ = true;
     co_return !ec;
-  };
+  }
+
   // Streaming overheads (metrics only): the first chunk's time at the
   // gateway, and each token's node frame → SSE chunk written.
-  std::optional<Clock::TimePoint> first_sent;
-  const Clock::TimePoint no_frame{};
-  auto note_sent = [&](Clock::TimePoint received) {
-    const auto now = x.g->clock().now();
-    if (!first_sent) first_sent = now;
-    if (received != no_frame) x.g->metrics().token_forward(to_millis(now - received) / 1000.0);
-  };
-  auto finish_stream = [&](const protocol::Done& d, std::string_view text,
-                           const std::vector<protocol::TokenLogprob>& lps,
-                           Clock::TimePoint received) -> awaitable<bool> {
-    x.g->generations().record(*job, d.usage, d.timings, d.finish);
+  void note_sent(Clock::TimePoint received) {
+    const auto now = x_.g->clock().now();
+    if (!first_sent_) first_sent_ = now;
+    if (received != kNoFrame) x_.g->metrics().token_forward(to_millis(now - received) / 1000.0);
+  }
+
+  awaitable<bool> finish(const protocol::Done& d, std::string_view text, const std::vector<protocol::TokenLogprob>& lps,
+                         Clock::TimePoint received) {
+    x_.g->generations().record(*job_, d.usage, d.timings, d.finish);
     if (d.sealed) {
-      out.clear();
-      cw.sealed(out, *d.sealed, job->node_id);
-      if (!co_await write_chunk(x, out)) co_return false;
+      out_.clear();
+      cw_.sealed(out_, *d.sealed, job_->node_id);
+      if (!co_await write_chunk(x_, out_)) co_return false;
     }
-    if (job->conversation) {
-      job->answer += text;
-      remember(*x.g, *job, d.finish);
+    if (job_->conversation) {
+      job_->answer += text;
+      remember(*x_.g, *job_, d.finish);
     }
-    const int64_t overhead = overhead_us(x, d.timings);
-    x.g->metrics().overhead(static_cast<double>(overhead) / 1e6);
-    out.clear();
-    cw.finish(out, text, lps, d.finish, provenance(*job, overhead));
-    if (r.include_usage) cw.usage(out, d.usage, provenance(*job, overhead));
-    ChunkWriter::done(out);
-    if (!co_await write_chunk(x, out)) co_return false;
+    const int64_t overhead = overhead_us(x_, d.timings);
+    x_.g->metrics().overhead(static_cast<double>(overhead) / 1e6);
+    out_.clear();
+    cw_.finish(out_, text, lps, d.finish, provenance(*job_, overhead));
+    if (job_->request.include_usage) cw_.usage(out_, d.usage, provenance(*job_, overhead));
+    ChunkWriter::done(out_);
+    if (!co_await write_chunk(x_, out_)) co_return false;
     note_sent(received);
     const double node_ttft_ms = d.timings.queued_ms + d.timings.prompt_ms;
-    const double ttft_over_ms = to_millis(*first_sent - x.start) - node_ttft_ms;
-    if (d.usage.completion_tokens > 0) x.g->metrics().ttft_overhead(std::max(ttft_over_ms, 0.0) / 1000.0);
-    beast::get_lowest_layer(*x.stream).expires_after(x.g->config().write_timeout);
-    auto [ec, n] = co_await asio::async_write(*x.stream, http::make_chunk_last(), as_tuple_awaitable);
-    beast::get_lowest_layer(*x.stream).expires_never();
-    x.g->metrics().request(x.route, 200, seconds_since(x.g->clock(), x.start));
-    co_return !ec && x.req.keep_alive();
-  };
-  auto fail_stream = [&](const ApiError& err) -> awaitable<bool> {
-    // Output already began: an error event, then the stream ends without
-    // [DONE], so no client mistakes it for a complete answer.
-    out.clear();
-    ChunkWriter::error(out, err);
-    if (co_await write_chunk(x, out)) {
-      co_await asio::async_write(*x.stream, http::make_chunk_last(), as_tuple_awaitable);
-    }
-    x.g->metrics().request(x.route, err.status, seconds_since(x.g->clock(), x.start));
-    co_return false;
-  };
-
-  auto give_up = [&] {
-    x.g->scheduler().abandon(job);
-    return false;
-  };
-  for (;;) {
-    JobEvent e = co_await sink.next();
-    switch (e.kind) {
-      case JobEvent::Kind::delta: {
-        if (!headers_sent && !co_await send_headers()) co_return give_up();
-        // When the node's done is already here, the last text and the
-        // finish_reason travel in one chunk.
-        if (e.delta.sealed) {
-          out.clear();
-          cw.sealed(out, *e.delta.sealed, job->node_id);
-          if (!co_await write_chunk(x, out)) co_return give_up();
-          note_sent(e.received);
-          continue;
-        }
-        if (!sink.events.empty() && sink.events.front().kind == JobEvent::Kind::done) {
-          JobEvent d = std::move(sink.events.front());
-          sink.events.pop_front();
-          co_return co_await finish_stream(d.done, e.delta.text, e.delta.logprobs, e.received);
-        }
-        if (job->conversation) job->answer += e.delta.text;
-        out.clear();
-        cw.content(out, e.delta.text, e.delta.logprobs);
-        if (!co_await write_chunk(x, out)) co_return give_up();
-        note_sent(e.received);
-        continue;
-      }
-      case JobEvent::Kind::restarted:  // only before the first delta: nothing to take back
-        continue;
-      case JobEvent::Kind::done:
-        if (!headers_sent && !co_await send_headers()) co_return false;
-        co_return co_await finish_stream(e.done, "", {}, no_frame);
-      case JobEvent::Kind::failed:
-        if (e.ran) x.g->generations().record(*job, {}, {}, protocol::FinishReason::error);
-        if (!headers_sent) co_return co_await send_error(x, e.error);
-        co_return co_await fail_stream(e.error);
-      case JobEvent::Kind::client_gone:
-        x.g->metrics().request(x.route, 499, seconds_since(x.g->clock(), x.start));
-        co_return give_up();
-    }
+    const double ttft_over_ms = to_millis(*first_sent_ - x_.start) - node_ttft_ms;
+    if (d.usage.completion_tokens > 0) x_.g->metrics().ttft_overhead(std::max(ttft_over_ms, 0.0) / 1000.0);
+    beast::get_lowest_layer(*x_.stream).expires_after(x_.g->config().write_timeout);
+    auto [ec, n] = co_await asio::async_write(*x_.stream, http::make_chunk_last(), as_tuple_awaitable);
+    beast::get_lowest_layer(*x_.stream).expires_never();
+    x_.g->metrics().request(x_.route, 200, seconds_since(x_.g->clock(), x_.start));
+    co_return !ec && x_.req.keep_alive();
   }
+
+  // Output already began: an error event, then the stream ends without
+  // [DONE], so no client mistakes it for a complete answer.
+  awaitable<bool> fail(const ApiError& err) {
+    out_.clear();
+    ChunkWriter::error(out_, err);
+    if (co_await write_chunk(x_, out_)) {
+      co_await asio::async_write(*x_.stream, http::make_chunk_last(), as_tuple_awaitable);
+    }
+    x_.g->metrics().request(x_.route, err.status, seconds_since(x_.g->clock(), x_.start));
+    co_return false;
+  }
+
+  bool give_up() {
+    x_.g->scheduler().abandon(job_);
+    return false;
+  }
+
+  Exchange& x_;
+  std::shared_ptr<Job> job_;
+  HttpSink& sink_;
+  ChunkWriter cw_;
+  bool headers_sent_ = false;
+  std::string out_;
+  std::optional<Clock::TimePoint> first_sent_;
+};
+
+awaitable<bool> streamed_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink& sink) {
+  SseStream stream(x, std::move(job), sink);
+  co_return co_await stream.run();
 }
 
 }  // namespace
@@ -333,6 +364,60 @@ ApiError rate_limited(const RateLimiter::Decision& d, const KeyEntry& key) {
   return e;
 }
 
+namespace {
+
+// With conversation_id: the earlier turns that fit the context go before
+// the request's own messages. The reference the job keeps (for the answer
+// to be remembered), or the error to send.
+awaitable<std::variant<Job::ConversationRef, ApiError>> prepend_conversation(Exchange& x, const KeyEntry& key,
+                                                                            ChatRequest& request) {
+  if (request.generation.prompt) co_return invalid_request("conversation_id", "'conversation_id' needs 'messages'");
+  auto loaded = co_await await_answer<Result<std::optional<Conversation>>>(
+      x.stream->get_executor(), [&](auto done) { x.g->conversations().load(key.lineage, *request.conversation_id, done); });
+  if (!loaded) {
+    spdlog::error("conversation_load_failed key={} error={}", key.id, logfmt_value(loaded.error().to_string()));
+    co_return errors::conversation_unavailable("conversation_id", "read");
+  }
+  // The context the earlier turns may use: the model's (its smallest
+  // node's) minus what the answer may take.
+  const int64_t ctx = x.g->context_for(request.model);
+  const int64_t answer = request.max_tokens_given
+                             ? request.generation.max_tokens
+                             : std::min<int64_t>(x.g->config().default_completion_reservation, ctx / 4);
+  Job::ConversationRef ref;
+  ref.owner = key.lineage;
+  ref.id = *request.conversation_id;
+  ref.own_messages = request.generation.messages;
+  ref.ttl_s = request.conversation_ttl_s;
+  static const std::vector<protocol::ChatMessage> kNone;
+  auto& found = *loaded;
+  // No node serves the model (ctx 0): no limit here, the request gets its
+  // 404 or waits like any other. An answer that leaves no room: no turns.
+  const int64_t budget = ctx > 0 ? std::max<int64_t>(0, ctx - answer) : -1;
+  auto assembled = assemble(found ? found->messages : kNone, request.generation.messages, budget);
+  ref.turns_used = assembled.turns_used;
+  ref.turns_dropped = assembled.turns_dropped;
+  request.generation.messages = std::move(assembled.messages);
+  if (found) {
+    for (auto& m : found->messages) crypto::secure_wipe(m.content);
+  }
+  co_return ref;
+}
+
+awaitable<bool> send_rate_limited(Exchange& x, const RateLimiter::Decision& decision, const KeyEntry& key) {
+  const ApiError api_err = rate_limited(decision, key);
+  Response res = json_response(x.req, http::status::too_many_requests, error_body(api_err));
+  if (api_err.retry_after_s > 0) {
+    res.set(http::field::retry_after, std::to_string(api_err.retry_after_s));
+    res.set("retry-after-ms", std::to_string(static_cast<int64_t>(std::ceil(decision.retry_after_s * 1000))));
+  } else {
+    res.set("x-should-retry", "false");  // the OpenAI SDKs honour it
+  }
+  co_return co_await send(x, std::move(res));
+}
+
+}  // namespace
+
 awaitable<bool> handle_chat(Exchange& x, const RouteCall& call) {
   const KeyEntry& key = *call.key;
   auto parsed = parse_chat_request(x.req.body(), x.g->config().limits);
@@ -343,64 +428,23 @@ awaitable<bool> handle_chat(Exchange& x, const RouteCall& call) {
   auto& request = std::get<ChatRequest>(parsed);
   if (!key.allows(request.model)) {
     x.rate = x.g->rate_snapshot(key);
-    const ApiError api_err = errors::model_not_allowed(request.model);
+    const ApiError api_err = errors::model_not_allowed(request.model);  // named: GCC and temporaries in co_await
     co_return co_await send_error(x, api_err);
   }
   std::optional<Job::ConversationRef> conversation;
   if (request.conversation_id) {
-    if (request.generation.prompt) {
+    auto prepended = co_await prepend_conversation(x, key, request);
+    if (auto* err = std::get_if<ApiError>(&prepended)) {
       x.rate = x.g->rate_snapshot(key);
-      const ApiError api_err = invalid_request("conversation_id", "'conversation_id' needs 'messages'");
-      co_return co_await send_error(x, api_err);
+      co_return co_await send_error(x, *err);
     }
-    auto loaded = co_await await_answer<Result<std::optional<Conversation>>>(
-        x.stream->get_executor(), [&](auto done) { x.g->conversations().load(key.lineage, *request.conversation_id, done); });
-    if (!loaded) {
-      spdlog::error("conversation_load_failed key={} error={}", key.id, logfmt_value(loaded.error().to_string()));
-      x.rate = x.g->rate_snapshot(key);
-      const ApiError api_err = errors::conversation_unavailable("conversation_id", "read");
-      co_return co_await send_error(x, api_err);
-    }
-    // The context the earlier turns may use: the model's (its smallest
-    // node's) minus what the answer may take.
-    const int64_t ctx = x.g->context_for(request.model);
-    const int64_t answer = request.max_tokens_given ? request.generation.max_tokens
-                                                    : std::min<int64_t>(x.g->config().default_completion_reservation,
-                                                                        ctx / 4);
-    Job::ConversationRef ref;
-    ref.owner = key.lineage;
-    ref.id = *request.conversation_id;
-    ref.own_messages = request.generation.messages;
-    ref.ttl_s = request.conversation_ttl_s;
-    static const std::vector<protocol::ChatMessage> kNone;
-    auto& found = *loaded;
-    // No node serves the model (ctx 0): no limit here, the request gets its
-    // 404 or waits like any other. An answer that leaves no room: no turns.
-    const int64_t budget = ctx > 0 ? std::max<int64_t>(0, ctx - answer) : -1;
-    auto assembled = assemble(found ? found->messages : kNone, request.generation.messages, budget);
-    ref.turns_used = assembled.turns_used;
-    ref.turns_dropped = assembled.turns_dropped;
-    request.generation.messages = std::move(assembled.messages);
-    if (found) {
-      for (auto& m : found->messages) crypto::secure_wipe(m.content);
-    }
-    conversation = std::move(ref);
+    conversation = std::move(std::get<Job::ConversationRef>(prepended));
   }
   auto job = x.g->new_job(std::move(request), key);
   job->conversation = std::move(conversation);
   const auto decision = x.g->admit(key, *job);
   x.rate = decision.snapshot;
-  if (decision.refusal != RateLimiter::Refusal::none) {
-    const ApiError api_err = rate_limited(decision, key);
-    Response res = json_response(x.req, http::status::too_many_requests, error_body(api_err));
-    if (api_err.retry_after_s > 0) {
-      res.set(http::field::retry_after, std::to_string(api_err.retry_after_s));
-      res.set("retry-after-ms", std::to_string(static_cast<int64_t>(std::ceil(decision.retry_after_s * 1000))));
-    } else {
-      res.set("x-should-retry", "false");  // the OpenAI SDKs honour it
-    }
-    co_return co_await send(x, std::move(res));
-  }
+  if (decision.refusal != RateLimiter::Refusal::none) co_return co_await send_rate_limited(x, decision, key);
   auto sink = std::make_shared<HttpSink>(x.stream->get_executor(), job->request.stream);
   job->sink = sink.get();
   // However this coroutine ends, the job is let go of before its sink.

@@ -93,6 +93,9 @@ std::string quote(const std::string& s) {
         [](const GatewayConfig& c) { return std::to_string(c.field); }                                     \
   }
 
+// One entry per setting, in the order `agora gateway --help` and the
+// config file's documentation list them: a table, longer than a screen
+// because the settings are many, not because it does much.
 const std::vector<Setting>& table() {
   static const std::vector<Setting> t = {
       {"data_dir", "Directory for the database, TLS files and state",

@@ -101,6 +101,27 @@ Status GatewayImpl::start() {
       AttestationLifecycle::Settings{config_.attestation_timeout, config_.attestation_refresh, config_.attestation_retry},
       attestation_hooks());
 
+  if (Status st = open_store(); !st) return st;
+
+  std::weak_ptr<GatewayImpl> accepting = shared_from_this();
+  server_->start([accepting](tcp::socket socket, std::shared_ptr<asio::ssl::context> ssl) {
+    auto self = accepting.lock();
+    if (!self) return;
+    net::spawn(self->io_, run_http_session(self, std::move(socket), std::move(ssl)), "http_session");
+  });
+  net::spawn(io_, snapshot_loop(), "snapshot_loop");
+  net::spawn(io_, heartbeat_loop(), "heartbeat_loop");
+  std::string kinds;
+  for (const auto& [kind, v] : attestation_->verifiers()) kinds += (kinds.empty() ? "" : ",") + kind;
+  spdlog::info("gateway_listening url={} data_dir={} attestation={}", base_url(),
+               logfmt_value(config_.data_dir.string()), kinds.empty() ? "none" : kinds);
+  return ok_status();
+}
+
+// The master secret, the credential table and provider trust over it,
+// the store (its writer and control connections, the audit signer) and
+// the parts that write through it.
+Status GatewayImpl::open_store() {
   auto master = crypto::MasterSecret::load(
       config_.master_key ? *config_.master_key : crypto::default_master_secret_path(config_.data_dir), /*create=*/true);
   if (!master) return master.error();
@@ -129,19 +150,6 @@ Status GatewayImpl::start() {
   generations_.attach(store_.get());
   conversations_ = std::make_shared<ConversationService>(io_, store_.get(), std::make_shared<ConversationVault>(master_),
                                                          config_.conversation_ttl, clock_);
-
-  std::weak_ptr<GatewayImpl> accepting = shared_from_this();
-  server_->start([accepting](tcp::socket socket, std::shared_ptr<asio::ssl::context> ssl) {
-    auto self = accepting.lock();
-    if (!self) return;
-    net::spawn(self->io_, run_http_session(self, std::move(socket), std::move(ssl)), "http_session");
-  });
-  net::spawn(io_, snapshot_loop(), "snapshot_loop");
-  net::spawn(io_, heartbeat_loop(), "heartbeat_loop");
-  std::string kinds;
-  for (const auto& [kind, v] : attestation_->verifiers()) kinds += (kinds.empty() ? "" : ",") + kind;
-  spdlog::info("gateway_listening url={} data_dir={} attestation={}", base_url(),
-               logfmt_value(config_.data_dir.string()), kinds.empty() ? "none" : kinds);
   return ok_status();
 }
 

@@ -116,6 +116,91 @@ awaitable<void> reject_unreadable(std::shared_ptr<GatewayImpl> g, std::shared_pt
   g->metrics().request("other", static_cast<int>(status), 0);
 }
 
+// Lingering close after a 413: read and drop what the client is still
+// sending (bounded in bytes and time), so its TCP stack does not reset the
+// connection before it has read the answer.
+awaitable<void> drain_unread_body(TlsStream& stream, size_t max_body_bytes) {
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(5));
+  std::vector<char> scratch(64 * 1024);
+  for (size_t drained = 0; drained < 4 * max_body_bytes + (16u << 20);) {
+    auto [ec, got] = co_await stream.async_read_some(asio::buffer(scratch), as_tuple_awaitable);
+    if (ec) break;
+    drained += got;
+  }
+}
+
+// The next request on the connection: waits up to the idle timeout for its
+// first byte, then reads it whole within the read timeout. nullopt when
+// the connection ends (closed, timed out, or an unreadable request answered).
+awaitable<std::optional<Request>> read_request(std::shared_ptr<GatewayImpl> g, std::shared_ptr<TlsStream> stream,
+                                               beast::flat_buffer& buffer) {
+  const auto& cfg = g->config();
+  if (buffer.size() == 0) {
+    beast::get_lowest_layer(*stream).expires_after(cfg.idle_timeout);
+    auto [ec, n] = co_await stream->async_read_some(buffer.prepare(16 * 1024), as_tuple_awaitable);
+    if (ec) co_return std::nullopt;
+    buffer.commit(n);
+  }
+  RequestParser parser;
+  apply_limits(parser, HttpLimits{cfg.max_header_bytes, cfg.max_body_bytes});
+  beast::get_lowest_layer(*stream).expires_after(cfg.read_timeout);
+  auto [ec, n] = co_await http::async_read(*stream, buffer, parser, as_tuple_awaitable);
+  beast::get_lowest_layer(*stream).expires_never();
+  if (ec == http::error::body_limit) {
+    const ApiError api_err = errors::body_too_large(cfg.max_body_bytes);
+    co_await reject_unreadable(g, stream, http::status::payload_too_large, api_err);
+    co_await drain_unread_body(*stream, cfg.max_body_bytes);
+    co_return std::nullopt;
+  }
+  if (ec == http::error::header_limit) {
+    const ApiError api_err = errors::headers_too_large(cfg.max_header_bytes);
+    co_await reject_unreadable(g, stream, http::status::request_header_fields_too_large, api_err);
+    co_return std::nullopt;
+  }
+  // A read timeout (beast::error::timeout) has already closed the socket:
+  // nothing can be answered, the connection just ends.
+  if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
+      ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == beast::error::timeout) {
+    co_return std::nullopt;
+  }
+  if (ec) {
+    const ApiError api_err = errors::malformed_request(ec.message());
+    co_await reject_unreadable(g, stream, http::status::bad_request, api_err);
+    co_return std::nullopt;
+  }
+  Request req = parser.release();
+  // RFC 9112 §3.2 (Host), before anything is routed, node upgrades included.
+  if (const std::optional<ApiError> bad_request = check_request(req)) {
+    const ApiError api_err = *bad_request;  // named: see reject_unreadable
+    co_await reject_unreadable(g, stream, http::status::bad_request, api_err);
+    co_return std::nullopt;
+  }
+  co_return req;
+}
+
+// A WebSocket upgrade: a node's, at the node path with a provider token,
+// becomes its session (true); anything else is refused (false).
+awaitable<bool> upgrade_to_node(std::shared_ptr<GatewayImpl> g, std::shared_ptr<TlsStream> stream, Request req,
+                                uint64_t conn_id) {
+  std::string_view target = req.target();
+  if (target != protocol::kNodePath) {
+    const ApiError api_err = errors::not_found("No WebSocket endpoint at " + std::string(target));
+    co_await reject_unreadable(g, stream, http::status::not_found, api_err);
+    co_return false;
+  }
+  const ProviderEntry* provider = g->authenticate_provider(req[http::field::authorization]);
+  if (!provider) {
+    const ApiError api_err = errors::invalid_provider_token();
+    co_await reject_unreadable(g, stream, http::status::unauthorized, api_err);
+    co_return false;
+  }
+  // The connection now belongs to the node session (and outlives this
+  // connection's bookkeeping as a client connection).
+  g->server().forget(conn_id);
+  co_await g->run_node_session(stream, std::move(req), *provider);
+  co_return true;
+}
+
 }  // namespace
 
 awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket socket,
@@ -127,93 +212,23 @@ awaitable<void> run_http_session(std::shared_ptr<GatewayImpl> g, tcp::socket soc
     uint64_t id;
     ~Closed() { g->server().closed(id); }
   } closed{g, conn_id};
-  const auto& cfg = g->config();
 
-  beast::get_lowest_layer(*stream).expires_after(cfg.handshake_timeout);
+  beast::get_lowest_layer(*stream).expires_after(g->config().handshake_timeout);
   auto [hec] = co_await stream->async_handshake(asio::ssl::stream_base::server, as_tuple_awaitable);
   if (hec) {
     spdlog::debug("tls_handshake_failed error={}", logfmt_value(hec.message()));
     co_return;
   }
-
   beast::flat_buffer buffer;
-  for (;;) {
-    if (g->stopping()) break;
-    // Between requests: wait for the first byte up to the idle timeout.
-    if (buffer.size() == 0) {
-      beast::get_lowest_layer(*stream).expires_after(cfg.idle_timeout);
-      auto [ec, n] = co_await stream->async_read_some(buffer.prepare(16 * 1024), as_tuple_awaitable);
-      if (ec) break;
-      buffer.commit(n);
-    }
-    // Then the whole request (header and body) within the read timeout.
-    RequestParser parser;
-    apply_limits(parser, HttpLimits{cfg.max_header_bytes, cfg.max_body_bytes});
-    beast::get_lowest_layer(*stream).expires_after(cfg.read_timeout);
-    auto [ec, n] = co_await http::async_read(*stream, buffer, parser, as_tuple_awaitable);
-    beast::get_lowest_layer(*stream).expires_never();
-    if (ec == http::error::body_limit) {
-      const ApiError api_err = errors::body_too_large(cfg.max_body_bytes);
-      co_await reject_unreadable(g, stream, http::status::payload_too_large, api_err);
-      // Lingering close: read and drop what the client is still sending
-      // (bounded in bytes and time), so its TCP stack does not reset the
-      // connection before it has read the 413.
-      beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(5));
-      std::vector<char> scratch(64 * 1024);
-      for (size_t drained = 0; drained < 4 * cfg.max_body_bytes + (16u << 20);) {
-        auto [rec, got] = co_await stream->async_read_some(asio::buffer(scratch), as_tuple_awaitable);
-        if (rec) break;
-        drained += got;
-      }
+  while (!g->stopping()) {
+    std::optional<Request> req = co_await read_request(g, stream, buffer);
+    if (!req) break;
+    if (websocket::is_upgrade(*req)) {
+      if (co_await upgrade_to_node(g, stream, std::move(*req), conn_id)) co_return;
       break;
     }
-    if (ec == http::error::header_limit) {
-      const ApiError api_err = errors::headers_too_large(cfg.max_header_bytes);
-      co_await reject_unreadable(g, stream, http::status::request_header_fields_too_large, api_err);
-      break;
-    }
-    // A read timeout (beast::error::timeout) has already closed the socket:
-    // nothing can be answered, the connection just ends.
-    if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated || ec == asio::error::eof ||
-        ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == beast::error::timeout) {
-      break;
-    }
-    if (ec) {
-      const ApiError api_err = errors::malformed_request(ec.message());
-      co_await reject_unreadable(g, stream, http::status::bad_request, api_err);
-      break;
-    }
-    Request req = parser.release();
-    // RFC 9112 §3.2 (Host), before anything is routed, node upgrades included.
-    if (const std::optional<ApiError> bad_request = check_request(req)) {
-      const ApiError api_err = *bad_request;  // named: see reject_unreadable
-      co_await reject_unreadable(g, stream, http::status::bad_request, api_err);
-      break;
-    }
-
-    if (websocket::is_upgrade(req)) {
-      std::string_view target = req.target();
-      if (target != protocol::kNodePath) {
-        const ApiError api_err = errors::not_found("No WebSocket endpoint at " + std::string(target));
-        co_await reject_unreadable(g, stream, http::status::not_found, api_err);
-        break;
-      }
-      const ProviderEntry* provider = g->authenticate_provider(req[http::field::authorization]);
-      if (!provider) {
-        const ApiError api_err = errors::invalid_provider_token();
-        co_await reject_unreadable(g, stream, http::status::unauthorized, api_err);
-        break;
-      }
-      // The connection now belongs to the node session (and outlives this
-      // connection's bookkeeping as a client connection).
-      g->server().forget(conn_id);
-      co_await g->run_node_session(stream, std::move(req), *provider);
-      co_return;
-    }
-
-    Exchange x{g, stream, req, g->clock().now(), "other", std::nullopt};
-    const bool keep = co_await handle(x);
-    if (!keep) break;
+    Exchange x{g, stream, *req, g->clock().now(), "other", std::nullopt};
+    if (!co_await handle(x)) break;
   }
   // Best-effort TLS close_notify, bounded.
   beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(2));

@@ -165,6 +165,7 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   // welcomes it and starts its reader.
   void welcome_node(std::shared_ptr<NodeConn> conn, protocol::Hello hello);
   void read_node(std::shared_ptr<NodeConn> n);
+  Status open_store();  // part of start()
   void on_node_read(std::shared_ptr<NodeConn> n, beast::error_code ec, size_t bytes);
   void on_node_frame(NodeConn& n, protocol::Message m);
   void node_gone(const std::shared_ptr<NodeConn>& n, const std::string& why);

@@ -160,59 +160,13 @@ void StoreWorker::run_writer() {
       stopping = write_stopping_;
     }
     drained_.notify_all();
-    // Events in the order the loop saw them, before the jobs of the same
-    // round (a node connects and accepts before it serves).
-    // An acceptance and its entry are one transaction; other events go in
-    // runs. What fails (the database busy for longer than its timeout) is
-    // put back, in order, for the next round: nothing is dropped.
-    std::vector<store::AuditEvent> run;
-    size_t done = 0;
-    bool failed = false;
-    auto flush = [&]() {
-      if (run.empty()) return true;
-      if (Status st = writer_store_->append_audit(run); !st) {
-        spdlog::error("audit_write_failed entries={} error={}", run.size(), logfmt_value(st.error().to_string()));
-        return false;
-      }
-      run.clear();
-      return true;
-    };
-    for (; done < pending_events.size(); ++done) {
-      auto& p = pending_events[done];
-      if (!p.acceptance) {
-        run.push_back(p.event);
-        continue;
-      }
-      if (!flush()) {
-        failed = true;
-        done -= run.size();
-        break;
-      }
-      auto fresh = writer_store_->record_acceptance(*p.acceptance, std::span<const store::AuditEvent>(&p.event, 1));
-      if (!fresh) {
-        spdlog::error("agreement_acceptance_write_failed node={} error={}", p.acceptance->node_id,
-                      logfmt_value(fresh.error().to_string()));
-        failed = true;
-        break;
-      }
-    }
-    if (!failed && !flush()) {
-      failed = true;
-      done -= run.size();  // the run's events are still to write
-    }
-    if (failed && !stopping) {
+    const size_t done = write_events(pending_events);
+    if (done < pending_events.size() && !stopping) {
       std::lock_guard lock(write_mu_);
       pending_audit_.insert(pending_audit_.begin(), std::make_move_iterator(pending_events.begin() + done),
                             std::make_move_iterator(pending_events.end()));
     }
-    for (size_t i = 0; i < batch.size(); i += options_.txn_records) {
-      std::span<const store::GenerationRecord> part(batch.data() + i, std::min(options_.txn_records, batch.size() - i));
-      job_audit.clear();
-      for (const auto& g : part) job_audit.push_back(store::audit_event_for(g));
-      if (Status st = writer_store_->insert_generations(part, job_audit); !st) {
-        spdlog::error("generation_write_failed records={} error={}", part.size(), logfmt_value(st.error().to_string()));
-      }
-    }
+    write_generations(batch, job_audit);
     const auto now = options_.clock->now();
     if (stopping || now - last_checkpoint >= options_.checkpoint_interval) {
       last_checkpoint = now;
@@ -222,6 +176,53 @@ void StoreWorker::run_writer() {
       std::lock_guard lock(write_mu_);
       // Else: records that raced stop(); one more round.
       if (pending_.empty() && pending_audit_.empty()) return;
+    }
+  }
+}
+
+// Events in the order the loop saw them, before the jobs of the same
+// round (a node connects and accepts before it serves). An acceptance and
+// its entry are one transaction; other events go in runs. Returns how many
+// were written: what failed (the database busy for longer than its
+// timeout) is put back, in order, for the next round; nothing is dropped.
+size_t StoreWorker::write_events(std::vector<PendingEvent>& events) {
+  std::vector<store::AuditEvent> run;
+  auto flush = [&]() {
+    if (run.empty()) return true;
+    if (Status st = writer_store_->append_audit(run); !st) {
+      spdlog::error("audit_write_failed entries={} error={}", run.size(), logfmt_value(st.error().to_string()));
+      return false;
+    }
+    run.clear();
+    return true;
+  };
+  size_t done = 0;
+  for (; done < events.size(); ++done) {
+    auto& p = events[done];
+    if (!p.acceptance) {
+      run.push_back(p.event);
+      continue;
+    }
+    if (!flush()) return done - run.size();
+    auto fresh = writer_store_->record_acceptance(*p.acceptance, std::span<const store::AuditEvent>(&p.event, 1));
+    if (!fresh) {
+      spdlog::error("agreement_acceptance_write_failed node={} error={}", p.acceptance->node_id,
+                    logfmt_value(fresh.error().to_string()));
+      return done;
+    }
+  }
+  if (!flush()) return done - run.size();  // the run's events are still to write
+  return done;
+}
+
+void StoreWorker::write_generations(const std::vector<store::GenerationRecord>& batch,
+                                    std::vector<store::AuditEvent>& job_audit) {
+  for (size_t i = 0; i < batch.size(); i += options_.txn_records) {
+    std::span<const store::GenerationRecord> part(batch.data() + i, std::min(options_.txn_records, batch.size() - i));
+    job_audit.clear();
+    for (const auto& g : part) job_audit.push_back(store::audit_event_for(g));
+    if (Status st = writer_store_->insert_generations(part, job_audit); !st) {
+      spdlog::error("generation_write_failed records={} error={}", part.size(), logfmt_value(st.error().to_string()));
     }
   }
 }

@@ -116,6 +116,10 @@ class StoreWorker {
   template <class Queue>
   void wait_for_room(std::unique_lock<std::mutex>& lock, const Queue& queue);
   void run_writer();
+  // One round's audit events, in order; returns how many were written.
+  size_t write_events(std::vector<PendingEvent>& events);
+  // One round's generation records, txn_records per transaction.
+  void write_generations(const std::vector<store::GenerationRecord>& batch, std::vector<store::AuditEvent>& job_audit);
   void run_control();
   void reload_credentials();
   Result<Credentials> load_credentials();

@@ -52,14 +52,25 @@ std::string tail(const std::string& err) {
   return is_valid_utf8(t) ? t : std::string("(not UTF-8)");
 }
 
-}  // namespace
-
-Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel,
-                                            const Clock& clock) {
-  Pipe out, err;
-  if (::pipe2(out.fd, O_CLOEXEC) != 0 || ::pipe2(err.fd, O_CLOEXEC) != 0) {
-    return make_error(Errc::unavailable, std::string("attestation command: pipe: ") + std::strerror(errno));
+// The environment the command runs with: the node's, with c.env's
+// variables set (replacing any of the same name).
+std::vector<std::string> command_environment(const AttestationCommand& c) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; e && *e; ++e) {
+    bool replaced = false;
+    for (const auto& [k, v] : c.env) {
+      if (std::strncmp(*e, k.c_str(), k.size()) == 0 && (*e)[k.size()] == '=') replaced = true;
+    }
+    if (!replaced) env_strings.emplace_back(*e);
   }
+  for (const auto& [k, v] : c.env) env_strings.push_back(k + "=" + v);
+  return env_strings;
+}
+
+// Starts `/bin/sh -c "<command> $@" agora-attestation <nonce>` in a process
+// group of its own, stdin from /dev/null, stdout and stderr into the pipes,
+// no other descriptor inherited, signals at their defaults.
+Result<pid_t> spawn_command(const AttestationCommand& c, Pipe& out, Pipe& err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -83,15 +94,7 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::vector<std::string> env_strings;
-  for (char** e = environ; e && *e; ++e) {
-    bool replaced = false;
-    for (const auto& [k, v] : c.env) {
-      if (std::strncmp(*e, k.c_str(), k.size()) == 0 && (*e)[k.size()] == '=') replaced = true;
-    }
-    if (!replaced) env_strings.emplace_back(*e);
-  }
-  for (const auto& [k, v] : c.env) env_strings.push_back(k + "=" + v);
+  std::vector<std::string> env_strings = command_environment(c);
   std::vector<char*> envp;
   for (auto& e : env_strings) envp.push_back(e.data());
   envp.push_back(nullptr);
@@ -103,14 +106,26 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
   if (rc != 0) return make_error(Errc::unavailable, std::string("attestation command: cannot start /bin/sh: ") + std::strerror(rc));
   out.close_end(1);
   err.close_end(1);
+  return pid;
+}
 
+// What the command printed, and why it was stopped early (empty: it ran to
+// its end).
+struct Collected {
+  std::string stdout_text, stderr_text;
+  bool too_large = false;
+  std::string killed;
+};
+
+// Reads the command's output until the shell exits and its pipes are
+// drained, or time runs out, the node cancels, or stdout passes its limit.
+Collected collect_output(const AttestationCommand& c, pid_t pid, Pipe& out, Pipe& err,
+                         const std::atomic<bool>& cancel, const Clock& clock) {
   // The shell's exit shows on a pidfd, before it is reaped: while it is
   // a zombie its process group id cannot be reused, so the group (anything
   // it left running in the background) is killed safely once it exits.
   Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  std::string stdout_text, stderr_text;
-  bool too_large = false;
-  std::string killed;
+  Collected r;
   const auto deadline = clock.now() + c.timeout;
   bool out_open = true, err_open = true, exited = false;
   auto read_into = [&](int fd, std::string& dst, bool& open, bool is_stdout) {
@@ -122,22 +137,21 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
       return;
     }
     if (is_stdout && dst.size() + static_cast<size_t>(got) > c.max_output) {
-      too_large = true;
-      killed = "printed more than " + std::to_string(c.max_output) + " bytes";
+      r.too_large = true;
+      r.killed = "printed more than " + std::to_string(c.max_output) + " bytes";
       return;
     }
     if (!is_stdout && dst.size() > 64 * 1024) dst.erase(0, 32 * 1024);  // keep the end
     dst.append(buf, static_cast<size_t>(got));
   };
-  // Until the shell exits and its output is read (or time runs out).
-  while (killed.empty() && (!exited || out_open || err_open)) {
+  while (r.killed.empty() && (!exited || out_open || err_open)) {
     if (cancel.load()) {
-      killed = "cancelled (the node is stopping)";
+      r.killed = "cancelled (the node is stopping)";
       break;
     }
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock.now());
     if (left.count() <= 0) {
-      killed = "killed after " + std::to_string(c.timeout.count()) + " ms without finishing";
+      r.killed = "killed after " + std::to_string(c.timeout.count()) + " ms without finishing";
       break;
     }
     pollfd fds[3] = {{out_open ? out.fd[0] : -1, POLLIN, 0},
@@ -146,11 +160,11 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
     const int n = ::poll(fds, 3, static_cast<int>(std::min<int64_t>(left.count(), 100)));
     if (n < 0) {
       if (errno == EINTR) continue;
-      killed = std::string("poll failed: ") + std::strerror(errno);
+      r.killed = std::string("poll failed: ") + std::strerror(errno);
       break;
     }
-    if (fds[0].revents) read_into(out.fd[0], stdout_text, out_open, true);
-    if (fds[1].revents && killed.empty()) read_into(err.fd[0], stderr_text, err_open, false);
+    if (fds[0].revents) read_into(out.fd[0], r.stdout_text, out_open, true);
+    if (fds[1].revents && r.killed.empty()) read_into(err.fd[0], r.stderr_text, err_open, false);
     if (fds[2].revents) {
       exited = true;
       // Whatever the shell left behind goes now; it may hold the pipes open.
@@ -158,19 +172,33 @@ Result<std::string> run_attestation_command(const AttestationCommand& c, const s
     }
     if (pidfd.fd < 0 && !out_open && !err_open) exited = true;  // no pidfd: the pipes' end is all we can see
   }
-  ::kill(-pid, SIGKILL);  // on timeout, cancel or a flood; else the leftovers, if any (the leader is not reaped yet)
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  return r;
+}
+
+}  // namespace
+
+Result<std::string> run_attestation_command(const AttestationCommand& c, const std::atomic<bool>& cancel,
+                                            const Clock& clock) {
+  Pipe out, err;
+  if (::pipe2(out.fd, O_CLOEXEC) != 0 || ::pipe2(err.fd, O_CLOEXEC) != 0) {
+    return make_error(Errc::unavailable, std::string("attestation command: pipe: ") + std::strerror(errno));
   }
-  if (too_large) return make_error(Errc::too_large, "attestation command " + killed);
-  if (!killed.empty()) return make_error(Errc::unavailable, "attestation command " + killed);
+  auto pid = spawn_command(c, out, err);
+  if (!pid) return pid.error();
+  const Collected r = collect_output(c, *pid, out, err, cancel, clock);
+  ::kill(-*pid, SIGKILL);  // on timeout, cancel or a flood; else the leftovers, if any (the leader is not reaped yet)
+  int status = 0;
+  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (r.too_large) return make_error(Errc::too_large, "attestation command " + r.killed);
+  if (!r.killed.empty()) return make_error(Errc::unavailable, "attestation command " + r.killed);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     std::string how = WIFEXITED(status) ? "exited with status " + std::to_string(WEXITSTATUS(status))
                                         : "was killed by signal " + std::to_string(WTERMSIG(status));
-    const std::string t = tail(stderr_text);
+    const std::string t = tail(r.stderr_text);
     return make_error(Errc::unavailable, "attestation command " + how + (t.empty() ? "" : ": " + t));
   }
-  std::string evidence(trim(stdout_text));
+  std::string evidence(trim(r.stdout_text));
   if (evidence.empty()) return make_error(Errc::invalid_argument, "attestation command printed nothing");
   if (!is_valid_utf8(evidence)) return make_error(Errc::invalid_argument, "attestation command printed something that is not UTF-8 text");
   return evidence;

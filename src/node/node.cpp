@@ -200,91 +200,13 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       fatal_ = ctx.error();
       co_return ctx.error().message;
     }
-    tcp::resolver resolver(io_);
-    auto [rec, endpoints] = co_await resolver.async_resolve(url->host, std::to_string(url->port), as_tuple_awaitable);
-    if (rec) co_return "cannot resolve " + url->host + ": " + rec.message();
-
     auto ws = std::make_shared<Ws>(io_, **ctx);
-    auto& tcp_layer = beast::get_lowest_layer(*ws);
-    tcp_layer.expires_after(config_.connect_timeout);
-    auto [cec, ep] = co_await tcp_layer.async_connect(endpoints, as_tuple_awaitable);
-    if (cec) co_return "cannot connect to " + url->host + ":" + std::to_string(url->port) + ": " + cec.message();
-    tcp_layer.socket().set_option(tcp::no_delay(true));
-    if (Status st = net::prepare_client_stream(ws->next_layer().native_handle(), url->host, config_.tls); !st) {
-      fatal_ = st.error();
-      co_return st.error().message;
-    }
-    auto [hec] = co_await ws->next_layer().async_handshake(asio::ssl::stream_base::client, as_tuple_awaitable);
-    if (hec) co_return "TLS handshake failed: " + net::describe_tls_error(hec, ws->next_layer().native_handle());
-    tcp_layer.expires_never();
-
-    websocket::stream_base::timeout to{};
-    to.handshake_timeout = config_.connect_timeout;
-    to.idle_timeout = config_.heartbeat_timeout;
-    to.keep_alive_pings = true;
-    ws->set_option(to);
-    ws->read_message_max(protocol::kMaxFrameBytes);
-    const std::string token = config_.token;
-    ws->set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
-      req.set(http::field::authorization, "Bearer " + token);
-      req.set(http::field::user_agent, "agora-node/0.1.0");
-    }));
-    websocket::response_type res;
-    const std::string host = net::format_host_port(url->host, url->port);
-    const std::string target = url->target == "/" ? std::string(protocol::kNodePath) : url->target;
-    auto [wec] = co_await ws->async_handshake(res, host, target, as_tuple_awaitable);
-    if (wec) {
-      if (res.result() == http::status::unauthorized) {
-        const auto now = clock_.now();
-        if (!first_refusal_) first_refusal_ = now;
-        if (now - *first_refusal_ >= config_.auth_grace) {
-          fatal_ = make_error(Errc::invalid_argument,
-                              "the gateway refused the provider token (unknown or revoked): register with "
-                              "`agora providers register` and pass the token it prints");
-          co_return fatal_->message;
-        }
-        co_return "the gateway refused the provider token (retrying in case it was just registered)";
-      }
-      co_return fmt::format("WebSocket handshake failed ({}): {}", res.result_int(), wec.message());
-    }
+    if (auto failed = co_await dial(*ws, *url)) co_return *failed;
     ws->text(true);
-
-    protocol::Hello hello;
-    hello.node_id = config_.node_id;
-    hello.agent = "agora/0.1.0";
-    hello.region = config_.region;
-    hello.hardware = hardware_;
-    hello.agreements = config_.agreements;
-    if (!config_.identity.public_key.empty()) hello.identity_key = crypto::to_hex(config_.identity.public_key);
-    if (!config_.attestation_cmd.empty()) hello.attestation = config_.attestation_kind;
-    for (const auto& m : models_) {
-      const auto& info = m.engine->model_info();
-      const auto stats = m.engine->stats();
-      protocol::ModelAdvert a;
-      a.name = m.name;
-      a.sha256 = info.sha256;
-      a.quantization = info.quantization;
-      a.architecture = info.architecture;
-      a.parameters = info.parameters;
-      a.context_length = info.context_length;
-      a.ctx_per_slot = stats.ctx_per_slot;
-      a.slots = stats.slots_total;
-      hello.models.push_back(std::move(a));
-    }
-    auto [w1, n1] = co_await ws->async_write(asio::buffer(protocol::encode(hello)), as_tuple_awaitable);
-    if (w1) co_return "sending hello failed: " + w1.message();
     beast::flat_buffer buf;
-    auto [r1, n2] = co_await ws->async_read(buf, as_tuple_awaitable);
-    if (r1) co_return "no welcome from the gateway: " + r1.message();
-    auto first = protocol::decode(beast::buffers_to_string(buf.data()));
-    buf.consume(buf.size());
-    if (!first) co_return first.error().message;
-    if (auto* rej = std::get_if<protocol::Reject>(&*first)) {
-      fatal_ = make_error(Errc::invalid_argument, "the gateway refused this node: " + rej->message);
-      co_return fatal_->message;
-    }
-    auto* welcome = std::get_if<protocol::Welcome>(&*first);
-    if (!welcome) co_return "the gateway's first frame was not a welcome";
+    auto welcome = co_await greet(*ws, buf);
+    if (auto* failed = std::get_if<std::string>(&welcome)) co_return *failed;
+    const auto& w = std::get<protocol::Welcome>(welcome);
 
     first_refusal_.reset();
     ++session_;
@@ -293,9 +215,8 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     queued_delta_.clear();
     closing_ = false;
     spdlog::info("node_connected node={} provider={} gateway={} agreement_version={} agreement_accepted={}",
-                 config_.node_id, welcome->provider_id, config_.gateway_url, welcome->agreement_version,
-                 welcome->agreement_accepted);
-    if (events_.on_connected) events_.on_connected(welcome->provider_id);
+                 config_.node_id, w.provider_id, config_.gateway_url, w.agreement_version, w.agreement_accepted);
+    if (events_.on_connected) events_.on_connected(w.provider_id);
     if (draining_) send(protocol::encode(protocol::Drain{}));
     net::spawn(io_, writer(ws, session_), "node_writer");
 
@@ -319,6 +240,101 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     ws_.reset();
     wake_.cancel();
     co_return why;
+  }
+
+  // Resolve, TCP, TLS and the WebSocket upgrade with the provider token;
+  // why it failed, or nullopt (fatal_ is set when retrying cannot help).
+  awaitable<std::optional<std::string>> dial(Ws& ws, const net::Url& url) {
+    using Why = std::optional<std::string>;
+    tcp::resolver resolver(io_);
+    auto [rec, endpoints] = co_await resolver.async_resolve(url.host, std::to_string(url.port), as_tuple_awaitable);
+    if (rec) co_return Why("cannot resolve " + url.host + ": " + rec.message());
+    auto& tcp_layer = beast::get_lowest_layer(ws);
+    tcp_layer.expires_after(config_.connect_timeout);
+    auto [cec, ep] = co_await tcp_layer.async_connect(endpoints, as_tuple_awaitable);
+    if (cec) co_return Why("cannot connect to " + url.host + ":" + std::to_string(url.port) + ": " + cec.message());
+    tcp_layer.socket().set_option(tcp::no_delay(true));
+    if (Status st = net::prepare_client_stream(ws.next_layer().native_handle(), url.host, config_.tls); !st) {
+      fatal_ = st.error();
+      co_return Why(st.error().message);
+    }
+    auto [hec] = co_await ws.next_layer().async_handshake(asio::ssl::stream_base::client, as_tuple_awaitable);
+    if (hec) co_return Why("TLS handshake failed: " + net::describe_tls_error(hec, ws.next_layer().native_handle()));
+    tcp_layer.expires_never();
+
+    websocket::stream_base::timeout to{};
+    to.handshake_timeout = config_.connect_timeout;
+    to.idle_timeout = config_.heartbeat_timeout;
+    to.keep_alive_pings = true;
+    ws.set_option(to);
+    ws.read_message_max(protocol::kMaxFrameBytes);
+    const std::string token = config_.token;
+    ws.set_option(websocket::stream_base::decorator([token](websocket::request_type& req) {
+      req.set(http::field::authorization, "Bearer " + token);
+      req.set(http::field::user_agent, "agora-node/0.1.0");
+    }));
+    websocket::response_type res;
+    const std::string host = net::format_host_port(url.host, url.port);
+    const std::string target = url.target == "/" ? std::string(protocol::kNodePath) : url.target;
+    auto [wec] = co_await ws.async_handshake(res, host, target, as_tuple_awaitable);
+    if (!wec) co_return std::nullopt;
+    if (res.result() != http::status::unauthorized) {
+      co_return Why(fmt::format("WebSocket handshake failed ({}): {}", res.result_int(), wec.message()));
+    }
+    const auto now = clock_.now();
+    if (!first_refusal_) first_refusal_ = now;
+    if (now - *first_refusal_ >= config_.auth_grace) {
+      fatal_ = make_error(Errc::invalid_argument,
+                          "the gateway refused the provider token (unknown or revoked): register with "
+                          "`agora providers register` and pass the token it prints");
+      co_return Why(fatal_->message);
+    }
+    co_return Why("the gateway refused the provider token (retrying in case it was just registered)");
+  }
+
+  protocol::Hello make_hello() const {
+    protocol::Hello hello;
+    hello.node_id = config_.node_id;
+    hello.agent = "agora/0.1.0";
+    hello.region = config_.region;
+    hello.hardware = hardware_;
+    hello.agreements = config_.agreements;
+    if (!config_.identity.public_key.empty()) hello.identity_key = crypto::to_hex(config_.identity.public_key);
+    if (!config_.attestation_cmd.empty()) hello.attestation = config_.attestation_kind;
+    for (const auto& m : models_) {
+      const auto& info = m.engine->model_info();
+      const auto stats = m.engine->stats();
+      protocol::ModelAdvert a;
+      a.name = m.name;
+      a.sha256 = info.sha256;
+      a.quantization = info.quantization;
+      a.architecture = info.architecture;
+      a.parameters = info.parameters;
+      a.context_length = info.context_length;
+      a.ctx_per_slot = stats.ctx_per_slot;
+      a.slots = stats.slots_total;
+      hello.models.push_back(std::move(a));
+    }
+    return hello;
+  }
+
+  // Sends the hello and reads the gateway's answer: its welcome, or why
+  // not (fatal_ set on a reject).
+  awaitable<std::variant<protocol::Welcome, std::string>> greet(Ws& ws, beast::flat_buffer& buf) {
+    auto [w1, n1] = co_await ws.async_write(asio::buffer(protocol::encode(make_hello())), as_tuple_awaitable);
+    if (w1) co_return "sending hello failed: " + w1.message();
+    auto [r1, n2] = co_await ws.async_read(buf, as_tuple_awaitable);
+    if (r1) co_return "no welcome from the gateway: " + r1.message();
+    auto first = protocol::decode(beast::buffers_to_string(buf.data()));
+    buf.consume(buf.size());
+    if (!first) co_return first.error().message;
+    if (auto* rej = std::get_if<protocol::Reject>(&*first)) {
+      fatal_ = make_error(Errc::invalid_argument, "the gateway refused this node: " + rej->message);
+      co_return fatal_->message;
+    }
+    auto* welcome = std::get_if<protocol::Welcome>(&*first);
+    if (!welcome) co_return std::string("the gateway's first frame was not a welcome");
+    co_return std::move(*welcome);
   }
 
   awaitable<void> writer(std::shared_ptr<Ws> ws, uint64_t session) {
@@ -507,6 +523,40 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     return protocol::encode(d);
   }
 
+  // The engine's callbacks for a job: each event is posted to the loop
+  // (dropped when the session it ran for has ended).
+  engine::GenerationCallbacks job_callbacks(protocol::JobId id, uint64_t session,
+                                            std::shared_ptr<protocol::sealed::ResponseSealer> sealer) {
+    std::weak_ptr<NodeImpl> weak = shared_from_this();
+    engine::GenerationCallbacks cb;
+    // Engine thread -> loop; the writer encodes (see send_delta). A sealed
+    // job's chunks are sealed on the loop, in order, and never coalesced.
+    cb.on_event = [weak, id, session, sealer, this](const engine::StreamEvent& ev) {
+      if (auto self = weak.lock()) {
+        asio::post(io_, [self, session, sealer, d = protocol::Delta{id, ev.text, to_wire(ev.logprobs), std::nullopt}]() mutable {
+          if (self->session_ != session) return;
+          if (!sealer) return self->send_delta(std::move(d));
+          const std::string plain =
+              protocol::encode(protocol::Message{protocol::Delta{0, d.text, d.logprobs, std::nullopt}});
+          auto ct = sealer->seal(plain, /*final=*/false);
+          if (!ct) return;  // only after the final chunk, which ends the job
+          self->send(protocol::encode(protocol::Message{protocol::Delta{
+              d.job, "", {}, protocol::SealedChunk{sealer->next_sequence() - 1, false, std::move(*ct)}}}));
+        });
+      }
+    };
+    cb.on_done = [weak, id, session, sealer, this](engine::Completion c) {
+      if (auto self = weak.lock()) {
+        asio::post(io_, [self, id, session, sealer, c = std::move(c)]() mutable {
+          self->jobs_.erase(id);
+          if (self->session_ == session) self->send(self->done_frame(id, c, sealer));
+          self->maybe_finish_drain();
+        });
+      }
+    };
+    return cb;
+  }
+
   void start_job(protocol::Job job) {
     const size_t mi = model_index(job.model);
     if (mi == models_.size()) {
@@ -537,33 +587,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     }
     const uint64_t session = session_;
     const protocol::JobId id = job.job;
-    std::weak_ptr<NodeImpl> weak = shared_from_this();
-    engine::GenerationCallbacks cb;
-    // Engine thread -> loop; the writer encodes (see send_delta). A sealed
-    // job's chunks are sealed on the loop, in order, and never coalesced.
-    cb.on_event = [weak, id, session, sealer, this](const engine::StreamEvent& ev) {
-      if (auto self = weak.lock()) {
-        asio::post(io_, [self, session, sealer, d = protocol::Delta{id, ev.text, to_wire(ev.logprobs), std::nullopt}]() mutable {
-          if (self->session_ != session) return;
-          if (!sealer) return self->send_delta(std::move(d));
-          const std::string plain =
-              protocol::encode(protocol::Message{protocol::Delta{0, d.text, d.logprobs, std::nullopt}});
-          auto ct = sealer->seal(plain, /*final=*/false);
-          if (!ct) return;  // only after the final chunk, which ends the job
-          self->send(protocol::encode(protocol::Message{protocol::Delta{
-              d.job, "", {}, protocol::SealedChunk{sealer->next_sequence() - 1, false, std::move(*ct)}}}));
-        });
-      }
-    };
-    cb.on_done = [weak, id, session, sealer, this](engine::Completion c) {
-      if (auto self = weak.lock()) {
-        asio::post(io_, [self, id, session, sealer, c = std::move(c)]() mutable {
-          self->jobs_.erase(id);
-          if (self->session_ == session) self->send(self->done_frame(id, c, sealer));
-          self->maybe_finish_drain();
-        });
-      }
-    };
+    engine::GenerationCallbacks cb = job_callbacks(id, session, std::move(sealer));
     auto rid = models_[mi].engine->submit(to_engine(std::move(job.request)), std::move(cb));
     if (!rid) {
       const bool retry = rid.error().code == Errc::unavailable;
