@@ -183,27 +183,42 @@ class SseStream {
   awaitable<bool> run() {
     for (;;) {
       JobEvent e = co_await sink_.next();
-      switch (e.kind) {
-        case JobEvent::Kind::delta:
-          if (auto end = co_await on_delta(e)) co_return *end;
-          continue;
-        case JobEvent::Kind::restarted:  // only before the first delta: nothing to take back
-          continue;
-        case JobEvent::Kind::done:
-          if (!headers_sent_ && !co_await send_headers()) co_return false;
-          co_return co_await finish(e.done, "", {}, kNoFrame);
-        case JobEvent::Kind::failed:
-          if (e.ran) x_.g->generations().record(*job_, {}, {}, protocol::FinishReason::error);
-          if (!headers_sent_) co_return co_await send_error(x_, e.error);
-          co_return co_await fail(e.error);
-        case JobEvent::Kind::client_gone:
-          x_.g->metrics().request(x_.route, 499, seconds_since(x_.g->clock(), x_.start));
-          co_return give_up();
+      if (e.kind == JobEvent::Kind::restarted) continue;  // only before the first delta: nothing to take back
+      if (e.kind == JobEvent::Kind::delta) {
+        std::optional<bool> end = co_await on_delta(e);
+        if (end) co_return *end;
+        continue;
       }
+      co_return co_await on_end(e);
     }
   }
 
  private:
+  // A done, a failure or the client gone: the stream's last event.
+  awaitable<bool> on_end(JobEvent& e) {
+    if (e.kind == JobEvent::Kind::done) {
+      if (!headers_sent_ && !co_await send_headers()) co_return false;
+      static const std::vector<protocol::TokenLogprob> kNoLogprobs;  // named: GCC and temporaries in co_await
+      co_return co_await finish(e.done, "", kNoLogprobs, kNoFrame);
+    }
+    if (e.kind == JobEvent::Kind::failed) {
+      if (e.ran) x_.g->generations().record(*job_, {}, {}, protocol::FinishReason::error);
+      if (!headers_sent_) co_return co_await send_error(x_, e.error);
+      // Output already began: an error event, then the stream ends without
+      // [DONE], so no client mistakes it for a complete answer. Written
+      // here, not in a member coroutine of its own: GCC 12 left that one
+      // suspended before its first statement (tests/clients/faults.test.mjs,
+      // "node killed mid-stream").
+      out_.clear();
+      ChunkWriter::error(out_, e.error);
+      if (co_await write_chunk(x_, out_)) co_await asio::async_write(*x_.stream, http::make_chunk_last(), as_tuple_awaitable);
+      x_.g->metrics().request(x_.route, e.error.status, seconds_since(x_.g->clock(), x_.start));
+      co_return false;
+    }
+    x_.g->metrics().request(x_.route, 499, seconds_since(x_.g->clock(), x_.start));  // client_gone
+    co_return give_up();
+  }
+
   static constexpr Clock::TimePoint kNoFrame{};
 
   // A delta's chunk; the stream's end (keep-alive or not) when it was the
@@ -286,18 +301,6 @@ class SseStream {
     beast::get_lowest_layer(*x_.stream).expires_never();
     x_.g->metrics().request(x_.route, 200, seconds_since(x_.g->clock(), x_.start));
     co_return !ec && x_.req.keep_alive();
-  }
-
-  // Output already began: an error event, then the stream ends without
-  // [DONE], so no client mistakes it for a complete answer.
-  awaitable<bool> fail(const ApiError& err) {
-    out_.clear();
-    ChunkWriter::error(out_, err);
-    if (co_await write_chunk(x_, out_)) {
-      co_await asio::async_write(*x_.stream, http::make_chunk_last(), as_tuple_awaitable);
-    }
-    x_.g->metrics().request(x_.route, err.status, seconds_since(x_.g->clock(), x_.start));
-    co_return false;
   }
 
   bool give_up() {

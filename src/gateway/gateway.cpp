@@ -1,18 +1,16 @@
-// The gateway's core: listener, credentials, job scheduling and the node
-// side of the protocol. See internal.h for the state and threading rules.
+// The gateway's composition root: builds the parts (server, store,
+// credential table, provider trust, attestation, scheduler, conversations,
+// generation log), wires their hooks, and runs start and stop; the node
+// snapshot and heartbeat loops. See internal.h for the state and threading
+// rules.
 #include <boost/json.hpp>
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
-
-#include <thread>
 
 #include "common/log.h"
 #include "crypto/random.h"
-#include "crypto/sha256.h"
 #include "gateway/internal.h"
 #include "gateway/node_snapshot.h"
 #include "net/spawn.h"
-#include "net/url.h"
 #include "crypto/aead.h"
 #include "protocol/agreement.h"
 #include "store/audit.h"
@@ -84,14 +82,10 @@ Status GatewayImpl::start() {
     return make_error(Errc::io_error, "cannot create data directory " + config_.data_dir.string() + ": " +
                                           fs_ec.message());
   }
-  // TLS and the listening socket first: a bad certificate or address
-  // fails before the store is opened.
+  const Server::Settings server_settings{config_.listen,   config_.data_dir / "tls", config_.tls_cert,
+                                         config_.tls_key,  config_.tls_names,        config_.max_connections};
   server_ = std::make_shared<Server>(io_);
-  if (Status st = server_->open(Server::Settings{config_.listen, config_.data_dir / "tls", config_.tls_cert,
-                                                 config_.tls_key, config_.tls_names, config_.max_connections});
-      !st) {
-    return st;
-  }
+  if (Status st = server_->load_tls(server_settings); !st) return st;
 
   auto verifiers = load_verifiers(config_);
   if (!verifiers) return verifiers.error();
@@ -102,6 +96,7 @@ Status GatewayImpl::start() {
       attestation_hooks());
 
   if (Status st = open_store(); !st) return st;
+  if (Status st = server_->listen(server_settings); !st) return st;
 
   std::weak_ptr<GatewayImpl> accepting = shared_from_this();
   server_->start([accepting](tcp::socket socket, std::shared_ptr<asio::ssl::context> ssl) {
@@ -216,6 +211,7 @@ ProviderTrust::Hooks GatewayImpl::trust_hooks() {
     return it == conns_.end() || it->second->closing ? nullptr : it->second.get();
   };
   return ProviderTrust::Hooks{
+      [open_conn](ConnId id) { return open_conn(id) != nullptr; },
       [open_conn](ConnId id, const std::string& frame) {
         if (NodeConn* n = open_conn(id)) n->send(frame);
       },
@@ -289,8 +285,6 @@ std::shared_ptr<Job> GatewayImpl::new_job(ChatRequest request, const KeyEntry& k
 }
 
 int32_t GatewayImpl::context_for(const std::string& model) const { return router_.context_for(model); }
-
-
 
 AttestationLifecycle::Hooks GatewayImpl::attestation_hooks() {
   AttestationLifecycle::Hooks h;

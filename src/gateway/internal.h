@@ -1,10 +1,11 @@
-// Private to the gateway library: the state shared by the core
-// (gateway.cpp: jobs, queue, credentials, node sessions) and the HTTP shell
-// (http_session.cpp). All of it lives on the event loop.
+// Private to the gateway library: GatewayImpl, the composition root that
+// owns the parts (docs/ARCHITECTURE.md, "The gateway's parts"), and
+// NodeConn, a node's WSS session (node_session.cpp), as the HTTP shell
+// (http_session.cpp and the handler files) and the node side reach them.
+// All of it lives on the event loop.
 #pragma once
 
 #include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -13,10 +14,8 @@
 
 #include <array>
 #include <chrono>
-#include <deque>
 #include <list>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "gateway/attestation.h"
 #include "gateway/conversation_service.h"
@@ -34,7 +33,6 @@
 #include "gateway/store_worker.h"
 #include "net/asio_timer.h"
 #include "net/lean_tls_stream.h"
-#include "net/tls.h"
 #include "net/ws_frame.h"
 #include "crypto/master_secret.h"
 #include "protocol/messages.h"
@@ -101,7 +99,6 @@ struct NodeConn final : ProviderLink, std::enable_shared_from_this<NodeConn> {
  private:
   void start_writer();
 };
-
 
 class GatewayImpl final : public Gateway, public std::enable_shared_from_this<GatewayImpl> {
  public:
@@ -211,7 +208,6 @@ class GatewayImpl final : public Gateway, public std::enable_shared_from_this<Ga
   asio::steady_timer snapshot_timer_;
   bool snapshot_due_ = false;
   ConnId next_conn_ = 1;
-
 
   Metrics metrics_;
   GenerationLog generations_{io_, metrics_, clock_};

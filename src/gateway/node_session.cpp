@@ -83,8 +83,9 @@ awaitable<bool> accept_upgrade(TlsStream& stream, const http::request<http::stri
 awaitable<std::optional<protocol::Hello>> read_hello(asio::io_context& io, NodeConn& conn,
                                                      std::chrono::milliseconds timeout) {
   asio::steady_timer deadline(io, timeout);
-  deadline.async_wait([&conn](boost::system::error_code ec) {
-    if (!ec) beast::get_lowest_layer(conn.stream).cancel();
+  // The handler may run after this frame is gone (expiry racing the read).
+  deadline.async_wait([weak = conn.weak_from_this()](boost::system::error_code ec) {
+    if (auto c = weak.lock(); c && !ec) beast::get_lowest_layer(c->stream).cancel();
   });
   net::ws::Event first = co_await read_event(conn);
   deadline.cancel();

@@ -27,8 +27,7 @@ void ProviderTrust::welcomed(ConnId conn) {
   if (it->second.standing.agreed) {
     record_acceptance(it->second, "hello");
   } else {
-    offer(conn, it->second,
-          protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text}));
+    offer(conn, it->second, offer_frame());
   }
 }
 
@@ -56,11 +55,10 @@ void ProviderTrust::credentials_changed(std::optional<store::AgreementRecord> ag
     spdlog::info("agreement_current version={} sha256={}", agreement_->version, agreement_->sha256);
   }
   // Encoded once for every node it goes to.
-  const std::string frame =
-      new_agreement ? protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text})
-                    : std::string();
+  const std::string frame = new_agreement ? offer_frame() : std::string();
   std::vector<ConnId> revoked;
   for (auto& [conn, n] : nodes_) {
+    if (!hooks_.open(conn)) continue;
     if (!credentials_.provider_active(n.provider_id)) {
       revoked.push_back(conn);
       continue;
@@ -80,6 +78,10 @@ void ProviderTrust::credentials_changed(std::optional<store::AgreementRecord> ag
     nodes_.erase(conn);
     hooks_.disconnect(conn);
   }
+}
+
+std::string ProviderTrust::offer_frame() const {
+  return protocol::encode(protocol::AgreementOffer{agreement_->version, agreement_->sha256, agreement_->text});
 }
 
 bool ProviderTrust::lists_current(const Node& n) const {

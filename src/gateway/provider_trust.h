@@ -25,6 +25,9 @@ namespace agora::gateway {
 class ProviderTrust {
  public:
   struct Hooks {
+    // Whether the node's session is still open: one that is closing is
+    // going away and is left alone.
+    std::function<bool(ConnId)> open;
     // Sends `frame` (an encoded agreement offer) to the node.
     std::function<void(ConnId, const std::string& frame)> send;
     // The node's provider was revoked or terminated: close its session.
@@ -74,6 +77,7 @@ class ProviderTrust {
     bool held = false;  // as last told through set_held (or join's answer)
   };
   bool lists_current(const Node& n) const;
+  std::string offer_frame() const;  // the current agreement, encoded
   void record_acceptance(const Node& n, const char* how);
   void offer(ConnId conn, const Node& n, const std::string& frame);
   void update_hold(ConnId conn, Node& n);

@@ -13,8 +13,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 constexpr auto as_tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-Status Server::open(const Settings& s) {
-  max_connections_ = s.max_connections;
+Status Server::load_tls(const Settings& s) {
   std::filesystem::path cert, key;
   if (s.tls_cert || s.tls_key) {
     if (!s.tls_cert || !s.tls_key) {
@@ -32,7 +31,11 @@ Status Server::open(const Settings& s) {
   auto ctx = net::make_server_tls_context(cert, key);
   if (!ctx) return ctx.error();
   ssl_ = *ctx;
+  return ok_status();
+}
 
+Status Server::listen(const Settings& s) {
+  max_connections_ = s.max_connections;
   auto hp = net::parse_host_port(s.listen, 8443);
   if (!hp) return hp.error();
   boost::system::error_code ec;

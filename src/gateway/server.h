@@ -37,8 +37,11 @@ class Server : public std::enable_shared_from_this<Server> {
 
   explicit Server(boost::asio::io_context& io) : io_(io) {}
 
-  // Loads or issues the certificate and listens; port() is known after.
-  Status open(const Settings& settings);
+  // Loads or issues the certificate (first in start, so that a bad one
+  // fails before anything else is opened).
+  Status load_tls(const Settings& settings);
+  // Binds and listens (last in start); port() is known after.
+  Status listen(const Settings& settings);
   // Accepts until close(), handing each socket (TCP_NODELAY set) to `on_accept`.
   void start(OnAccept on_accept);
   // Stops accepting.

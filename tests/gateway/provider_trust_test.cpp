@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <set>
 
 #include "fakes/manual_clock.h"
 #include "protocol/messages.h"
@@ -19,9 +21,11 @@ struct Recorder {
   std::vector<ConnId> disconnected;
   std::map<ConnId, bool> held;  // the last set_held per node
   std::vector<std::pair<store::AcceptanceRecord, store::AuditEvent>> accepted;
+  std::set<ConnId> closing;  // sessions the gateway is closing
 
   ProviderTrust::Hooks hooks() {
-    return {[this](ConnId c, const std::string& f) { sent.emplace_back(c, f); },
+    return {[this](ConnId c) { return !closing.contains(c); },
+            [this](ConnId c, const std::string& f) { sent.emplace_back(c, f); },
             [this](ConnId c) { disconnected.push_back(c); },
             [this](ConnId c, bool h) { held[c] = h; },
             [this](store::AcceptanceRecord a, store::AuditEvent e) { accepted.emplace_back(std::move(a), std::move(e)); }};
@@ -162,6 +166,19 @@ TEST_F(ProviderTrustTest, RevokedOrTerminatedProvidersNodesAreDisconnected) {
   std::sort(rec.disconnected.begin(), rec.disconnected.end());
   EXPECT_EQ(rec.disconnected, (std::vector<ConnId>{1, 2, 3}));
   EXPECT_EQ(trust.nodes(), 0u);
+}
+
+TEST_F(ProviderTrustTest, AClosingSessionIsLeftAlone) {
+  reload({provider(*master, "prov_a", store::kProviderActive)}, agreement(1, "d1"));
+  trust.join(1, "node-1", "prov_a", {"d1", "d2"});  // being replaced by a reconnect of the same node
+  trust.join(2, "node-1", "prov_a", {"d1", "d2"});
+  trust.welcomed(2);
+  rec.accepted.clear();
+  rec.closing.insert(1);
+  reload({provider(*master, "prov_a", store::kProviderActive)}, agreement(2, "d2"));
+  ASSERT_EQ(rec.accepted.size(), 1u);  // the open session's acceptance only
+  reload({provider(*master, "prov_a", store::kProviderTerminated)}, std::nullopt);
+  EXPECT_EQ(rec.disconnected, (std::vector<ConnId>{2}));
 }
 
 TEST_F(ProviderTrustTest, ALeftNodeIsForgotten) {
