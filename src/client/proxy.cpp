@@ -311,8 +311,8 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
   awaitable<bool> handle(beast::tcp_stream& s, const Request& req) {
     std::string_view target = req.target();
     if (target == "/v1/chat/completions" && req.method() == http::verb::post) co_return co_await chat(s, req);
-    if (target == "/v1/models" && req.method() == http::verb::get) {
-      auto up = co_await open_upstream(http::verb::get, "/v1/models", "");
+    if (req.method() == http::verb::get && relayed_read(target)) {
+      auto up = co_await open_upstream(http::verb::get, std::string(target), "");
       if (!up) {
         const ApiError e = api_error(502, "gateway_unreachable", up.error().message);
         co_return co_await send_error(s, req, e);
@@ -321,8 +321,38 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       release(**up);
       co_return co_await send(s, req, (*up)->parser.get().result(), (*up)->parser.get().body());
     }
-    const ApiError e = api_error(404, "not_found", "agora proxy serves POST /v1/chat/completions and GET /v1/models");
+    const ApiError e = api_error(404, "not_found",
+                                 "agora proxy serves POST /v1/chat/completions and GET /v1/models, /v1/providers and "
+                                 "/v1/generations/{id}");
     co_return co_await send_error(s, req, e);
+  }
+
+  // The gateway's read endpoints the proxy relays as they are (with its
+  // key): they carry no prompt. Conversations are not among them: the
+  // proxy refuses conversation_id (docs/SECURITY.md).
+  static bool relayed_read(std::string_view target) {
+    const std::string_view path = target.substr(0, target.find('?'));
+    return path == "/v1/models" || path.starts_with("/v1/models/") || path == "/v1/providers" ||
+           (path.starts_with("/v1/generations/") && path.size() > std::string_view("/v1/generations/").size());
+  }
+
+  // Whether the gateway lists `model` in /v1/models (an unknown model is a
+  // 404 model_not_found, as the gateway answers it; nullopt when the list
+  // cannot be read).
+  awaitable<std::optional<bool>> model_listed(const std::string& model) {
+    auto up = co_await open_upstream(http::verb::get, "/v1/models", "");
+    if (!up || (*up)->parser.get().result() != http::status::ok) co_return std::nullopt;
+    co_await read_all(**up);
+    release(**up);
+    boost::system::error_code ec;
+    json::value v = json::parse((*up)->parser.get().body(), ec);
+    const auto* data = !ec && v.is_object() ? v.get_object().if_contains("data") : nullptr;
+    if (!data || !data->is_array()) co_return std::nullopt;
+    for (const auto& m : data->get_array()) {
+      const auto* id = m.is_object() ? m.get_object().if_contains("id") : nullptr;
+      if (id && id->is_string() && id->get_string() == model) co_return true;
+    }
+    co_return false;
   }
 
   // The nodes a request is sealed to, as listed at `at`.
@@ -362,6 +392,12 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if (auto* answered = std::get_if<bool>(&found)) co_return *answered;
     const Candidates& cand = std::get<Candidates>(found);
     if (cand.recipients.empty()) {
+      if (co_await model_listed(r.model) == std::optional<bool>(false)) {
+        ApiError e = api_error(404, "model_not_found",
+                               "The model '" + r.model + "' is not served by any connected provider");
+        e.param = "model";
+        co_return co_await send_error(s, req, e);
+      }
       const ApiError e = api_error(503, "no_sealable_provider",
                                    "No connected provider can receive a sealed request for '" + r.model +
                                        "' under these routing preferences" +

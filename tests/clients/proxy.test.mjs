@@ -60,6 +60,16 @@ test('through the proxy, unary and streamed answers are exactly those without en
   assert.deepEqual(counts(sealed.usage), counts(direct.usage));
   assert.equal(sealed.agora.node_id, 'node-real');
   assert.equal(sealed.agora.provider_id, gw.providers.e2e.id);
+  // The gateway's read endpoints work through the proxy: the generation its
+  // own answer names, the model list, the providers.
+  const gen = await proxy.client.get(`/generations/${sealed.id}`);
+  assert.equal(gen.id, sealed.id);
+  assert.equal(gen.model, MODEL);
+  assert.equal(gen.provider_id, gw.providers.e2e.id);
+  await assert.rejects(proxy.client.get('/generations/gen-doesnotexist'), OpenAI.NotFoundError);
+  assert.ok((await proxy.client.models.list()).data.some((m) => m.id === MODEL));
+  const providers = await (await fetch(`${proxy.client.baseURL}/providers?model=${MODEL}`)).json();
+  assert.ok(providers.data.some((n) => n.id === 'node-real'));
 
   let text = '';
   let finish;
@@ -77,8 +87,10 @@ test('through the proxy, unary and streamed answers are exactly those without en
 });
 
 test('the proxy fails closed: nothing is sent when it cannot seal', async () => {
-  await assert.rejects(proxy.client.chat.completions.create({ ...ask('x'), model: 'no-such-model' }),
-                       (e) => e instanceof OpenAI.APIError && e.status === 503 && e.code === 'no_sealable_provider');
+  // An unknown model is answered as the gateway answers it.
+  const unknown = (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found' && e.param === 'model';
+  await assert.rejects(plain.chat.completions.create({ ...ask('x'), model: 'no-such-model' }), unknown);
+  await assert.rejects(proxy.client.chat.completions.create({ ...ask('x'), model: 'no-such-model' }), unknown);
   await assert.rejects(proxy.client.chat.completions.create({ ...ask('x'), conversation_id: 'c1' }),
                        (e) => e instanceof OpenAI.BadRequestError);
   // Confidential needs the proxy to verify GPU evidence itself: without a
