@@ -12,6 +12,7 @@ const char* finish_reason_name(FinishReason r) {
     case FinishReason::length: return "length";
     case FinishReason::cancelled: return "cancelled";
     case FinishReason::error: return "error";
+    case FinishReason::tool_calls: return "tool_calls";
   }
   return "error";
 }

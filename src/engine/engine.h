@@ -43,9 +43,42 @@ struct ModelInfo {
   std::string sha256;            // of the whole file, lower-case hex
 };
 
+// A call the assistant made (OpenAI's message.tool_calls[i]).
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text, as the model wrote it
+};
+
 struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant"
+  std::string role;  // "system" | "user" | "assistant" | "tool"
   std::string content;
+  std::vector<ToolCall> tool_calls;  // assistant messages
+  std::string tool_call_id;          // tool messages: the call answered
+};
+
+// A function the model may call: its JSON Schema travels as text.
+struct ToolDef {
+  std::string name;
+  std::string description;
+  std::string parameters;  // JSON Schema text; empty: takes no arguments
+  bool strict = false;
+};
+
+enum class ToolChoiceMode { automatic, none, required, named };
+struct ToolChoice {
+  ToolChoiceMode mode = ToolChoiceMode::automatic;
+  std::string name;  // ToolChoiceMode::named
+};
+
+// OpenAI's response_format: free text, any JSON object, or JSON that
+// validates against `schema` (grammar-constrained either way).
+struct ResponseFormat {
+  enum class Type { text, json_object, json_schema };
+  Type type = Type::text;
+  std::string name;
+  std::string schema;  // JSON Schema text (json_schema)
+  bool strict = false;
 };
 
 // OpenAI-style sampling parameters. Defaults are OpenAI's.
@@ -72,6 +105,12 @@ struct GenerationRequest {
   bool logprobs = false;
   int32_t top_logprobs = 0;        // [0, 20]; needs logprobs
   bool ignore_eos = false;         // benchmarks only: never stop at end-of-generation tokens
+
+  // Function calling and structured outputs (chat messages only).
+  std::vector<ToolDef> tools;
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
+  ResponseFormat response_format;
 };
 
 using agora::kMaxStopSequences;
@@ -93,12 +132,22 @@ struct TokenLogprob {
 // One streamed step. `text` is always complete, valid UTF-8 (possibly empty
 // when only logprobs are released); concatenating every event's text gives
 // Completion::text exactly.
-struct StreamEvent {
-  std::string text;
-  std::vector<TokenLogprob> logprobs;  // tokens whose text is now released
+// A streamed piece of tool call `index`, as OpenAI streams them: the first
+// piece of a call carries its id and name, later ones argument fragments.
+struct ToolCallDelta {
+  int32_t index = 0;
+  std::string id;
+  std::string name;
+  std::string arguments;
 };
 
-enum class FinishReason { stop, length, cancelled, error };
+struct StreamEvent {
+  std::string text;  // content (with tools: the part that is not a call)
+  std::vector<TokenLogprob> logprobs;  // tokens whose text is now released
+  std::vector<ToolCallDelta> tool_calls;
+};
+
+enum class FinishReason { stop, length, cancelled, error, tool_calls };
 const char* finish_reason_name(FinishReason r);
 
 struct Usage {
@@ -118,6 +167,7 @@ struct Completion {
   FinishReason finish = FinishReason::stop;
   std::string text;
   std::vector<TokenLogprob> logprobs;  // when requested
+  std::vector<ToolCall> tool_calls;    // finish == tool_calls
   Usage usage;
   Timings timings;
   std::optional<Error> error;  // set when finish == error
@@ -129,6 +179,13 @@ struct Completion {
 struct GenerationCallbacks {
   std::function<void(const StreamEvent&)> on_event;
   std::function<void(Completion)> on_done;
+};
+
+// What a model's chat template supports, announced per model.
+struct ChatCapabilities {
+  bool tools = false;                // renders tool definitions and calls
+  bool parallel_tool_calls = false;  // ... several calls in one turn
+  bool grammar = false;              // grammar-constrained decoding (structured outputs)
 };
 
 struct EngineStats {
@@ -167,6 +224,8 @@ class Engine {
   virtual bool cancel(RequestId id) = 0;
 
   virtual EngineStats stats() const = 0;
+
+  virtual ChatCapabilities chat_capabilities() const = 0;
 
   // Tokenises text as a raw prompt would be (no BOS; special-token markup is
   // plain text unless `parse_special`). Thread-safe.

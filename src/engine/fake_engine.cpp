@@ -198,6 +198,8 @@ class FakeEngine final : public Engine {
     return true;
   }
 
+  ChatCapabilities chat_capabilities() const override { return {}; }
+
   EngineStats stats() const override {
     EngineStats s;
     s.slots_total = opts_.slots;

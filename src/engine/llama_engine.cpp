@@ -8,12 +8,14 @@
 #include <cmath>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
 #include <thread>
 #include <unordered_set>
 
 #include "common/log.h"
+#include "engine/chat_format.h"
 #include "engine/llama_handles.h"
 #include "engine/model_file.h"
 #include "engine/text_stream.h"
@@ -172,26 +174,6 @@ std::vector<llama_token> tokenize_text(const llama_vocab* vocab, std::string_vie
   return out;
 }
 
-// Renders messages through llama.cpp's template engine.
-Result<std::string> render_template(const std::string& tmpl, const std::vector<llama_chat_message>& msgs) {
-  const char* t = tmpl.empty() ? nullptr : tmpl.c_str();
-  std::string buf(4096, '\0');
-  int32_t n = llama_chat_apply_template(t, msgs.data(), msgs.size(), true, buf.data(),
-                                        static_cast<int32_t>(buf.size()));
-  if (n < 0) return make_error(Errc::unsupported, "the model's chat template is not supported");
-  if (static_cast<size_t>(n) > buf.size()) {
-    buf.resize(static_cast<size_t>(n));
-    n = llama_chat_apply_template(t, msgs.data(), msgs.size(), true, buf.data(),
-                                  static_cast<int32_t>(buf.size()));
-  }
-  buf.resize(static_cast<size_t>(n));
-  return buf;
-}
-
-// Placeholder for message i while rendering the template; its bytes (ASCII
-// unit separators) never survive into a prompt.
-std::string sentinel(size_t i) { return "\x1f" "agora-msg-" + std::to_string(i) + "\x1f"; }
-
 // ---------------------------------------------------------------- logprobs
 
 void fill_logprobs(const llama_vocab* vocab, const float* logits, int32_t n_vocab, llama_token chosen,
@@ -232,6 +214,9 @@ struct Job {
   int32_t logits_idx = -1;  // row of this step's batch whose logits we sample
   SamplerPtr sampler;
   std::unique_ptr<TokenTextStream> text;
+  std::vector<std::string> stops;                   // the request's and the template's
+  std::vector<llama_token> preserved;               // special tokens the parser must see
+  std::unique_ptr<ToolCallStream> calls;            // tools / structured output: parses the text
   Completion result;
 };
 
@@ -244,8 +229,10 @@ struct Slot {
 
 class LlamaEngine final : public Engine {
  public:
-  LlamaEngine(LoadedModel model, ContextPtr ctx, const EngineOptions& opts, Clock& clock)
+  LlamaEngine(LoadedModel model, ContextPtr ctx, std::unique_ptr<ChatFormat> chat, const EngineOptions& opts,
+              Clock& clock)
       : model_(std::move(model.model)),
+        chat_(std::move(chat)),
         info_(std::move(model.info)),
         ctx_(std::move(ctx)),
         vocab_(llama_model_get_vocab(model_.get())),
@@ -276,10 +263,19 @@ class LlamaEngine final : public Engine {
   const ModelInfo& model_info() const override { return info_; }
 
   Result<std::string> apply_chat_template(const std::vector<ChatMessage>& messages) const override {
-    if (messages.empty()) return make_error(Errc::invalid_argument, "'messages' must not be empty");
-    std::vector<llama_chat_message> msgs;
-    for (const auto& m : messages) msgs.push_back({m.role.c_str(), m.content.c_str()});
-    return render_template(info_.chat_template, msgs);
+    GenerationRequest r;
+    r.messages = messages;
+    auto plan = chat_->plan(r);
+    if (!plan) return plan.error();
+    std::string out;
+    for (const auto& p : plan->prompt) out += p.text;
+    return out;
+  }
+
+  ChatCapabilities chat_capabilities() const override {
+    ChatCapabilities c = chat_->capabilities();
+    c.grammar = true;
+    return c;
   }
 
   Result<RequestId> submit(GenerationRequest request, GenerationCallbacks callbacks) override {
@@ -292,12 +288,23 @@ class LlamaEngine final : public Engine {
       }
     }
     auto job = std::make_unique<Job>();
+    job->stops = request.stop;
     if (request.prompt) {
       job->prompt = tokenize_text(vocab_, *request.prompt, true, false);
+      auto sampler = make_sampler(request, nullptr);  // cannot fail without a grammar
+      job->sampler = std::move(*sampler);
     } else {
-      auto toks = tokenize_chat(request.messages);
-      if (!toks) return toks.error();
-      job->prompt = std::move(*toks);
+      auto plan = chat_->plan(request);
+      if (!plan) return plan.error();
+      job->prompt = tokenize_plan(*plan);
+      auto sampler = make_sampler(request, &*plan);
+      if (!sampler) return sampler.error();
+      job->sampler = std::move(*sampler);
+      for (auto& s : plan->stops) {
+        if (std::find(job->stops.begin(), job->stops.end(), s) == job->stops.end()) job->stops.push_back(std::move(s));
+      }
+      job->preserved = std::move(plan->preserved_tokens);
+      if (plan->parser) job->calls = std::make_unique<ToolCallStream>(plan->parser);
     }
     if (job->prompt.empty()) return make_error(Errc::invalid_argument, "the prompt is empty");
     if (static_cast<int32_t>(job->prompt.size()) >= n_ctx_slot_) {
@@ -357,40 +364,63 @@ class LlamaEngine final : public Engine {
   }
 
  private:
-  // Chat messages -> tokens. The template is rendered with placeholders, so
-  // that its own markup is tokenised with special tokens recognised while the
-  // messages' text is not: a message cannot forge role headers or
-  // end-of-turn tokens.
-  Result<std::vector<llama_token>> tokenize_chat(const std::vector<ChatMessage>& messages) const {
-    std::vector<std::string> marks;
-    std::vector<llama_chat_message> msgs;
-    for (size_t i = 0; i < messages.size(); ++i) marks.push_back(sentinel(i));
-    for (size_t i = 0; i < messages.size(); ++i) msgs.push_back({messages[i].role.c_str(), marks[i].c_str()});
-    auto rendered = render_template(info_.chat_template, msgs);
-    if (!rendered) return rendered.error();
+  // A rendered chat -> tokens: the template's markup with special tokens
+  // recognised, message text without (chat_format.h), BOS first.
+  std::vector<llama_token> tokenize_plan(const ChatPlan& plan) const {
     std::vector<llama_token> out;
-    std::string_view rest = *rendered;
     bool first = true;
-    for (size_t i = 0; i <= messages.size(); ++i) {
-      const size_t at = i < messages.size() ? rest.find(marks[i]) : rest.size();
-      if (at == std::string_view::npos) {
-        return make_error(Errc::unsupported, "the model's chat template drops or reorders messages");
-      }
-      auto head = tokenize_text(vocab_, rest.substr(0, at), first, true);
-      out.insert(out.end(), head.begin(), head.end());
+    for (const auto& piece : plan.prompt) {
+      auto toks = tokenize_text(vocab_, piece.text, first, piece.markup);
+      out.insert(out.end(), toks.begin(), toks.end());
       first = false;
-      if (i == messages.size()) break;
-      auto body = tokenize_text(vocab_, messages[i].content, false, false);
-      out.insert(out.end(), body.begin(), body.end());
-      rest.remove_prefix(at + marks[i].size());
     }
     return out;
   }
 
-  SamplerPtr make_sampler(const GenerationRequest& r) const {
+  // The grammar sampler for a plan: compiled once per grammar (cached),
+  // its generation-prompt prefix already consumed, cloned per request.
+  Result<SamplerPtr> grammar_sampler(const ChatPlan& plan) const {
+    const std::string key = (plan.grammar_lazy ? "L" : "E") + plan.grammar_prefill + '\0' + plan.grammar;
+    {
+      std::lock_guard lock(grammar_mu_);
+      if (auto it = grammars_.find(key); it != grammars_.end() && !plan.grammar_lazy) {
+        return SamplerPtr(llama_sampler_clone(it->second.get()));
+      }
+    }
+    SamplerPtr g;
+    if (plan.grammar_lazy) {
+      std::vector<const char*> patterns;
+      for (const auto& p : plan.trigger_patterns) patterns.push_back(p.c_str());
+      std::vector<llama_token> tokens(plan.trigger_tokens.begin(), plan.trigger_tokens.end());
+      g.reset(llama_sampler_init_grammar_lazy_patterns(vocab_, plan.grammar.c_str(), "root", patterns.data(),
+                                                       patterns.size(), tokens.data(), tokens.size()));
+    } else {
+      g.reset(llama_sampler_init_grammar(vocab_, plan.grammar.c_str(), "root"));
+    }
+    if (!g) return make_error(Errc::invalid_argument, "the request's schema gives a grammar llama.cpp cannot compile");
+    if (!plan.grammar_prefill.empty()) {
+      try {
+        for (llama_token t : tokenize_text(vocab_, plan.grammar_prefill, false, true)) llama_sampler_accept(g.get(), t);
+      } catch (const std::exception& e) {
+        return make_error(Errc::internal, std::string("the grammar refuses the template's own prefix: ") + e.what());
+      }
+    }
+    if (plan.grammar_lazy) return g;  // triggers hold per-request state; not cached
+    std::lock_guard lock(grammar_mu_);
+    if (grammars_.size() >= kGrammarCacheSize) grammars_.erase(grammars_.begin());
+    grammars_.emplace(key, SamplerPtr(llama_sampler_clone(g.get())));
+    return g;
+  }
+
+  Result<SamplerPtr> make_sampler(const GenerationRequest& r, const ChatPlan* plan) const {
     llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     SamplerPtr chain(llama_sampler_chain_init(cp));
+    if (plan && !plan->grammar.empty()) {
+      auto g = grammar_sampler(*plan);
+      if (!g) return g.error();
+      llama_sampler_chain_add(chain.get(), g->release());  // the chain owns it
+    }
     std::vector<llama_logit_bias> bias;
     for (const auto& [t, b] : r.sampling.logit_bias) bias.push_back({t, b});
     if (r.ignore_eos) {
@@ -490,8 +520,7 @@ class LlamaEngine final : public Engine {
     job->result.usage.cached_prompt_tokens = static_cast<int32_t>(job->n_past);
     prompt_reused_.fetch_add(job->n_past, std::memory_order_relaxed);
     job->started = clock_.now();
-    job->sampler = make_sampler(job->req);
-    job->text = std::make_unique<TokenTextStream>(job->req.stop);
+    job->text = std::make_unique<TokenTextStream>(job->stops);
     best->job = std::move(job);
     ++active_;
     busy_.store(static_cast<int32_t>(active_), std::memory_order_relaxed);
@@ -565,7 +594,14 @@ class LlamaEngine final : public Engine {
   void sample(Slot& s) {
     Job& j = *s.job;
     const int32_t idx = j.logits_idx;
-    const llama_token t = llama_sampler_sample(j.sampler.get(), ctx_.get(), idx);
+    llama_token t = -1;
+    try {
+      t = llama_sampler_sample(j.sampler.get(), ctx_.get(), idx);
+    } catch (const std::exception& e) {  // a grammar left with no token it allows
+      j.result.error = make_error(Errc::internal, std::string("sampling failed: ") + e.what());
+      finish(s, FinishReason::error);
+      return;
+    }
     if (j.n_generated == 0) j.first_token = clock_.now();
     ++j.n_generated;
     tokens_generated_.fetch_add(1, std::memory_order_relaxed);
@@ -578,7 +614,8 @@ class LlamaEngine final : public Engine {
       fill_logprobs(vocab_, llama_get_logits_ith(ctx_.get(), idx), n_vocab_, t, j.req.top_logprobs, lp);
     }
     bool stopped = false;
-    StreamEvent ev = j.text->push(token_piece(vocab_, t, false), std::move(lp), j.req.logprobs, stopped);
+    const bool preserved = std::find(j.preserved.begin(), j.preserved.end(), t) != j.preserved.end();
+    StreamEvent ev = j.text->push(token_piece(vocab_, t, preserved), std::move(lp), j.req.logprobs, stopped);
     emit(j, std::move(ev));
     if (stopped) {
       finish(s, FinishReason::stop);
@@ -589,8 +626,14 @@ class LlamaEngine final : public Engine {
     }
   }
 
-  void emit(Job& j, StreamEvent ev) {
-    if (ev.text.empty() && ev.logprobs.empty()) return;
+  void emit(Job& j, StreamEvent ev, bool last = false) {
+    if (j.calls) {  // the raw text becomes content and tool calls
+      std::string raw = std::move(ev.text);
+      ev.text.clear();
+      j.calls->push(raw, ev.text, ev.tool_calls);
+      if (last) j.calls->finish(ev.text, ev.tool_calls);
+    }
+    if (ev.text.empty() && ev.logprobs.empty() && ev.tool_calls.empty()) return;
     j.result.text += ev.text;
     if (j.req.logprobs) j.result.logprobs.insert(j.result.logprobs.end(), ev.logprobs.begin(), ev.logprobs.end());
     if (j.cb.on_event) j.cb.on_event(ev);
@@ -602,7 +645,11 @@ class LlamaEngine final : public Engine {
     s.last_used = ++use_counter_;
     --active_;
     busy_.store(static_cast<int32_t>(active_), std::memory_order_relaxed);
-    if (reason != FinishReason::error) emit(*job, job->text->finish());
+    if (reason != FinishReason::error) emit(*job, job->text->finish(), /*last=*/true);
+    if (job->calls) {
+      job->result.tool_calls = job->calls->calls();
+      if (reason == FinishReason::stop && !job->result.tool_calls.empty()) reason = FinishReason::tool_calls;
+    }
     complete(*job, reason, &s);
   }
 
@@ -633,6 +680,10 @@ class LlamaEngine final : public Engine {
   }
 
   ModelPtr model_;
+  std::unique_ptr<ChatFormat> chat_;
+  static constexpr size_t kGrammarCacheSize = 64;
+  mutable std::mutex grammar_mu_;
+  mutable std::map<std::string, SamplerPtr> grammars_;  // compiled grammars by (prefill, grammar)
   ModelInfo info_;
   ContextPtr ctx_;
   const llama_vocab* vocab_;
@@ -710,7 +761,9 @@ Result<std::unique_ptr<Engine>> open_llama_engine(const EngineOptions& opts) {
   spdlog::info("engine_ready model={} quant={} slots={} ctx_per_slot={} threads={}",
                logfmt_value(loaded->info.name), loaded->info.quantization, opts.slots,
                llama_n_ctx_seq(ctx.get()), threads);
-  return std::unique_ptr<Engine>(new LlamaEngine(std::move(*loaded), std::move(ctx), opts, clock));
+  auto chat = ChatFormat::create(loaded->model.get(), {}, opts.template_date);
+  if (!chat) return chat.error();
+  return std::unique_ptr<Engine>(new LlamaEngine(std::move(*loaded), std::move(ctx), std::move(*chat), opts, clock));
 }
 
 }  // namespace agora::engine

@@ -5,7 +5,9 @@
 // after a request, so a new prompt sharing a prefix with it reuses that prefix.
 #pragma once
 
+#include <chrono>
 #include <filesystem>
+#include <optional>
 #include <functional>
 #include <memory>
 
@@ -22,6 +24,9 @@ struct EngineOptions {
   int32_t batch = 512;         // most prompt tokens processed in one step
   int32_t max_queue = 1024;    // requests waiting for a slot before submit() says unavailable
   Clock* clock = nullptr;      // nullptr = the system clock
+  // The date chat templates see (Llama 3.x templates print today's date);
+  // unset: the current UTC date.
+  std::optional<std::chrono::system_clock::time_point> template_date;
   // Reports SHA-256 progress while a model is hashed for the first time.
   std::function<void(uint64_t done, uint64_t total)> hash_progress;
 };

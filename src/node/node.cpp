@@ -31,6 +31,7 @@
 #include "node/attestation_command.h"
 #include "node/wire_convert.h"
 #include "protocol/messages.h"
+#include "protocol/schema_rules.h"
 #include "protocol/sealed.h"
 
 namespace agora::node {
@@ -584,6 +585,12 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
         return;
       }
       job.request = std::move(*request);
+    }
+    // Schemas are checked where they are compiled: against the keywords the
+    // grammar enforces (protocol/schema_rules.h), sealed or not.
+    if (auto st = protocol::check_request_schemas(job.request); !st) {
+      fail_job(job.job, st.error(), false);
+      return;
     }
     const uint64_t session = session_;
     const protocol::JobId id = job.job;

@@ -2,10 +2,20 @@
 
 namespace agora::node {
 
+// The enums below convert by value: same members, same order.
+static_assert(static_cast<int>(engine::ToolChoiceMode::named) == static_cast<int>(protocol::ToolChoiceMode::named));
+static_assert(static_cast<int>(engine::ToolChoiceMode::required) == static_cast<int>(protocol::ToolChoiceMode::required));
+static_assert(static_cast<int>(engine::ResponseFormat::Type::json_schema) ==
+              static_cast<int>(protocol::ResponseFormat::Type::json_schema));
+
 engine::GenerationRequest to_engine(protocol::GenerationRequest r) {
   engine::GenerationRequest out;
   out.messages.reserve(r.messages.size());
-  for (auto& m : r.messages) out.messages.push_back(engine::ChatMessage{std::move(m.role), std::move(m.content)});
+  for (auto& m : r.messages) {
+    engine::ChatMessage em{std::move(m.role), std::move(m.content), {}, std::move(m.tool_call_id)};
+    for (auto& c : m.tool_calls) em.tool_calls.push_back({std::move(c.id), std::move(c.name), std::move(c.arguments)});
+    out.messages.push_back(std::move(em));
+  }
   out.prompt = std::move(r.prompt);
   const auto& s = r.sampling;
   auto& o = out.sampling;
@@ -23,6 +33,11 @@ engine::GenerationRequest to_engine(protocol::GenerationRequest r) {
   out.logprobs = r.logprobs;
   out.top_logprobs = r.top_logprobs;
   out.ignore_eos = r.ignore_eos;
+  for (auto& t : r.tools) out.tools.push_back({std::move(t.name), std::move(t.description), std::move(t.parameters), t.strict});
+  out.tool_choice = {static_cast<engine::ToolChoiceMode>(r.tool_choice.mode), std::move(r.tool_choice.name)};
+  out.parallel_tool_calls = r.parallel_tool_calls;
+  const auto& f = r.response_format;
+  out.response_format = {static_cast<engine::ResponseFormat::Type>(f.type), f.name, f.schema, f.strict};
   return out;
 }
 
@@ -32,6 +47,7 @@ protocol::FinishReason to_wire(engine::FinishReason f) {
     case engine::FinishReason::length: return protocol::FinishReason::length;
     case engine::FinishReason::cancelled: return protocol::FinishReason::cancelled;
     case engine::FinishReason::error: return protocol::FinishReason::error;
+    case engine::FinishReason::tool_calls: return protocol::FinishReason::tool_calls;
   }
   return protocol::FinishReason::error;
 }

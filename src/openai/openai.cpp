@@ -430,6 +430,7 @@ bool valid_conversation_id(std::string_view id) {
 const char* openai_finish_reason(protocol::FinishReason r) {
   switch (r) {
     case protocol::FinishReason::length: return "length";
+    case protocol::FinishReason::tool_calls: return "tool_calls";
     default: return "stop";
   }
 }

@@ -344,6 +344,7 @@ FinishReason parse_finish_reason(std::string_view s, bool* ok) {
   if (s == "length") return FinishReason::length;
   if (s == "cancelled") return FinishReason::cancelled;
   if (s == "error") return FinishReason::error;
+  if (s == "tool_calls") return FinishReason::tool_calls;
   *ok = false;
   return FinishReason::error;
 }

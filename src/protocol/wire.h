@@ -20,9 +20,40 @@ namespace agora::protocol {
 
 using TokenId = int32_t;
 
+struct ToolCall {
+  std::string id;
+  std::string name;
+  std::string arguments;  // JSON text
+};
+
 struct ChatMessage {
-  std::string role;  // "system" | "user" | "assistant"
+  std::string role;  // "system" | "user" | "assistant" | "tool"
   std::string content;
+  std::vector<ToolCall> tool_calls;  // assistant messages
+  std::string tool_call_id;          // tool messages
+};
+
+// A function the model may call; the schema travels as JSON text, so the
+// frame's depth limit never refuses a deep schema.
+struct ToolDef {
+  std::string name;
+  std::string description;
+  std::string parameters;  // JSON Schema text; empty: no arguments
+  bool strict = false;
+};
+
+enum class ToolChoiceMode { automatic, none, required, named };
+struct ToolChoice {
+  ToolChoiceMode mode = ToolChoiceMode::automatic;
+  std::string name;
+};
+
+struct ResponseFormat {
+  enum class Type { text, json_object, json_schema };
+  Type type = Type::text;
+  std::string name;
+  std::string schema;  // JSON Schema text
+  bool strict = false;
 };
 
 // OpenAI-style sampling parameters. Defaults are OpenAI's.
@@ -47,6 +78,17 @@ struct GenerationRequest {
   bool logprobs = false;
   int32_t top_logprobs = 0;
   bool ignore_eos = false;  // benchmarks only
+  std::vector<ToolDef> tools;
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
+  ResponseFormat response_format;
+};
+
+struct ToolCallDelta {
+  int32_t index = 0;
+  std::string id;
+  std::string name;
+  std::string arguments;
 };
 
 struct TopLogprob {
@@ -62,7 +104,7 @@ struct TokenLogprob {
   std::vector<TopLogprob> top;
 };
 
-enum class FinishReason { stop, length, cancelled, error };
+enum class FinishReason { stop, length, cancelled, error, tool_calls };
 const char* finish_reason_name(FinishReason r);
 
 struct Usage {

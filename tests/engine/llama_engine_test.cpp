@@ -351,7 +351,11 @@ TEST_F(EngineTest, RepeatedPromptReusesTheSlotsKvCache) {
 TEST_F(EngineTest, ChatTemplateIsTheModelsOwn) {
   auto text = engine_->apply_chat_template({{"system", "Be brief."}, {"user", "Hi"}});
   ASSERT_TRUE(text.ok());
-  EXPECT_NE(text->find("<|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"), std::string::npos);
+  // The Llama 3.2 template (rendered by Jinja): the system turn opens with
+  // its knowledge-cutoff and date lines, then the system message.
+  EXPECT_EQ(text->rfind("<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                        "December 2023\nToday Date: ", 0), 0u) << *text;
+  EXPECT_NE(text->find("\n\nBe brief.<|eot_id|>"), std::string::npos) << *text;
   EXPECT_NE(text->find("<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"), std::string::npos);
   const std::string open = "<|start_header_id|>assistant<|end_header_id|>\n\n";
   EXPECT_EQ(text->substr(text->size() - open.size()), open);

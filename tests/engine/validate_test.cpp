@@ -68,7 +68,7 @@ TEST(ValidateRequest, NamesTheBadParameter) {
   r.top_logprobs = 3;  // without logprobs
   expect_invalid(r, "top_logprobs");
   r = good();
-  r.messages = {{"tool", "x"}};
+  r.messages = {{"robot", "x"}};
   expect_invalid(r, "messages[0].role");
   r = good();
   r.messages = {{"user", "\xC0\xAF"}};
@@ -79,6 +79,51 @@ TEST(ValidateRequest, NamesTheBadParameter) {
   r = good();
   r.prompt = "both";
   expect_invalid(r, "messages");
+}
+
+TEST(ValidateRequest, ToolRulesNameTheParameter) {
+  auto tools = [] {
+    GenerationRequest r = good();
+    r.tools = {{"get_weather", "Weather", R"({"type":"object"})", false}};
+    return r;
+  };
+  EXPECT_TRUE(validate_request(tools()).ok());
+  auto r = tools();
+  r.tools[0].name = "has space";
+  expect_invalid(r, "tools[0].function.name");
+  r = tools();
+  r.tools.push_back(r.tools[0]);
+  expect_invalid(r, "tools[1].function.name");
+  r = tools();
+  r.tools.assign(kMaxTools + 1, r.tools[0]);
+  for (size_t i = 0; i < r.tools.size(); ++i) r.tools[i].name = "f" + std::to_string(i);
+  expect_invalid(r, "tools");
+  r = tools();
+  r.tools[0].description.assign(kMaxToolDefinitionBytes, 'x');
+  expect_invalid(r, "tools");
+  r = tools();
+  r.tool_choice = {ToolChoiceMode::named, "nope"};
+  expect_invalid(r, "tool_choice");
+  r = good();
+  r.tool_choice = {ToolChoiceMode::required, ""};
+  expect_invalid(r, "tool_choice");
+  // A tool message must answer an earlier call.
+  r = tools();
+  r.messages.push_back({"tool", "21 degrees", {}, "call_1"});
+  expect_invalid(r, "messages[1].tool_call_id");
+  r = tools();
+  r.messages.push_back({"assistant", "", {{"call_1", "get_weather", "{}"}}, ""});
+  r.messages.push_back({"tool", "21 degrees", {}, "call_1"});
+  EXPECT_TRUE(validate_request(r).ok());
+  r.messages.push_back({"tool", "again", {}, ""});
+  expect_invalid(r, "messages[3].tool_call_id");
+  r = tools();
+  r.messages.push_back({"user", "x", {{"call_1", "get_weather", "{}"}}, ""});
+  expect_invalid(r, "messages[1].tool_calls");
+  r = tools();
+  r.prompt = "raw";
+  r.messages.clear();
+  expect_invalid(r, "tools");
 }
 
 }  // namespace

@@ -1,0 +1,392 @@
+#include "engine/chat_format.h"
+
+#include <chat.h>
+#include <common.h>
+#include <llama.h>
+
+#include <algorithm>
+#include <cctype>
+#include <ctime>
+#include <random>
+
+#include "crypto/random.h"
+
+namespace agora::engine {
+
+// The parser state a stream needs: common's parser parameters with the
+// template's PEG parser loaded.
+class ToolCallParser {
+ public:
+  explicit ToolCallParser(const common_chat_params& p) : params(p) {
+    if (!p.parser.empty()) params.parser.load(p.parser);
+  }
+  common_chat_parser_params params;
+};
+
+namespace {
+
+constexpr size_t kNonceChars = 16;
+
+std::string random_alnum(size_t n) { return crypto::random_base62(n); }
+
+// Markers around message i's content. Letters and digits only, so JSON
+// encoding (a template's tojson) leaves them intact.
+struct Markers {
+  std::string nonce;
+  std::string open(size_t i) const { return "AgOrAo" + nonce + std::to_string(i) + "Q"; }
+  std::string close(size_t i) const { return "AgOrAc" + nonce + std::to_string(i) + "Q"; }
+  std::string_view prefix() const { return "AgOrA"; }
+};
+
+// "23 Jul 2024" (UTC), as Llama 3.x templates print it.
+std::string date_string(std::chrono::system_clock::time_point t) {
+  const std::time_t tt = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  const size_t n = std::strftime(buf, sizeof buf, "%d %b %Y", &tm);
+  return std::string(buf, n);
+}
+
+Error invalid(const std::string& param, const std::string& what) {
+  return make_error(Errc::invalid_argument, "'" + param + "' " + what);
+}
+
+common_chat_tool_choice to_common(ToolChoiceMode m) {
+  switch (m) {
+    case ToolChoiceMode::none: return COMMON_CHAT_TOOL_CHOICE_NONE;
+    case ToolChoiceMode::required:
+    case ToolChoiceMode::named: return COMMON_CHAT_TOOL_CHOICE_REQUIRED;
+    case ToolChoiceMode::automatic: break;
+  }
+  return COMMON_CHAT_TOOL_CHOICE_AUTO;
+}
+
+std::vector<common_chat_msg> to_common(const std::vector<ChatMessage>& messages, const Markers* marks) {
+  std::vector<common_chat_msg> out;
+  out.reserve(messages.size());
+  std::string last_call_name;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    common_chat_msg c;
+    c.role = m.role;
+    // Empty content stays empty: templates test it ("if message.content").
+    c.content = marks && !m.content.empty() ? marks->open(i) + m.content + marks->close(i) : m.content;
+    for (const auto& call : m.tool_calls) c.tool_calls.push_back({call.name, call.arguments, call.id});
+    c.tool_call_id = m.tool_call_id;
+    if (m.role == "tool") {
+      // The name of the call answered (some templates print it).
+      for (const auto& prev : messages) {
+        for (const auto& call : prev.tool_calls) {
+          if (call.id == m.tool_call_id) c.tool_name = call.name;
+        }
+      }
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+// Strips the free text a "required" tool-call grammar lets the model write
+// before the call (`until-N?` at the root): a forced call is the whole
+// answer.
+std::string forbid_text_before_call(std::string grammar) {
+  const size_t root = grammar.find("\nroot ::= ");
+  const size_t start = root == std::string::npos ? (grammar.rfind("root ::= ", 0) == 0 ? 0 : std::string::npos) : root + 1;
+  if (start == std::string::npos) return grammar;
+  const size_t end = grammar.find('\n', start);
+  std::string line = grammar.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  for (size_t at = line.find(" until-"); at != std::string::npos; at = line.find(" until-", at + 1)) {
+    size_t k = at + 7;
+    while (k < line.size() && std::isdigit(static_cast<unsigned char>(line[k]))) ++k;
+    if (k < line.size() && line[k] == '?' && k > at + 7) {
+      line.erase(at, k + 1 - at);
+      break;
+    }
+  }
+  grammar.replace(start, end == std::string::npos ? std::string::npos : end - start, line);
+  return grammar;
+}
+
+}  // namespace
+
+struct ChatFormat::Impl {
+  common_chat_templates_ptr templates;
+  std::optional<std::chrono::system_clock::time_point> date;
+  std::vector<std::string> control_texts;  // of the model's control tokens
+  const llama_vocab* vocab = nullptr;
+  ChatCapabilities caps;
+
+  std::vector<TokenId> token_ids(const std::string& text) const {
+    if (!vocab) return {};
+    std::vector<llama_token> out(text.size() + 4);
+    const int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
+                                     static_cast<int32_t>(out.size()), false, true);
+    out.resize(static_cast<size_t>(std::max(n, 0)));
+    return {out.begin(), out.end()};
+  }
+
+  // The first control token's text found in `s`, or empty.
+  std::string_view control_text_in(std::string_view s) const {
+    if (s.find('<') == std::string_view::npos && s.find('[') == std::string_view::npos) {
+      // Nearly every control token is <…> or […]; check the rest only.
+      for (const auto& t : control_texts) {
+        if (!t.empty() && t[0] != '<' && t[0] != '[' && s.find(t) != std::string_view::npos) return t;
+      }
+      return {};
+    }
+    for (const auto& t : control_texts) {
+      if (!t.empty() && s.find(t) != std::string_view::npos) return t;
+    }
+    return {};
+  }
+
+  Status check_no_control_text(const GenerationRequest& r) const {
+    auto refuse = [](const std::string& where, std::string_view tok) {
+      return invalid(where, "contains the text of the model's control token '" + std::string(tok) +
+                                "', which tool definitions and calls may not");
+    };
+    for (size_t i = 0; i < r.tools.size(); ++i) {
+      const auto& t = r.tools[i];
+      const std::string where = "tools[" + std::to_string(i) + "].function";
+      if (auto tok = control_text_in(t.description); !tok.empty()) return refuse(where + ".description", tok);
+      if (auto tok = control_text_in(t.parameters); !tok.empty()) return refuse(where + ".parameters", tok);
+    }
+    for (size_t i = 0; i < r.messages.size(); ++i) {
+      for (size_t k = 0; k < r.messages[i].tool_calls.size(); ++k) {
+        const auto& c = r.messages[i].tool_calls[k];
+        const std::string where = "messages[" + std::to_string(i) + "].tool_calls[" + std::to_string(k) + "]";
+        if (auto tok = control_text_in(c.arguments); !tok.empty()) return refuse(where + ".function.arguments", tok);
+        if (auto tok = control_text_in(c.id); !tok.empty()) return refuse(where + ".id", tok);
+      }
+    }
+    if (auto tok = control_text_in(r.response_format.schema); !tok.empty()) {
+      return refuse("response_format.json_schema.schema", tok);
+    }
+    return ok_status();
+  }
+
+  common_chat_templates_inputs inputs(const GenerationRequest& r, const Markers* marks, bool only_named) const {
+    common_chat_templates_inputs in;
+    in.messages = to_common(r.messages, marks);
+    in.now = date ? *date : std::chrono::system_clock::now();
+    // The pinned common's strftime_now() reads the wall clock itself, so the
+    // date reaches Llama 3.x templates as their `date_string` variable.
+    in.chat_template_kwargs["date_string"] = "\"" + date_string(in.now) + "\"";
+    in.add_generation_prompt = true;
+    in.enable_thinking = false;
+    if (r.tool_choice.mode != ToolChoiceMode::none || marks) {
+      for (const auto& t : r.tools) {
+        if (only_named && t.name != r.tool_choice.name) continue;
+        in.tools.push_back({t.name, t.description, t.parameters.empty() ? "{}" : t.parameters});
+      }
+    }
+    in.tool_choice = to_common(r.tool_choice.mode);
+    in.parallel_tool_calls = r.parallel_tool_calls && r.tool_choice.mode != ToolChoiceMode::named;
+    using Type = ResponseFormat::Type;
+    if (r.response_format.type == Type::json_schema) in.json_schema = r.response_format.schema;
+    if (r.response_format.type == Type::json_object) in.json_schema = R"({"type":"object"})";
+    return in;
+  }
+
+  // Splits the marked render into markup and message text.
+  Result<std::vector<PromptPiece>> split(const std::string& rendered, const Markers& marks, size_t n) const {
+    std::vector<PromptPiece> out;
+    size_t pos = 0;
+    auto markup = [&](std::string_view text) -> Status {
+      // A marker a template changed (case, slicing) would hide message text here.
+      std::string lower(text);
+      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+      std::string nonce = marks.nonce;
+      std::transform(nonce.begin(), nonce.end(), nonce.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (lower.find(nonce) != std::string::npos) {
+        return make_error(Errc::unsupported, "the model's chat template transforms message text in a way that "
+                                             "cannot be tokenised safely");
+      }
+      if (!text.empty()) out.push_back({std::string(text), true});
+      return ok_status();
+    };
+    while (pos < rendered.size()) {
+      const size_t at = rendered.find(marks.prefix(), pos);
+      if (at == std::string::npos) break;
+      // Which message's open marker is this?
+      size_t idx = n;
+      for (size_t i = 0; i < n; ++i) {
+        if (rendered.compare(at, marks.open(i).size(), marks.open(i)) == 0) {
+          idx = i;
+          break;
+        }
+      }
+      if (idx == n) {  // the prefix by chance, or a close without an open
+        if (rendered.find(marks.nonce, at) == at + marks.prefix().size() + 1) {
+          return make_error(Errc::unsupported, "the model's chat template splits message text");
+        }
+        if (auto st = markup(std::string_view(rendered).substr(pos, at + 1 - pos)); !st) return st.error();
+        pos = at + 1;
+        continue;
+      }
+      if (auto st = markup(std::string_view(rendered).substr(pos, at - pos)); !st) return st.error();
+      const std::string close = marks.close(idx);
+      const size_t body = at + marks.open(idx).size();
+      const size_t end = rendered.find(close, body);
+      if (end == std::string::npos) return make_error(Errc::unsupported, "the model's chat template splits message text");
+      const std::string_view text = std::string_view(rendered).substr(body, end - body);
+      if (text.find(marks.nonce) != std::string_view::npos) {
+        return make_error(Errc::unsupported, "the model's chat template nests message text");
+      }
+      out.push_back({std::string(text), false});
+      pos = end + close.size();
+    }
+    if (auto st = markup(std::string_view(rendered).substr(std::min(pos, rendered.size()))); !st) return st.error();
+    return out;
+  }
+};
+
+ChatFormat::ChatFormat(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ChatFormat::~ChatFormat() = default;
+
+Result<std::unique_ptr<ChatFormat>> ChatFormat::create(const llama_model* model, const std::string& template_override,
+                                                       std::optional<std::chrono::system_clock::time_point> date) {
+  auto impl = std::make_unique<Impl>();
+  impl->date = date;
+  try {
+    impl->templates = common_chat_templates_init(model, template_override);
+  } catch (const std::exception& e) {
+    return make_error(Errc::unsupported, std::string("the model's chat template does not parse: ") + e.what());
+  }
+  if (model) {
+    impl->vocab = llama_model_get_vocab(model);
+    const int32_t n = llama_vocab_n_tokens(impl->vocab);
+    for (llama_token t = 0; t < n; ++t) {
+      if (!(llama_vocab_get_attr(impl->vocab, t) & LLAMA_TOKEN_ATTR_CONTROL)) continue;
+      std::string text = common_token_to_piece(impl->vocab, t, true);
+      if (!text.empty()) impl->control_texts.push_back(std::move(text));
+    }
+  }
+  const auto caps = common_chat_templates_get_caps(impl->templates.get());
+  auto cap = [&](const char* k) {
+    auto it = caps.find(k);
+    return it != caps.end() && it->second;
+  };
+  impl->caps.tools = cap("supports_tool_calls");
+  impl->caps.parallel_tool_calls = cap("supports_parallel_tool_calls");
+  return std::unique_ptr<ChatFormat>(new ChatFormat(std::move(impl)));
+}
+
+ChatCapabilities ChatFormat::capabilities() const { return impl_->caps; }
+
+Result<ChatPlan> ChatFormat::plan(const GenerationRequest& r) const {
+  if (r.messages.empty()) return invalid("messages", "must not be empty");
+  if (auto st = impl_->check_no_control_text(r); !st) return st.error();
+  Markers marks;
+  for (;;) {  // a nonce that no input contains
+    marks.nonce = random_alnum(kNonceChars);
+    bool clash = false;
+    for (const auto& m : r.messages) clash = clash || m.content.find(marks.nonce) != std::string::npos;
+    if (!clash) break;
+  }
+  const bool constrained = !r.tools.empty() || r.response_format.type != ResponseFormat::Type::text;
+  ChatPlan plan;
+  try {
+    const auto marked = common_chat_templates_apply(impl_->templates.get(), impl_->inputs(r, &marks, false));
+    auto pieces = impl_->split(marked.prompt, marks, r.messages.size());
+    if (!pieces) return pieces.error();
+    plan.prompt = std::move(*pieces);
+    plan.stops = marked.additional_stops;
+    if (!constrained) return plan;
+    // Grammar and parser from the real text (never the markers); a named
+    // choice offers only that function to the grammar.
+    const bool named = r.tool_choice.mode == ToolChoiceMode::named;
+    const auto real = common_chat_templates_apply(impl_->templates.get(), impl_->inputs(r, nullptr, named));
+    plan.grammar = real.grammar;
+    if (!plan.grammar.empty() && (named || r.tool_choice.mode == ToolChoiceMode::required) && !r.tools.empty()) {
+      plan.grammar = forbid_text_before_call(std::move(plan.grammar));
+    }
+    plan.grammar_lazy = real.grammar_lazy;
+    if (!real.grammar_lazy) plan.grammar_prefill = real.generation_prompt;
+    for (const auto& t : real.grammar_triggers) {
+      switch (t.type) {
+        case COMMON_GRAMMAR_TRIGGER_TYPE_TOKEN: plan.trigger_tokens.push_back(t.token); break;
+        case COMMON_GRAMMAR_TRIGGER_TYPE_WORD: plan.trigger_patterns.push_back(regex_escape(t.value)); break;
+        case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN: plan.trigger_patterns.push_back(t.value); break;
+        case COMMON_GRAMMAR_TRIGGER_TYPE_PATTERN_FULL: {
+          std::string p = t.value;
+          if (p.empty() || p.front() != '^') p.insert(0, "^");
+          if (p.back() != '$') p += "$";
+          plan.trigger_patterns.push_back(std::move(p));
+          break;
+        }
+      }
+    }
+    for (const auto& text : real.preserved_tokens) {
+      const auto ids = impl_->token_ids(text);
+      if (ids.size() == 1) plan.preserved_tokens.push_back(ids[0]);
+    }
+    for (const auto& s : real.additional_stops) {
+      if (std::find(plan.stops.begin(), plan.stops.end(), s) == plan.stops.end()) plan.stops.push_back(s);
+    }
+    plan.parser = std::make_shared<const ToolCallParser>(real);
+  } catch (const std::exception& e) {
+    // common throws for schemas it cannot convert and templates that fail.
+    const std::string what = e.what();
+    if (what.find("schema") != std::string::npos || what.find("JSON") != std::string::npos ||
+        what.find("json") != std::string::npos) {
+      return invalid(r.tools.empty() ? "response_format" : "tools", "has a schema that cannot be enforced: " + what);
+    }
+    return make_error(Errc::unsupported, "the model's chat template cannot render this request: " + what);
+  }
+  return plan;
+}
+
+// ---------------------------------------------------------------- streaming
+
+ToolCallStream::ToolCallStream(std::shared_ptr<const ToolCallParser> parser) : parser_(std::move(parser)) {}
+ToolCallStream::~ToolCallStream() = default;
+
+void ToolCallStream::push(std::string_view raw, std::string& content, std::vector<ToolCallDelta>& calls) {
+  if (raw.empty()) return;
+  raw_ += raw;
+  release(false, content, calls);
+}
+
+void ToolCallStream::finish(std::string& content, std::vector<ToolCallDelta>& calls) { release(true, content, calls); }
+
+void ToolCallStream::release(bool final, std::string& content, std::vector<ToolCallDelta>& out) {
+  common_chat_msg msg;
+  try {
+    msg = common_chat_parse(raw_, /*is_partial=*/!final, parser_->params);
+  } catch (const std::exception&) {
+    if (!final) return;  // not yet decidable
+    msg = common_chat_msg{};
+    msg.content = raw_;  // not a call after all: the whole text is content
+    if (!calls_.empty()) msg.content.clear();
+  }
+  if (msg.content.size() > content_sent_.size() && msg.content.compare(0, content_sent_.size(), content_sent_) == 0) {
+    content.append(msg.content, content_sent_.size());
+    content_sent_ = msg.content;
+  }
+  for (size_t i = 0; i < msg.tool_calls.size(); ++i) {
+    const auto& c = msg.tool_calls[i];
+    if (i == calls_.size()) {
+      calls_.push_back({c.id.empty() ? new_tool_call_id() : c.id, "", ""});
+      header_sent_.push_back(false);
+    }
+    ToolCall& mine = calls_[i];
+    // A name is certain once its arguments began, a later call exists, or the output ended.
+    const bool name_done = final || !c.arguments.empty() || i + 1 < msg.tool_calls.size();
+    if (!header_sent_[i]) {
+      if (!name_done || c.name.empty()) break;
+      mine.name = c.name;
+      out.push_back({static_cast<int32_t>(i), mine.id, mine.name, ""});
+      header_sent_[i] = true;
+    }
+    if (c.arguments.size() > mine.arguments.size() && c.arguments.compare(0, mine.arguments.size(), mine.arguments) == 0) {
+      out.push_back({static_cast<int32_t>(i), "", "", c.arguments.substr(mine.arguments.size())});
+      mine.arguments = c.arguments;
+    }
+  }
+}
+
+std::string new_tool_call_id() { return "call_" + random_alnum(24); }
+
+}  // namespace agora::engine
