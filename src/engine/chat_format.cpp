@@ -3,11 +3,12 @@
 #include <chat.h>
 #include <common.h>
 #include <llama.h>
+#include <log.h>
 
 #include <algorithm>
 #include <cctype>
 #include <ctime>
-#include <random>
+#include <mutex>
 
 #include "crypto/random.h"
 
@@ -168,6 +169,10 @@ struct ChatFormat::Impl {
 
   common_chat_templates_inputs inputs(const GenerationRequest& r, const Markers* marks, bool only_named) const {
     common_chat_templates_inputs in;
+    // Without tools or a response format there is nothing to parse: the
+    // template's plain render (about a tenth of the time of the full path,
+    // which analyses the template for its tool-call format on every call).
+    in.force_pure_content = r.tools.empty() && r.response_format.type == ResponseFormat::Type::text;
     in.messages = to_common(r.messages, marks);
     in.now = date ? *date : std::chrono::system_clock::now();
     // The pinned common's strftime_now() reads the wall clock itself, so the
@@ -247,6 +252,10 @@ ChatFormat::~ChatFormat() = default;
 
 Result<std::unique_ptr<ChatFormat>> ChatFormat::create(const llama_model* model, const std::string& template_override,
                                                        std::optional<std::chrono::system_clock::time_point> date) {
+  static std::once_flag quiet;
+  // common's own log prints to stderr (a line per request on some paths):
+  // off, as llama.cpp's log is routed to ours at debug level.
+  std::call_once(quiet, [] { common_log_pause(common_log_main()); });
   auto impl = std::make_unique<Impl>();
   impl->date = date;
   try {
