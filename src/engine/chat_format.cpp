@@ -19,6 +19,7 @@ namespace agora::engine {
 class ToolCallParser {
  public:
   explicit ToolCallParser(const common_chat_params& p) : params(p) {
+    params.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;  // reasoning apart from content (dropped)
     if (!p.parser.empty()) params.parser.load(p.parser);
   }
   common_chat_parser_params params;
@@ -142,27 +143,62 @@ struct ChatFormat::Impl {
     return {};
   }
 
+  // The first control token's text in `json_text` once decoded (a JSON
+  // escape such as \u003c must not hide one), in any key or string.
+  // Errors: the text is not JSON.
+  Result<std::string_view> control_text_in_json(const std::string& json_text) const {
+    const common_json v = common_json::parse_no_throw(json_text);
+    if (v.is_discarded()) return make_error(Errc::invalid_argument, "is not valid JSON");
+    std::string_view found;
+    bool too_deep = false;
+    auto walk = [&](auto&& self, const common_json& x, unsigned depth) -> void {
+      if (!found.empty() || too_deep) return;
+      if (depth > 64) {
+        too_deep = true;
+      } else if (x.is_string()) {
+        found = control_text_in(x.get<std::string>());
+      } else if (x.is_object()) {
+        for (const auto& [key, val] : x.items()) {
+          if (found.empty()) found = control_text_in(key);
+          self(self, val, depth + 1);
+        }
+      } else if (x.is_array()) {
+        for (auto it = x.begin(); it != x.end(); ++it) self(self, *it, depth + 1);
+      }
+    };
+    walk(walk, v, 0);
+    if (too_deep) return make_error(Errc::invalid_argument, "nests deeper than 64 levels");
+    return found;
+  }
+
   Status check_no_control_text(const GenerationRequest& r) const {
     auto refuse = [](const std::string& where, std::string_view tok) {
       return invalid(where, "contains the text of the model's control token '" + std::string(tok) +
                                 "', which tool definitions and calls may not");
     };
+    auto check_json = [&](const std::string& where, const std::string& text) -> Status {
+      if (text.empty()) return ok_status();
+      auto tok = control_text_in_json(text);
+      if (!tok) return invalid(where, tok.error().message);
+      if (!tok->empty()) return refuse(where, *tok);
+      return ok_status();
+    };
     for (size_t i = 0; i < r.tools.size(); ++i) {
       const auto& t = r.tools[i];
       const std::string where = "tools[" + std::to_string(i) + "].function";
       if (auto tok = control_text_in(t.description); !tok.empty()) return refuse(where + ".description", tok);
-      if (auto tok = control_text_in(t.parameters); !tok.empty()) return refuse(where + ".parameters", tok);
+      if (auto st = check_json(where + ".parameters", t.parameters); !st) return st;
     }
     for (size_t i = 0; i < r.messages.size(); ++i) {
       for (size_t k = 0; k < r.messages[i].tool_calls.size(); ++k) {
         const auto& c = r.messages[i].tool_calls[k];
         const std::string where = "messages[" + std::to_string(i) + "].tool_calls[" + std::to_string(k) + "]";
-        if (auto tok = control_text_in(c.arguments); !tok.empty()) return refuse(where + ".function.arguments", tok);
+        if (auto st = check_json(where + ".function.arguments", c.arguments); !st) return st;
         if (auto tok = control_text_in(c.id); !tok.empty()) return refuse(where + ".id", tok);
       }
     }
-    if (auto tok = control_text_in(r.response_format.schema); !tok.empty()) {
-      return refuse("response_format.json_schema.schema", tok);
+    if (r.response_format.type == ResponseFormat::Type::json_schema) {
+      if (auto st = check_json("response_format.json_schema.schema", r.response_format.schema); !st) return st;
     }
     return ok_status();
   }
@@ -180,6 +216,10 @@ struct ChatFormat::Impl {
     in.chat_template_kwargs["date_string"] = "\"" + date_string(in.now) + "\"";
     in.add_generation_prompt = true;
     in.enable_thinking = false;
+    // Thinking templates (Qwen3, GLM, DeepSeek) open an empty think block in
+    // the generation prompt; the parser and grammar must expect it. Any
+    // reasoning the model writes is dropped, not returned as content.
+    in.reasoning_format = COMMON_REASONING_FORMAT_DEEPSEEK;
     if (r.tool_choice.mode != ToolChoiceMode::none || marks) {
       for (const auto& t : r.tools) {
         if (only_named && t.name != r.tool_choice.name) continue;
@@ -394,6 +434,23 @@ void ToolCallStream::release(bool final, std::string& content, std::vector<ToolC
       mine.arguments = c.arguments;
     }
   }
+  if (!final) return;
+  // The answer's calls are the final parse's (ids as streamed); a call that
+  // never got a name is no call.
+  std::vector<ToolCall> done;
+  for (size_t i = 0; i < msg.tool_calls.size() && i < calls_.size(); ++i) {
+    if (!header_sent_[i]) continue;
+    done.push_back({calls_[i].id, calls_[i].name, msg.tool_calls[i].arguments});
+  }
+  calls_ = std::move(done);
+}
+
+bool ToolCallStream::calls_complete() const {
+  if (calls_.empty()) return false;
+  for (const auto& c : calls_) {
+    if (common_json::parse_no_throw(c.arguments).is_discarded()) return false;
+  }
+  return true;
 }
 
 std::string new_tool_call_id() { return "call_" + random_alnum(24); }

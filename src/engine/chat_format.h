@@ -89,8 +89,11 @@ class ToolCallStream {
   void push(std::string_view raw, std::string& content, std::vector<ToolCallDelta>& calls);
   // The output ended: releases the rest.
   void finish(std::string& content, std::vector<ToolCallDelta>& calls);
-  // The calls made so far (complete after finish()).
+  // The calls made so far (the final parse's after finish()).
   const std::vector<ToolCall>& calls() const { return calls_; }
+  // After finish(): there are calls and every one's arguments are JSON (not
+  // cut short by max_tokens or a stop sequence).
+  bool calls_complete() const;
 
  private:
   void release(bool final, std::string& content, std::vector<ToolCallDelta>& calls);

@@ -296,6 +296,9 @@ class LlamaEngine final : public Engine {
     } else {
       auto plan = chat_->plan(request);
       if (!plan) return plan.error();
+      if (request.ignore_eos && !plan->grammar.empty()) {
+        return make_error(Errc::invalid_argument, "'ignore_eos' cannot be combined with a grammar (tools or response_format)");
+      }
       job->prompt = tokenize_plan(*plan);
       auto sampler = make_sampler(request, &*plan);
       if (!sampler) return sampler.error();
@@ -648,7 +651,7 @@ class LlamaEngine final : public Engine {
     if (reason != FinishReason::error) emit(*job, job->text->finish(), /*last=*/true);
     if (job->calls) {
       job->result.tool_calls = job->calls->calls();
-      if (reason == FinishReason::stop && !job->result.tool_calls.empty()) reason = FinishReason::tool_calls;
+      if (reason == FinishReason::stop && job->calls->calls_complete()) reason = FinishReason::tool_calls;
     }
     complete(*job, reason, &s);
   }

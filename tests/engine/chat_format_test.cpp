@@ -140,6 +140,24 @@ TEST(ChatFormat, TextThatIsNoCallIsContent) {
   EXPECT_TRUE(s.deltas.empty());
 }
 
+TEST(ChatFormat, AThinkingTemplatesEmptyThinkBlockIsNotContent) {
+  // Qwen3 opens "<think>\n\n</think>\n\n" in the generation prompt when
+  // thinking is off; the parser and grammar start after it.
+  auto f = format(template_source("Qwen-Qwen3-0.6B.jinja"));
+  ASSERT_NE(f, nullptr);
+  auto plan = f->plan(with_tools());
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  const auto s = stream(*plan, "It is sunny.");
+  EXPECT_EQ(s.content, "It is sunny.");
+  GenerationRequest r;
+  r.messages = {{"user", "x"}};
+  r.response_format.type = ResponseFormat::Type::json_object;
+  plan = f->plan(r);
+  ASSERT_TRUE(plan.ok()) << plan.error().to_string();
+  EXPECT_FALSE(plan->grammar.empty());
+  EXPECT_EQ(stream(*plan, R"({"a": 1})").content, R"({"a": 1})");
+}
+
 TEST(ChatFormat, ARequiredCallHasAGrammarAndNoneHasNoCalls) {
   auto f = format(template_source("Qwen-Qwen2.5-7B-Instruct.jinja"));
   ASSERT_NE(f, nullptr);

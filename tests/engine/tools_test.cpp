@@ -191,6 +191,25 @@ TEST_F(ToolsTest, ToolResultsCannotForgeSpecialTokensAndDefinitionsMayNotCarryTh
   bad = engine_->submit(r, {});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("messages[1].tool_calls[0].function.arguments"), std::string::npos);
+  // A JSON escape does not hide one: the template prints the decoded text.
+  r = weather_request(1);
+  r.tools[0].parameters = R"({"type":"object","properties":{"x":{"type":"string","description":"\u003c|eot_id|\u003e"}}})";
+  bad = engine_->submit(r, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("tools[0].function.parameters"), std::string::npos) << bad.error().message;
+  EXPECT_NE(bad.error().message.find("<|eot_id|>"), std::string::npos) << bad.error().message;
+  r = weather_request(1);
+  r.messages.push_back({"assistant", "", {{"call_abc", "get_weather", R"({"\u003c|eot_id|\u003e":1})"}}, ""});
+  bad = engine_->submit(r, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("control token"), std::string::npos) << bad.error().message;
+  // Arguments that are not JSON are a 400 naming them.
+  r = weather_request(1);
+  r.messages.push_back({"assistant", "", {{"call_abc", "get_weather", R"({"city":)"}}, ""});
+  bad = engine_->submit(r, {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("messages[1].tool_calls[0].function.arguments' is not valid JSON"), std::string::npos)
+      << bad.error().message;
 }
 
 TEST_F(ToolsTest, AJsonSchemaAnswerValidates) {

@@ -39,7 +39,29 @@ TEST(SchemaRules, WhatItWouldDropOrOnlyWarnAboutIsRefused) {
   expect_refused(R"({"not":{"type":"null"}})", "'not'");
   expect_refused(R"({"type":"object","patternProperties":{"^a":{}}})", "'patternProperties'");
   expect_refused("[1]", "not an object");
+  // Combinations the converter ignores part of, and values it would mangle.
+  expect_refused(R"({"oneOf":[{"type":"string"},{"type":"null"}]})", "'oneOf'");
+  expect_refused(R"({"$ref":"#/$defs/s","maxLength":3,"$defs":{"s":{"type":"string"}}})", "beside '$ref'");
+  expect_refused(R"({"type":"string","anyOf":[{"maxLength":3}]})", "beside 'anyOf'");
+  expect_refused(R"({"type":"array","prefixItems":[true],"items":false})", "'prefixItems'");
+  expect_refused(R"({"type":"string","maxLength":4294967298})", "'maxLength'");
+  expect_refused(R"({"type":"string","minLength":5,"maxLength":2})", "above");
+  expect_refused(R"({"type":"integer","minimum":1e300})", "2^53");
+  expect_refused(R"({"type":"integer","minimum":0.5})", "2^53");
+  expect_refused(R"({"type":"integer","exclusiveMinimum":3,"maximum":3})", "no integer");
+  expect_refused(R"({"type":["string","string"]})", "twice");
   expect_refused("{", "not valid JSON");
+}
+
+TEST(SchemaRules, TypeListsThatMultiplyAreBounded) {
+  // The converter copies a schema per entry of a type list: nested lists
+  // multiply (a few hundred bytes could take seconds and gigabytes).
+  std::string nested = R"({"type":"string"})";
+  for (int i = 0; i < 3; ++i) nested = R"({"type":["object","null"],"properties":{"a":)" + nested + "}}";
+  EXPECT_TRUE(check_schema(nested, "p").ok());  // 2^3 = 8 alternatives
+  nested = R"({"type":["object","null"],"properties":{"a":)" + nested + "}}";
+  nested = R"({"type":["object","null"],"properties":{"a":)" + nested + "}}";
+  expect_refused(nested, "multiply");
 }
 
 TEST(SchemaRules, DepthIsBounded) {
