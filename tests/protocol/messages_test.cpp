@@ -773,5 +773,48 @@ TEST(Agreement, TheBuiltInOneIsTheDocumentInTheRepository) {
   EXPECT_EQ(b.sha256, crypto::sha256_hex(text));
 }
 
+TEST(Messages, ToolsAndResponseFormatRoundTripInTheRequest) {
+  GenerationRequest r;
+  r.messages = {{"user", "weather?"},
+                {"assistant", "", {{"call_1", "get_weather", R"({"city":"Paris"})"}}, ""},
+                {"tool", "sunny", {}, "call_1"}};
+  // A schema deeper than the frame's depth limit travels as text.
+  std::string deep = "{}";
+  for (unsigned i = 0; i < kMaxJsonDepth + 4; ++i) deep = R"({"items":)" + deep + "}";
+  r.tools = {{"get_weather", "Weather", deep, true}, {"noop", "", "", false}};
+  r.tool_choice = {ToolChoiceMode::named, "get_weather"};
+  r.parallel_tool_calls = false;
+  r.response_format = {ResponseFormat::Type::json_schema, "out", R"({"type":"object"})", true};
+  auto back = decode_request(encode_request(r));
+  ASSERT_TRUE(back.ok()) << back.error().to_string();
+  ASSERT_EQ(back->messages.size(), 3u);
+  ASSERT_EQ(back->messages[1].tool_calls.size(), 1u);
+  EXPECT_EQ(back->messages[1].tool_calls[0].id, "call_1");
+  EXPECT_EQ(back->messages[1].tool_calls[0].name, "get_weather");
+  EXPECT_EQ(back->messages[1].tool_calls[0].arguments, R"({"city":"Paris"})");
+  EXPECT_EQ(back->messages[2].tool_call_id, "call_1");
+  ASSERT_EQ(back->tools.size(), 2u);
+  EXPECT_EQ(back->tools[0].parameters, deep);
+  EXPECT_TRUE(back->tools[0].strict);
+  EXPECT_EQ(back->tools[1].parameters, "");
+  EXPECT_EQ(back->tool_choice.mode, ToolChoiceMode::named);
+  EXPECT_EQ(back->tool_choice.name, "get_weather");
+  EXPECT_FALSE(back->parallel_tool_calls);
+  EXPECT_EQ(back->response_format.type, ResponseFormat::Type::json_schema);
+  EXPECT_EQ(back->response_format.schema, R"({"type":"object"})");
+  EXPECT_TRUE(back->response_format.strict);
+  // Defaults stay off the wire and come back as defaults.
+  GenerationRequest plain;
+  plain.messages = {{"user", "x"}};
+  const std::string text = encode_request(plain);
+  EXPECT_EQ(text.find("tool"), std::string::npos) << text;
+  auto p = decode_request(text);
+  ASSERT_TRUE(p.ok());
+  EXPECT_TRUE(p->parallel_tool_calls);
+  EXPECT_EQ(p->tool_choice.mode, ToolChoiceMode::automatic);
+  EXPECT_FALSE(decode_request(R"({"messages":[{"role":"user","content":"x"}],"max_tokens":1,"tool_choice":{"mode":"sometimes"}})").ok());
+  EXPECT_FALSE(decode_request(R"({"messages":[{"role":"user","content":"x"}],"max_tokens":1,"tools":[{"description":"no name"}]})").ok());
+}
+
 }  // namespace
 }  // namespace agora::protocol
