@@ -38,6 +38,20 @@ struct Markers {
   std::string open(size_t i) const { return "AgOrAo" + nonce + std::to_string(i) + "Q"; }
   std::string close(size_t i) const { return "AgOrAc" + nonce + std::to_string(i) + "Q"; }
   std::string_view prefix() const { return "AgOrA"; }
+  // The message whose open marker starts at `at` in `s`, or n when none
+  // does (read from the marker's digits: no scan over every message).
+  size_t open_index(std::string_view s, size_t at, size_t n) const {
+    const std::string head = "AgOrAo" + nonce;
+    if (s.compare(at, head.size(), head) != 0) return n;
+    size_t k = at + head.size(), value = 0;
+    while (k < s.size() && k - at - head.size() < 7 && std::isdigit(static_cast<unsigned char>(s[k]))) {
+      value = value * 10 + static_cast<size_t>(s[k] - '0');
+      ++k;
+    }
+    if (value >= n) return n;
+    const std::string mark = open(value);  // exact: no leading zeros, 'Q' after the digits
+    return s.compare(at, mark.size(), mark) == 0 ? value : n;
+  }
 };
 
 // "23 Jul 2024" (UTC), as Llama 3.x templates print it.
@@ -67,7 +81,6 @@ common_chat_tool_choice to_common(ToolChoiceMode m) {
 std::vector<common_chat_msg> to_common(const std::vector<ChatMessage>& messages, const Markers* marks) {
   std::vector<common_chat_msg> out;
   out.reserve(messages.size());
-  std::string last_call_name;
   for (size_t i = 0; i < messages.size(); ++i) {
     const auto& m = messages[i];
     common_chat_msg c;
@@ -116,17 +129,7 @@ struct ChatFormat::Impl {
   common_chat_templates_ptr templates;
   std::optional<std::chrono::system_clock::time_point> date;
   std::vector<std::string> control_texts;  // of the model's control tokens
-  const llama_vocab* vocab = nullptr;
   ChatCapabilities caps;
-
-  std::vector<TokenId> token_ids(const std::string& text) const {
-    if (!vocab) return {};
-    std::vector<llama_token> out(text.size() + 4);
-    const int32_t n = llama_tokenize(vocab, text.data(), static_cast<int32_t>(text.size()), out.data(),
-                                     static_cast<int32_t>(out.size()), false, true);
-    out.resize(static_cast<size_t>(std::max(n, 0)));
-    return {out.begin(), out.end()};
-  }
 
   // The first control token's text found in `s`, or empty.
   std::string_view control_text_in(std::string_view s) const {
@@ -238,13 +241,15 @@ struct ChatFormat::Impl {
   Result<std::vector<PromptPiece>> split(const std::string& rendered, const Markers& marks, size_t n) const {
     std::vector<PromptPiece> out;
     size_t pos = 0;
+    auto lowered = [](std::string_view t) {
+      std::string l(t);
+      std::transform(l.begin(), l.end(), l.begin(), [](unsigned char c) { return std::tolower(c); });
+      return l;
+    };
+    const std::string nonce = lowered(marks.nonce);
     auto markup = [&](std::string_view text) -> Status {
       // A marker a template changed (case, slicing) would hide message text here.
-      std::string lower(text);
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-      std::string nonce = marks.nonce;
-      std::transform(nonce.begin(), nonce.end(), nonce.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (lower.find(nonce) != std::string::npos) {
+      if (lowered(text).find(nonce) != std::string::npos) {
         return make_error(Errc::unsupported, "the model's chat template transforms message text in a way that "
                                              "cannot be tokenised safely");
       }
@@ -254,14 +259,7 @@ struct ChatFormat::Impl {
     while (pos < rendered.size()) {
       const size_t at = rendered.find(marks.prefix(), pos);
       if (at == std::string::npos) break;
-      // Which message's open marker is this?
-      size_t idx = n;
-      for (size_t i = 0; i < n; ++i) {
-        if (rendered.compare(at, marks.open(i).size(), marks.open(i)) == 0) {
-          idx = i;
-          break;
-        }
-      }
+      const size_t idx = marks.open_index(rendered, at, n);
       if (idx == n) {  // the prefix by chance, or a close without an open
         if (rendered.find(marks.nonce, at) == at + marks.prefix().size() + 1) {
           return make_error(Errc::unsupported, "the model's chat template splits message text");
@@ -304,11 +302,11 @@ Result<std::unique_ptr<ChatFormat>> ChatFormat::create(const llama_model* model,
     return make_error(Errc::unsupported, std::string("the model's chat template does not parse: ") + e.what());
   }
   if (model) {
-    impl->vocab = llama_model_get_vocab(model);
-    const int32_t n = llama_vocab_n_tokens(impl->vocab);
+    const llama_vocab* vocab = llama_model_get_vocab(model);
+    const int32_t n = llama_vocab_n_tokens(vocab);
     for (llama_token t = 0; t < n; ++t) {
-      if (!(llama_vocab_get_attr(impl->vocab, t) & LLAMA_TOKEN_ATTR_CONTROL)) continue;
-      std::string text = common_token_to_piece(impl->vocab, t, true);
+      if (!(llama_vocab_get_attr(vocab, t) & LLAMA_TOKEN_ATTR_CONTROL)) continue;
+      std::string text = common_token_to_piece(vocab, t, true);
       if (!text.empty()) impl->control_texts.push_back(std::move(text));
     }
   }
@@ -367,10 +365,7 @@ Result<ChatPlan> ChatFormat::plan(const GenerationRequest& r) const {
         }
       }
     }
-    for (const auto& text : real.preserved_tokens) {
-      const auto ids = impl_->token_ids(text);
-      if (ids.size() == 1) plan.preserved_tokens.push_back(ids[0]);
-    }
+    plan.preserved_tokens = real.preserved_tokens;
     for (const auto& s : real.additional_stops) {
       if (std::find(plan.stops.begin(), plan.stops.end(), s) == plan.stops.end()) plan.stops.push_back(s);
     }

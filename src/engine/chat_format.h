@@ -43,7 +43,7 @@ struct ChatPlan {
   std::vector<std::string> trigger_patterns;  // regular expressions (lazy grammars)
   std::vector<TokenId> trigger_tokens;
   std::string grammar_prefill;             // text the grammar consumes first (already in the prompt)
-  std::vector<TokenId> preserved_tokens;   // special tokens whose text the parser must see
+  std::vector<std::string> preserved_tokens;  // special tokens whose text the parser must see
   std::vector<std::string> stops;          // the template's extra stop strings
   // Set when the output is to be parsed (tools, structured output).
   std::shared_ptr<const ToolCallParser> parser;

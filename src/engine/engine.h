@@ -53,8 +53,8 @@ struct ToolCall {
 struct ChatMessage {
   std::string role;  // "system" | "user" | "assistant" | "tool"
   std::string content;
-  std::vector<ToolCall> tool_calls;  // assistant messages
-  std::string tool_call_id;          // tool messages: the call answered
+  std::vector<ToolCall> tool_calls = {};  // assistant messages
+  std::string tool_call_id = {};          // tool messages: the call answered
 };
 
 // A function the model may call: its JSON Schema travels as text.
@@ -107,10 +107,10 @@ struct GenerationRequest {
   bool ignore_eos = false;         // benchmarks only: never stop at end-of-generation tokens
 
   // Function calling and structured outputs (chat messages only).
-  std::vector<ToolDef> tools;
-  ToolChoice tool_choice;
+  std::vector<ToolDef> tools = {};
+  ToolChoice tool_choice = {};
   bool parallel_tool_calls = true;
-  ResponseFormat response_format;
+  ResponseFormat response_format = {};
 };
 
 using agora::kMaxStopSequences;
@@ -144,7 +144,7 @@ struct ToolCallDelta {
 struct StreamEvent {
   std::string text;  // content (with tools: the part that is not a call)
   std::vector<TokenLogprob> logprobs;  // tokens whose text is now released
-  std::vector<ToolCallDelta> tool_calls;
+  std::vector<ToolCallDelta> tool_calls = {};
 };
 
 enum class FinishReason { stop, length, cancelled, error, tool_calls };
@@ -167,7 +167,7 @@ struct Completion {
   FinishReason finish = FinishReason::stop;
   std::string text;
   std::vector<TokenLogprob> logprobs;  // when requested
-  std::vector<ToolCall> tool_calls;    // finish == tool_calls
+  std::vector<ToolCall> tool_calls = {};  // finish == tool_calls
   Usage usage;
   Timings timings;
   std::optional<Error> error;  // set when finish == error

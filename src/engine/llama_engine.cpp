@@ -306,7 +306,10 @@ class LlamaEngine final : public Engine {
       for (auto& s : plan->stops) {
         if (std::find(job->stops.begin(), job->stops.end(), s) == job->stops.end()) job->stops.push_back(std::move(s));
       }
-      job->preserved = std::move(plan->preserved_tokens);
+      for (const auto& text : plan->preserved_tokens) {
+        const auto ids = tokenize_text(vocab_, text, false, true);
+        if (ids.size() == 1) job->preserved.push_back(ids[0]);
+      }
       if (plan->parser) job->calls = std::make_unique<ToolCallStream>(plan->parser);
     }
     if (job->prompt.empty()) return make_error(Errc::invalid_argument, "the prompt is empty");
@@ -386,7 +389,7 @@ class LlamaEngine final : public Engine {
     const std::string key = (plan.grammar_lazy ? "L" : "E") + plan.grammar_prefill + '\0' + plan.grammar;
     {
       std::lock_guard lock(grammar_mu_);
-      if (auto it = grammars_.find(key); it != grammars_.end() && !plan.grammar_lazy) {
+      if (auto it = grammars_.find(key); it != grammars_.end()) {  // lazy grammars are never stored
         return SamplerPtr(llama_sampler_clone(it->second.get()));
       }
     }

@@ -187,10 +187,6 @@ class Checker {
                                    ", which this node enforces for integers only");
       }
       if (!value.is_number()) return invalid(param_, "'" + std::string(k) + "' at " + where(at) + " must be a number");
-    } else if (k == "minLength" || k == "maxLength" || k == "minItems" || k == "maxItems") {
-      if (!value.is_int64() && !value.is_uint64()) {
-        return invalid(param_, "'" + std::string(k) + "' at " + where(at) + " must be an integer");
-      }
     } else if (k == "required" && !value.is_array()) {
       return invalid(param_, "'required' at " + where(at) + " must be an array");
     }

@@ -29,8 +29,8 @@ struct ToolCall {
 struct ChatMessage {
   std::string role;  // "system" | "user" | "assistant" | "tool"
   std::string content;
-  std::vector<ToolCall> tool_calls;  // assistant messages
-  std::string tool_call_id;          // tool messages
+  std::vector<ToolCall> tool_calls = {};  // assistant messages
+  std::string tool_call_id = {};          // tool messages
 };
 
 // A function the model may call; the schema travels as JSON text, so the
@@ -78,10 +78,10 @@ struct GenerationRequest {
   bool logprobs = false;
   int32_t top_logprobs = 0;
   bool ignore_eos = false;  // benchmarks only
-  std::vector<ToolDef> tools;
-  ToolChoice tool_choice;
+  std::vector<ToolDef> tools = {};
+  ToolChoice tool_choice = {};
   bool parallel_tool_calls = true;
-  ResponseFormat response_format;
+  ResponseFormat response_format = {};
 };
 
 struct ToolCallDelta {
