@@ -96,8 +96,9 @@ Status check_tool_rules(const Request& r) {
     return invalid("response_format.json_schema.schema", "exceeds " + std::to_string(kMaxSchemaBytes >> 10) + " KiB");
   }
   if (!is_valid_utf8(r.response_format.schema)) return invalid("response_format.json_schema.schema", "is not valid UTF-8");
-  if (r.prompt && (!r.tools.empty() || r.response_format.type != decltype(r.response_format.type){})) {
-    return invalid("tools", "and 'response_format' need chat messages, not a raw prompt");
+  if (r.prompt && !r.tools.empty()) return invalid("tools", "needs chat messages, not a raw prompt");
+  if (r.prompt && r.response_format.type != decltype(r.response_format.type){}) {
+    return invalid("response_format", "needs chat messages, not a raw prompt");
   }
   return ok_status();
 }

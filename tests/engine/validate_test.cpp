@@ -124,6 +124,11 @@ TEST(ValidateRequest, ToolRulesNameTheParameter) {
   r.prompt = "raw";
   r.messages.clear();
   expect_invalid(r, "tools");
+  r = good();
+  r.prompt = "raw";
+  r.messages.clear();
+  r.response_format.type = ResponseFormat::Type::json_object;
+  expect_invalid(r, "response_format");
 }
 
 }  // namespace
