@@ -23,6 +23,8 @@
 #include "net/url.h"
 #include "protocol/messages.h"
 #include "protocol/sealed.h"
+#include "client/sealed_answer.h"
+#include "crypto/aead.h"
 
 namespace agora::client {
 namespace {
@@ -355,12 +357,34 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     co_return false;
   }
 
-  // The nodes a request is sealed to, as listed at `at`.
+  // The nodes a request may be sealed to, as listed at `at`, with what
+  // each supports (the listing is the same whatever the request holds: the
+  // gateway learns nothing of its tools or response_format).
+  struct Candidate {
+    protocol::sealed::Recipient recipient;
+    int32_t ctx = 0;
+    bool tools = false, grammar = false;
+  };
   struct Candidates {
     std::chrono::steady_clock::time_point at;
+    std::vector<Candidate> nodes;
+  };
+  // Up to cfg_.candidates of them that support what `r` needs, and the
+  // smallest context among those.
+  struct Chosen {
     std::vector<protocol::sealed::Recipient> recipients;
     int32_t ctx = 0;
   };
+  Chosen choose(const Candidates& c, const openai::ChatRequest& r) const {
+    Chosen out;
+    for (const auto& n : c.nodes) {
+      if (out.recipients.size() == cfg_.candidates) break;
+      if ((r.routing.needs_tools && !n.tools) || (r.routing.needs_grammar && !n.grammar)) continue;
+      out.recipients.push_back(n.recipient);
+      if (n.ctx > 0) out.ctx = out.ctx == 0 ? n.ctx : std::min(out.ctx, n.ctx);
+    }
+    return out;
+  }
 
   awaitable<bool> chat(beast::tcp_stream& s, const Request& req) {
     openai::RequestLimits limits;
@@ -390,7 +414,17 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     const std::string q = providers_query(r, confidential);
     auto found = co_await candidates(s, req, q, confidential);
     if (auto* answered = std::get_if<bool>(&found)) co_return *answered;
-    const Candidates& cand = std::get<Candidates>(found);
+    const Chosen cand = choose(std::get<Candidates>(found), r);
+    if (cand.recipients.empty() && !std::get<Candidates>(found).nodes.empty()) {
+      // Nodes are there, but none supports what the request needs.
+      const ApiError e = api_error(
+          503, "no_eligible_provider",
+          std::string("No provider can serve this request under ") +
+              (r.routing.needs_tools ? "tools: no provider serving this model supports tool calling"
+                                     : "response_format: no provider serving this model supports structured outputs") +
+              " end to end; nothing was sent");
+      co_return co_await send_error(s, req, e);
+    }
     if (cand.recipients.empty()) {
       if (co_await model_listed(r.model) == std::optional<bool>(false)) {
         ApiError e = api_error(404, "model_not_found",
@@ -428,6 +462,13 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     if ((*up)->parser.get().result() != http::status::ok) {
       // Candidates gone (the request could be served by none): list anew.
       if ((*up)->parser.get().result() == http::status::service_unavailable) candidates_.erase(q);
+      co_await read_all(**up);
+      // A node that refused the opened request sealed its reason.
+      if (auto opened = open_error(*sealed, (*up)->parser.get().body())) {
+        release(**up);
+        if (auto* why = std::get_if<Refused>(&*opened)) co_return co_await refuse(s, req, why->why);
+        co_return co_await send_error(s, req, std::get<ApiError>(*opened));
+      }
       co_return co_await relay_error(s, req, **up);
     }
     const bool keep = r.stream ? co_await streamed(s, req, r, *sealed, **up) : co_await unary(s, req, r, *sealed, **up);
@@ -468,7 +509,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     Candidates c = pick_recipients((*listed)->parser.get().body(), confidential);
     c.at = now;
     if (candidates_.size() > 256) candidates_.clear();
-    if (!c.recipients.empty()) candidates_[q] = c;
+    if (!c.nodes.empty()) candidates_[q] = c;
     else candidates_.erase(q);
     co_return c;
   }
@@ -484,7 +525,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
         !ec && v.is_object() && v.get_object().contains("data") && v.get_object().at("data").is_array()
             ? &v.get_object().at("data").get_array()
             : nullptr;
-    for (size_t i = 0; data && i < data->size() && out.recipients.size() < cfg_.candidates; ++i) {
+    for (size_t i = 0; data && i < data->size() && out.nodes.size() < protocol::sealed::kMaxRecipients; ++i) {
       const auto* n = (*data)[i].if_object();
       if (!n) continue;
       const auto* id = n->if_contains("id");
@@ -494,11 +535,17 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
       auto raw = crypto::from_hex(key->get_string());
       if (!raw || raw->size() != crypto::hpke::kPublicKeyBytes) continue;
       if (confidential && !attested(*n, *raw)) continue;
-      out.recipients.push_back({std::string(id->get_string()), std::move(*raw)});
-      if (c && c->is_int64() && c->get_int64() > 0) {
-        const auto x = static_cast<int32_t>(std::min<int64_t>(c->get_int64(), INT32_MAX));
-        out.ctx = out.ctx == 0 ? x : std::min(out.ctx, x);
+      Candidate cand{{std::string(id->get_string()), std::move(*raw)}, 0, false, false};
+      if (c && c->is_int64() && c->get_int64() > 0) cand.ctx = static_cast<int32_t>(std::min<int64_t>(c->get_int64(), INT32_MAX));
+      if (const auto* caps = n->if_contains("capabilities"); caps && caps->is_object()) {
+        auto flag = [&](const char* k) {
+          const auto* f = caps->get_object().if_contains(k);
+          return f && f->is_bool() && f->get_bool();
+        };
+        cand.tools = flag("tools");
+        cand.grammar = flag("structured_outputs");
       }
+      out.nodes.push_back(std::move(cand));
     }
     return out;
   }
@@ -532,105 +579,30 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     return body;
   }
 
-  // The HPKE context of the node that answered.
-  static const crypto::hpke::Context* context_for(const protocol::sealed::ClientSeal& seal, std::string_view node) {
-    for (const auto& [id, c] : seal.contexts) {
-      if (id == node) return &c;
-    }
-    return nullptr;
-  }
-
-  struct Opened {
-    std::optional<protocol::Delta> delta;
-    std::optional<protocol::Done> done;
-  };
-  static Result<Opened> open_chunk(protocol::sealed::ResponseOpener& opener, const json::object& chunk) {
-    const auto* seq = chunk.if_contains("seq");
-    const auto* fin = chunk.if_contains("final");
-    const auto* ct = chunk.if_contains("ciphertext");
-    if (!seq || !seq->is_int64() || seq->get_int64() < 0 || !fin || !fin->is_bool() || !ct || !ct->is_string()) {
-      return make_error(Errc::corrupt, "a malformed sealed chunk");
-    }
-    auto raw = crypto::from_base64(ct->get_string());
-    if (!raw) return make_error(Errc::corrupt, "a sealed chunk that is not base64");
-    auto pt = opener.open(static_cast<uint64_t>(seq->get_int64()), fin->get_bool(), *raw);
-    if (!pt) return pt.error();
-    auto m = protocol::decode(*pt);
-    crypto::secure_wipe(*pt);
-    if (!m) return make_error(Errc::corrupt, "a sealed chunk that does not decode: " + m.error().message);
-    Opened o;
-    if (auto* d = std::get_if<protocol::Delta>(&*m); d && !fin->get_bool()) o.delta = std::move(*d);
-    else if (auto* dn = std::get_if<protocol::Done>(&*m); dn && fin->get_bool()) o.done = std::move(*dn);
-    else return make_error(Errc::corrupt, "a sealed chunk of the wrong kind");
-    return o;
-  }
-
-  static openai::Provenance provenance_of(const json::object& o, std::string_view node) {
-    openai::Provenance p;
-    if (const auto* a = o.if_contains("agora"); a && a->is_object()) {
-      auto str = [&](const char* k) {
-        const auto* v = a->get_object().if_contains(k);
-        return v && v->is_string() ? std::string(v->get_string()) : std::string();
-      };
-      p.provider_id = str("provider_id");
-      p.model_sha256 = str("model_sha256");
-      p.generation_id = str("generation_id");
-      p.attestation = str("attestation");
-    }
-    p.node_id = std::string(node);
-    return p;
-  }
-
+  // A unary answer: opened whole (client/sealed_answer.h).
   awaitable<bool> unary(beast::tcp_stream& s, const Request& req, const openai::ChatRequest& r,
                         const protocol::sealed::ClientSeal& seal, Upstream& up) {
     co_await read_all(up);
-    auto fail = [&](std::string why) -> awaitable<bool> {
-      spdlog::warn("proxy_sealed_answer_refused error={}", logfmt_value(why));
-      const ApiError e = api_error(502, "sealed_response_invalid", "The sealed answer is not valid: " + why);
-      co_return co_await send_error(s, req, e);
-    };
-    if (!up.error.empty()) co_return co_await fail("the gateway's answer was cut off: " + up.error);
-    boost::system::error_code ec;
-    json::value v = json::parse(up.parser.get().body(), ec);
-    if (ec || !v.is_object()) co_return co_await fail("not JSON");
-    const auto& o = v.get_object();
-    const auto* sealed = o.if_contains("agora_sealed");
-    const auto* agora = o.if_contains("agora");
-    const json::value* node = agora && agora->is_object() ? agora->get_object().if_contains("node_id") : nullptr;
-    if (!sealed || !sealed->is_object() || !node || !node->is_string()) co_return co_await fail("no sealed chunks");
-    const auto* ctx = context_for(seal, node->get_string());
-    if (!ctx) co_return co_await fail("answered by a node it was not sealed to");
-    protocol::sealed::ResponseOpener opener(*ctx);
-    openai::CompletionResult result;
-    result.logprobs_requested = r.generation.logprobs;
-    const auto* chunks = sealed->get_object().if_contains("chunks");
-    if (!chunks || !chunks->is_array()) co_return co_await fail("no sealed chunks");
-    for (const auto& c : chunks->get_array()) {
-      if (!c.is_object()) co_return co_await fail("a malformed sealed chunk");
-      auto opened = open_chunk(opener, c.get_object());
-      if (!opened) co_return co_await fail(opened.error().message);
-      if (opened->delta) {
-        result.text += opened->delta->text;
-        for (auto& lp : opened->delta->logprobs) result.logprobs.push_back(std::move(lp));
-      } else {
-        result.finish = opened->done->finish;
-        result.usage = opened->done->usage;
-      }
-    }
-    if (!opener.finished()) co_return co_await fail("it ends without its final chunk (truncated)");
-    std::string id, model = r.model;
-    int64_t created = 0;
-    if (const auto* x = o.if_contains("id"); x && x->is_string()) id = std::string(x->get_string());
-    if (const auto* x = o.if_contains("created"); x && x->is_int64()) created = x->get_int64();
-    std::string out = openai::completion_body(id, created, model, result, provenance_of(o, node->get_string()));
-    crypto::secure_wipe(result.text);
-    co_return co_await send(s, req, http::status::ok, std::move(out), pass_through(up.parser.get().base()));
+    if (!up.error.empty()) co_return co_await refuse(s, req, "the gateway's answer was cut off: " + up.error);
+    auto opened = open_unary(seal, shape_of(r), up.parser.get().body());
+    if (auto* why = std::get_if<Refused>(&opened)) co_return co_await refuse(s, req, why->why);
+    if (auto* e = std::get_if<ApiError>(&opened)) co_return co_await send_error(s, req, *e);
+    co_return co_await send(s, req, http::status::ok, std::move(std::get<std::string>(opened)),
+                            pass_through(up.parser.get().base()));
   }
 
-  // Longer than a screen: one loop over the gateway's SSE events whose
-  // state (the chunk writer, the opener bound to the answering node, the
-  // final chunk) spans events; its checks read best in order. Making it a
-  // sans-I/O decoder with a fuzz target of its own is the next step.
+  awaitable<bool> refuse(beast::tcp_stream& s, const Request& req, const std::string& why) {
+    spdlog::warn("proxy_sealed_answer_refused error={}", logfmt_value(why));
+    const ApiError e = api_error(502, "sealed_response_invalid", "The sealed answer is not valid: " + why);
+    co_return co_await send_error(s, req, e);
+  }
+
+  static AnswerShape shape_of(const openai::ChatRequest& r) {
+    return AnswerShape{r.model, r.include_usage, r.generation.logprobs};
+  }
+
+  // A streamed answer: the gateway's SSE events, each opened as it comes
+  // (client/sealed_answer.h); this loop only splits and moves them.
   awaitable<bool> streamed(beast::tcp_stream& s, const Request& req, const openai::ChatRequest& r,
                            const protocol::sealed::ClientSeal& seal, Upstream& up) {
     http::response<http::empty_body> head{http::status::ok, req.version()};
@@ -642,108 +614,39 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     http::response_serializer<http::empty_body> sr{head};
     auto [hec, hn] = co_await http::async_write_header(s, sr, as_tuple_awaitable);
     if (hec) co_return false;
-    auto write = [&](const std::string& data) -> awaitable<bool> {
-      auto [ec, n] = co_await asio::async_write(s, asio::buffer(data), as_tuple_awaitable);
-      co_return !ec;
-    };
-    auto fail = [&](std::string why) -> awaitable<bool> {
-      spdlog::warn("proxy_sealed_stream_refused error={}", logfmt_value(why));
-      std::string out;
-      openai::ChunkWriter::error(out, api_error(502, "sealed_response_invalid", "The sealed answer is not valid: " + why));
-      co_await write(out);
-      co_return false;
-    };
-
-    std::optional<openai::ChunkWriter> cw;
-    std::optional<protocol::sealed::ResponseOpener> opener;
-    std::string node;
-    std::optional<protocol::Done> done;
-    openai::Provenance prov;
+    SealedStream stream(seal, shape_of(r));
+    std::string out;
     size_t consumed = 0;
-    bool finished = false;
     for (;;) {
       auto& body = up.parser.get().body();
       size_t end;
-      while ((end = body.find("\n\n", consumed)) != std::string::npos) {
+      SealedStream::Step step = SealedStream::Step::more;
+      while (step == SealedStream::Step::more && (end = body.find("\n\n", consumed)) != std::string::npos) {
         std::string_view event(body.data() + consumed, end - consumed);
         consumed = end + 2;
         if (!event.starts_with("data: ")) continue;
         event.remove_prefix(6);
-        if (event == "[DONE]") {
-          if (!opener || !opener->finished() || !done) co_return co_await fail("it ends without its final chunk (truncated)");
-          std::string out;
-          openai::ChunkWriter::done(out);
-          co_await write(out);
-          finished = true;
-          break;
-        }
-        boost::system::error_code ec;
-        json::value v = json::parse(event, ec);
-        if (ec || !v.is_object()) co_return co_await fail("an event that is not JSON");
-        const auto& o = v.get_object();
-        if (const auto* err = o.if_contains("error")) {
-          // The gateway's own error event (a failed provider): relayed.
-          std::string out = "data: " + json::serialize(json::object{{"error", *err}}) + "\n\n";
-          co_await write(out);
-          co_return false;
-        }
-        if (!cw) {
-          std::string id;
-          int64_t created = 0;
-          if (const auto* x = o.if_contains("id"); x && x->is_string()) id = std::string(x->get_string());
-          if (const auto* x = o.if_contains("created"); x && x->is_int64()) created = x->get_int64();
-          cw.emplace(id, created, r.model, r.include_usage, r.generation.logprobs);
-        }
-        if (const auto* sc = o.if_contains("agora_sealed"); sc && sc->is_object()) {
-          const auto* n = sc->get_object().if_contains("node_id");
-          if (!n || !n->is_string()) co_return co_await fail("a sealed chunk without its node");
-          if (!opener) {
-            const auto* ctx = context_for(seal, n->get_string());
-            if (!ctx) co_return co_await fail("answered by a node it was not sealed to");
-            opener.emplace(*ctx);
-            node = std::string(n->get_string());
-          } else if (n->get_string() != node) {
-            co_return co_await fail("chunks from two nodes");
-          }
-          auto opened = open_chunk(*opener, sc->get_object());
-          if (!opened) co_return co_await fail(opened.error().message);
-          if (opened->delta) {
-            std::string out;
-            cw->content(out, opened->delta->text, opened->delta->logprobs);
-            crypto::secure_wipe(opened->delta->text);
-            if (!co_await write(out)) co_return false;
-          } else {
-            done = std::move(opened->done);
-          }
-          continue;
-        }
-        // The gateway's plaintext chunks: the finish chunk (provenance) and,
-        // with include_usage, the usage chunk. The finish reason and usage
-        // come from the sealed final chunk, not from them.
-        const auto* choices = o.if_contains("choices");
-        const bool has_choices = choices && choices->is_array() && !choices->get_array().empty();
-        if (has_choices) {
-          if (!done) co_return co_await fail("the end of the answer came before its sealed final chunk");
-          prov = provenance_of(o, node);
-          std::string out;
-          cw->finish(out, "", {}, done->finish, prov);
-          if (!co_await write(out)) co_return false;
-        } else if (o.contains("usage") && r.include_usage) {
-          if (!done) co_return co_await fail("usage came before the sealed final chunk");
-          std::string out;
-          cw->usage(out, done->usage, provenance_of(o, node));
-          if (!co_await write(out)) co_return false;
-        }
+        step = stream.event(event, out);
       }
-      if (finished) break;
-      const bool more = co_await read_more(up);
-      if (!more) {
+      if (!out.empty()) {
+        auto [ec, n] = co_await asio::async_write(s, asio::buffer(out), as_tuple_awaitable);
+        crypto::secure_wipe(out);
+        out.clear();
+        if (ec) co_return false;
+      }
+      if (step == SealedStream::Step::failed) {
+        spdlog::warn("proxy_sealed_stream_ended error={}", logfmt_value(stream.why()));
+        co_return false;
+      }
+      if (step == SealedStream::Step::done) break;
+      if (!co_await read_more(up)) {
         // The body ended (or broke) before [DONE]: everything it held is
         // processed above; anything less than a complete answer is an error.
-        auto& b = up.parser.get().body();
-        if (b.find("\n\n", consumed) != std::string::npos) continue;
-        co_return co_await fail(up.error.empty() ? "the stream ended before its final chunk (truncated)"
-                                                 : "the stream broke: " + up.error);
+        if (up.parser.get().body().find("\n\n", consumed) != std::string::npos) continue;
+        stream.cut_off(up.error, out);
+        spdlog::warn("proxy_sealed_stream_ended error={}", logfmt_value(stream.why()));
+        co_await asio::async_write(s, asio::buffer(out), as_tuple_awaitable);
+        co_return false;
       }
     }
     // The rest of the gateway's chunked body (its terminator), so the

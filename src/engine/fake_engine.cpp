@@ -89,6 +89,7 @@ struct Job {
   Clock::TimePoint submitted{}, started{}, first_token{}, due{};
   int32_t n_generated = 0;
   TokenTextStream text;
+  std::vector<ToolCallDelta> script;  // with tool calls: one fragment per token
   Completion result;
   std::atomic<bool> cancel_requested{false};  // written under mu_, read anywhere
 
@@ -132,7 +133,7 @@ class FakeEngine final : public Engine {
     std::string out;
     out.reserve(chat_bytes(messages));
     for (const auto& m : messages) {
-      if (m.role != "system" && m.role != "user" && m.role != "assistant") {
+      if (m.role != "system" && m.role != "user" && m.role != "assistant" && m.role != "tool") {
         return make_error(Errc::invalid_argument, "unknown role '" + m.role + "'");
       }
       out += "<|";
@@ -162,7 +163,12 @@ class FakeEngine final : public Engine {
     job->top_logprobs = request.top_logprobs;
     job->prompt_tokens = static_cast<int32_t>(n_prompt);
     const int32_t budget = std::min(request.max_tokens, opts_.ctx_per_slot - job->prompt_tokens);
-    if (request.ignore_eos || opts_.tokens > budget) {
+    job->script = call_script(request);
+    if (!job->script.empty()) {
+      const auto n = static_cast<int32_t>(job->script.size());
+      job->target = std::min(n, budget);
+      job->natural = n <= budget ? FinishReason::tool_calls : FinishReason::length;
+    } else if (request.ignore_eos || opts_.tokens > budget) {
       job->target = budget;
       job->natural = FinishReason::length;
     } else {
@@ -198,7 +204,9 @@ class FakeEngine final : public Engine {
     return true;
   }
 
-  ChatCapabilities chat_capabilities() const override { return {}; }
+  ChatCapabilities chat_capabilities() const override {
+    return ChatCapabilities{opts_.tool_calls > 0, opts_.tool_calls > 1, false};
+  }
 
   EngineStats stats() const override {
     EngineStats s;
@@ -231,6 +239,24 @@ class FakeEngine final : public Engine {
   }
 
  private:
+  // The fragments of the calls a request gets (empty: it gets text).
+  std::vector<ToolCallDelta> call_script(const GenerationRequest& r) {
+    std::vector<ToolCallDelta> out;
+    if (opts_.tool_calls == 0 || r.tools.empty() || r.tool_choice.mode == ToolChoiceMode::none) return out;
+    const int32_t n = r.parallel_tool_calls ? opts_.tool_calls : 1;
+    const uint64_t req = call_requests_.fetch_add(1, std::memory_order_relaxed);
+    for (int32_t j = 0; j < n; ++j) {
+      const std::string& name = r.tool_choice.mode == ToolChoiceMode::named
+                                    ? r.tool_choice.name
+                                    : r.tools[static_cast<size_t>(j) % r.tools.size()].name;
+      const std::string id = "call_fake_" + std::to_string(req) + "_" + std::to_string(j);
+      out.push_back({j, id, name, ""});
+      out.push_back({j, "", "", "{\"n\":"});
+      out.push_back({j, "", "", std::to_string(j) + "}"});
+    }
+    return out;
+  }
+
   // ---- the engine thread
 
   void run() {
@@ -352,6 +378,17 @@ class FakeEngine final : public Engine {
     tokens_generated_.fetch_add(1, std::memory_order_relaxed);
     if (!emitted) decode_steps_.fetch_add(1, std::memory_order_relaxed);  // before any callback sees it
     emitted = true;
+    if (!j.script.empty()) {
+      const ToolCallDelta& d = j.script[static_cast<size_t>(k)];
+      if (d.index == static_cast<int32_t>(j.result.tool_calls.size())) j.result.tool_calls.push_back({d.id, d.name, ""});
+      j.result.tool_calls.back().arguments += d.arguments;
+      StreamEvent ev;
+      ev.tool_calls.push_back(d);
+      if (j.cb.on_event) j.cb.on_event(ev);
+      if (maybe_end(j)) return true;
+      j.due += opts_.token_interval;
+      return false;
+    }
     TokenLogprob lp;
     if (j.logprobs) lp = make_logprob(k, j.top_logprobs);
     bool stopped = false;
@@ -446,6 +483,7 @@ class FakeEngine final : public Engine {
   std::atomic<uint64_t> decode_steps_{0};
   std::atomic<uint64_t> tokens_generated_{0};
   std::atomic<uint64_t> prompt_processed_{0};
+  std::atomic<uint64_t> call_requests_{0};
 
   std::thread thread_;  // last: starts after everything it uses exists
 };
@@ -488,6 +526,7 @@ Status validate_fake_engine_options(const FakeEngineOptions& o) {
     if (auto st = check_range("fail_after_tokens", *o.fail_after_tokens, 0, kMaxCtx); !st)
       return st;
   }
+  if (auto st = check_range("tool_calls", o.tool_calls, 0, 128); !st) return st;
   return ok_status();
 }
 
@@ -532,6 +571,7 @@ Result<FakeEngineOptions> parse_fake_engine_spec(std::string_view spec) {
       {"token-text", text(&o.token_text)},
       {"fail-after-tokens",
        whole(0, kMaxCtx, [&o](int64_t v) { o.fail_after_tokens = static_cast<int32_t>(v); })},
+      {"tool-calls", whole(0, 128, [&o](int64_t v) { o.tool_calls = static_cast<int32_t>(v); })},
   };
   std::vector<std::string_view> seen;
   if (spec.empty()) return o;

@@ -39,6 +39,15 @@
 //     checks for cancels before each token, so at most a token already being
 //     emitted when cancel() is called still arrives; a cancel from one of
 //     the request's own callbacks is exact.
+//   * Tool calls: with `tool_calls = N` > 0 the fake announces tools (and
+//     parallel calls when N > 1). A request with tools and tool_choice other
+//     than "none" then gets calls instead of text: min(N, 1 if
+//     parallel_tool_calls is false) calls, call j to the named function, else
+//     to tools[j % tools.size()], id "call_fake_<r>_<j>" (r: the engine's
+//     count of requests with calls), arguments {"n":j}. Each call is three
+//     events (tokens): {index j, id, name, arguments ""}, then "{\"n\":", then
+//     "j}"; the request finishes with `tool_calls` and Completion::tool_calls
+//     holds the calls (with fewer tokens allowed: `length`, the calls so far).
 //   * Faults: with `fail_after_tokens = N`, a request that has emitted N tokens
 //     (N = 0: at its first token's due time) and has not yet finished otherwise
 //     finishes with `error` and Error{internal, "fake engine: injected
@@ -80,6 +89,7 @@ struct FakeEngineOptions {
   std::string token_text = " tok";  // every token's text; non-empty, valid UTF-8, <= 256 bytes
   // Fault injection: after this many tokens a request finishes with `error`.
   std::optional<int32_t> fail_after_tokens;  // >= 0 when set
+  int32_t tool_calls = 0;  // calls per request that offers tools (see above), 0..128; 0 = no tool support
   // Time for the schedule and the timings; nullptr = the system clock. Must
   // outlive the engine. A Clock cannot wake the engine thread, so with an
   // injected clock the thread re-reads it at least every kFakeClockPoll while
@@ -102,7 +112,7 @@ std::unique_ptr<Engine> make_fake_engine(FakeEngineOptions options);
 // Parses a CLI spec, comma-separated key=value pairs over the defaults, e.g.
 // "name=fake,tokens=16,slots=64,token-interval-us=0,first-token-us=0". Keys:
 // name, slots, ctx-per-slot, max-queue, tokens, token-interval-us,
-// first-token-us, token-text, fail-after-tokens. An empty spec gives the
+// first-token-us, token-text, fail-after-tokens, tool-calls. An empty spec gives the
 // defaults. Errors (invalid_argument): an unknown or repeated key (named), a
 // pair without '=', a value that is not a whole number in range. The result
 // passes validate_fake_engine_options. Values cannot contain ','. Pure.

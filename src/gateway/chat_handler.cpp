@@ -123,6 +123,7 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink
         if (e.delta.sealed) acc.chunks.push_back(std::move(*e.delta.sealed));
         acc.text += e.delta.text;
         for (auto& lp : e.delta.logprobs) acc.logprobs.push_back(std::move(lp));
+        if (!e.delta.tool_calls.empty()) add_tool_call_deltas(acc.tool_calls, e.delta.tool_calls);
         continue;
       case JobEvent::Kind::restarted:  // another node starts over
         acc = fresh();
@@ -152,6 +153,10 @@ awaitable<bool> unary_completion(Exchange& x, std::shared_ptr<Job> job, HttpSink
       }
       case JobEvent::Kind::failed:
         if (e.ran) x.g->generations().record(*job, {}, {}, protocol::FinishReason::error);
+        if (e.sealed_failure) {
+          acc.chunks.push_back(std::move(*e.sealed_failure));
+          co_return co_await send_sealed_error(x, e.error, job->node_id, acc.chunks);
+        }
         co_return co_await send_error(x, e.error);
       case JobEvent::Kind::client_gone:
         x.g->scheduler().abandon(job);
@@ -203,14 +208,19 @@ class SseStream {
     }
     if (e.kind == JobEvent::Kind::failed) {
       if (e.ran) x_.g->generations().record(*job_, {}, {}, protocol::FinishReason::error);
-      if (!headers_sent_) co_return co_await send_error(x_, e.error);
+      if (!headers_sent_) {
+        if (!e.sealed_failure) co_return co_await send_error(x_, e.error);
+        const std::vector<protocol::SealedChunk> chunks{std::move(*e.sealed_failure)};  // named: GCC and co_await
+        co_return co_await send_sealed_error(x_, e.error, job_->node_id, chunks);
+      }
       // Output already began: an error event, then the stream ends without
       // [DONE], so no client mistakes it for a complete answer. Written
       // here, not in a member coroutine of its own: GCC 12 left that one
       // suspended before its first statement (tests/clients/faults.test.mjs,
       // "node killed mid-stream").
       out_.clear();
-      ChunkWriter::error(out_, e.error);
+      if (e.sealed_failure) ChunkWriter::sealed_error(out_, e.error, job_->node_id, *e.sealed_failure);
+      else ChunkWriter::error(out_, e.error);
       if (co_await write_chunk(x_, out_)) co_await asio::async_write(*x_.stream, http::make_chunk_last(), as_tuple_awaitable);
       x_.g->metrics().request(x_.route, e.error.status, seconds_since(x_.g->clock(), x_.start));
       co_return false;
@@ -228,6 +238,15 @@ class SseStream {
     if (e.delta.sealed) {
       out_.clear();
       cw_.sealed(out_, *e.delta.sealed, job_->node_id);
+      if (!co_await write_chunk(x_, out_)) co_return give_up();
+      note_sent(e.received);
+      co_return std::nullopt;
+    }
+    if (!e.delta.tool_calls.empty()) {
+      // Text first, then the calls, each in its chunk as OpenAI streams them.
+      out_.clear();
+      if (!e.delta.text.empty()) cw_.content(out_, e.delta.text, e.delta.logprobs);
+      cw_.tool_calls(out_, e.delta.tool_calls);
       if (!co_await write_chunk(x_, out_)) co_return give_up();
       note_sent(e.received);
       co_return std::nullopt;

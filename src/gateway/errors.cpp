@@ -43,16 +43,7 @@ ApiError providers_failed(int attempts) {
   return make(502, kServer, "provider_failed", "", fmt::format("{} providers failed this request", attempts), 5);
 }
 
-ApiError node_failure(const protocol::Failed& f) {
-  if (f.code == "invalid_argument") return invalid_request("", "The provider rejected the request: " + f.message);
-  if (f.code == "too_large") {
-    ApiError e = invalid_request("messages", "The request does not fit the model's context: " + f.message);
-    e.code = "context_length_exceeded";
-    return e;
-  }
-  return make(502, kServer, f.code == "timeout" ? "provider_timeout" : "provider_failed", "",
-              "The provider failed: " + f.message);
-}
+ApiError node_failure(const protocol::Failed& f) { return openai::provider_failure(f.code, f.message); }
 
 ApiError provider_timeout() {
   return make(502, kServer, "provider_timeout", "", "The provider failed: the provider sent nothing for too long");

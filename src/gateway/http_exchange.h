@@ -83,6 +83,10 @@ asio::awaitable<T> await_answer(asio::any_io_executor ex, Start start) {
 asio::awaitable<bool> send(Exchange& x, Response res);
 // An OpenAI-shaped error (retry-after, WWW-Authenticate where they apply).
 asio::awaitable<bool> send_error(Exchange& x, const ApiError& e);
+// A sealed request's error whose real reason the node sealed (the error,
+// then the answer's chunks: openai::sealed_error_body).
+asio::awaitable<bool> send_sealed_error(Exchange& x, const ApiError& e, std::string_view node_id,
+                                        const std::vector<protocol::SealedChunk>& chunks);
 
 
 }  // namespace agora::gateway

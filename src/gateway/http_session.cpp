@@ -56,6 +56,13 @@ awaitable<bool> send_error(Exchange& x, const ApiError& e) {
   co_return co_await send(x, std::move(res));
 }
 
+awaitable<bool> send_sealed_error(Exchange& x, const ApiError& e, std::string_view node_id,
+                                  const std::vector<protocol::SealedChunk>& chunks) {
+  Response res = json_response(x.req, static_cast<http::status>(e.status), sealed_error_body(e, node_id, chunks));
+  if (e.retry_after_s > 0) res.set(http::field::retry_after, std::to_string(e.retry_after_s));
+  co_return co_await send(x, std::move(res));
+}
+
 namespace {
 
 // Handlers by RouteId (routes.h), in the table's order.

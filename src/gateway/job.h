@@ -51,6 +51,9 @@ struct JobEvent {
   protocol::Done done;
   ApiError error;                // failed
   bool ran = false;              // failed: the job ran on a node (the generation log records the failure)
+  // failed, a sealed job: the node's final chunk, holding the real error
+  // (the plaintext one is generic); relayed to the client with the error.
+  std::optional<protocol::SealedChunk> sealed_failure;
   Clock::TimePoint received{};  // when the node's frame arrived (delta)
 };
 

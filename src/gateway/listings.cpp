@@ -8,6 +8,21 @@
 
 namespace agora::gateway {
 
+namespace {
+
+// "supported_parameters":[…] as OpenRouter lists them: the sampling
+// parameters every node honours, then what the model's nodes announce.
+void append_supported_parameters(std::string& body, const protocol::ModelCapabilities& caps) {
+  body += "\"supported_parameters\":[\"max_tokens\",\"temperature\",\"top_p\",\"top_k\",\"min_p\",\"stop\","
+          "\"seed\",\"presence_penalty\",\"frequency_penalty\",\"logit_bias\",\"logprobs\",\"top_logprobs\"";
+  if (caps.tools) body += ",\"tools\",\"tool_choice\"";
+  if (caps.tools && caps.parallel_tool_calls) body += ",\"parallel_tool_calls\"";
+  if (caps.grammar) body += ",\"response_format\",\"structured_outputs\"";
+  body += ']';
+}
+
+}  // namespace
+
 std::string models_body(const std::vector<ModelSummary>& models) {
   std::string body = "{\"object\":\"list\",\"data\":[";
   bool first = true;
@@ -18,7 +33,9 @@ std::string models_body(const std::vector<ModelSummary>& models) {
     append_json_string(body, m.name);
     body += ",\"object\":\"model\",\"created\":";
     append_json_number(body, m.created_ms / 1000);
-    body += ",\"owned_by\":\"agora\",\"agora\":{\"sha256\":[";
+    body += ",\"owned_by\":\"agora\",";
+    append_supported_parameters(body, m.capabilities);
+    body += ",\"agora\":{\"sha256\":[";
     for (size_t i = 0; i < m.sha256.size(); ++i) {
       if (i) body += ',';
       append_json_string(body, m.sha256[i]);
@@ -75,7 +92,10 @@ void append_attestation(std::string& body, const NodeInfo& n) {
 // jobs (not held or draining), with an identity key, matching the
 // constraints — so the client can choose and check candidates itself.
 // Each listed node may carry up to 128 KiB of evidence: the listing is
-// bounded (providers_query.h) and built on the loop.
+// bounded (providers_query.h) and built on the loop. Nodes that support
+// tools and grammars come first, so a client that needs them (and filters
+// by "capabilities" itself: the query never says what a request holds)
+// finds them within the limit.
 std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, const ProvidersQuery& q) {
   const std::string& model = q.model;
   const RoutingPreferences& wanted = q.routing;
@@ -84,6 +104,7 @@ std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, co
   const Level need = required_level(wanted);
   const auto& regions = wanted.regions;
   size_t listed = 0;
+  for (int pass = 0; pass < 2; ++pass) {
   for (const auto& [conn, n] : nodes) {
     if (listed == limit) break;
     if (n.level < need || n.held || n.draining || n.identity_key.empty()) continue;
@@ -93,6 +114,8 @@ std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, co
       if (nm.advert.name == model) m = &nm.advert;
     }
     if (!m) continue;
+    const bool full = m->capabilities.tools && m->capabilities.grammar;
+    if (full != (pass == 0)) continue;
     body += listed++ ? ",{\"id\":" : "{\"id\":";
     append_json_string(body, n.node_id);
     body += ",\"object\":\"provider.node\",\"provider_id\":";
@@ -105,10 +128,14 @@ std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, co
     append_json_string(body, m->name);
     body += ",\"model_sha256\":";
     append_json_string(body, m->sha256);
-    body += fmt::format(",\"ctx_per_slot\":{},\"slots\":{}", m->ctx_per_slot, m->slots);
+    body += fmt::format(",\"ctx_per_slot\":{},\"slots\":{},\"protocol\":{}", m->ctx_per_slot, m->slots, n.protocol);
+    body += fmt::format(",\"capabilities\":{{\"tools\":{},\"parallel_tool_calls\":{},\"structured_outputs\":{}}},",
+                        m->capabilities.tools, m->capabilities.parallel_tool_calls, m->capabilities.grammar);
+    append_supported_parameters(body, m->capabilities);
     body += ",\"attestation\":";
     append_attestation(body, n);
     body += '}';
+  }
   }
   body += "]}";
   return body;

@@ -6,11 +6,9 @@
 
 namespace agora::gateway {
 
-std::optional<std::string> check_hello(const protocol::Hello& h) {
-  if (h.protocol != protocol::kProtocolVersion) {
-    return fmt::format("protocol version {} is not supported (this gateway speaks {})", h.protocol,
-                       protocol::kProtocolVersion);
-  }
+namespace {
+
+std::optional<std::string> check_fields(const protocol::Hello& h) {
   // Printable ASCII without spaces for what goes into log lines as is: a
   // node cannot forge a line (or an audit checkpoint) in the operator's logs.
   auto printable = [](std::string_view v, bool spaces) {
@@ -38,6 +36,26 @@ std::optional<std::string> check_hello(const protocol::Hello& h) {
     if (m.ctx_per_slot < 1) return "model '" + m.name + "': ctx_per_slot must be positive";
     if (m.sha256.size() != 64) return "model '" + m.name + "': sha256 must be 64 hex characters";
   }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HelloProblem> check_hello(const protocol::Hello& h) {
+  using protocol::kMinProtocolVersion, protocol::kProtocolVersion;
+  if (h.protocol < kMinProtocolVersion) {
+    return HelloProblem{"protocol_version",
+                        fmt::format("protocol version {} is no longer supported: run an agora node that speaks protocol "
+                                    "{} (this gateway accepts {} to {})",
+                                    h.protocol, kProtocolVersion, kMinProtocolVersion, kProtocolVersion)};
+  }
+  if (h.protocol > kProtocolVersion) {
+    return HelloProblem{"protocol_version",
+                        fmt::format("protocol version {} is newer than this gateway's: run an agora node that speaks "
+                                    "protocol {} (this gateway accepts {} to {}), or upgrade the gateway",
+                                    h.protocol, kProtocolVersion, kMinProtocolVersion, kProtocolVersion)};
+  }
+  if (auto why = check_fields(h)) return HelloProblem{"bad_hello", std::move(*why)};
   return std::nullopt;
 }
 

@@ -11,7 +11,13 @@
 
 namespace agora::gateway {
 
-// Why the hello is refused (the reject's message), or nullopt.
-std::optional<std::string> check_hello(const protocol::Hello& h);
+struct HelloProblem {
+  std::string code;     // the reject's code: "protocol_version" or "bad_hello"
+  std::string message;  // what is wrong; for the version, the version to run
+};
+
+// Why the hello is refused, or nullopt. Protocol versions from
+// kMinProtocolVersion to kProtocolVersion are accepted.
+std::optional<HelloProblem> check_hello(const protocol::Hello& h);
 
 }  // namespace agora::gateway

@@ -97,20 +97,22 @@ awaitable<std::optional<protocol::Hello>> read_hello(asio::io_context& io, NodeC
     else beast::get_lowest_layer(conn.stream).close();
     co_return std::nullopt;
   }
-  std::optional<std::string> problem;
+  std::optional<HelloProblem> problem;
   protocol::Hello hello;
+  auto bad_hello = [](std::string why) { return HelloProblem{"bad_hello", std::move(why)}; };
   if (first.opcode != net::ws::Opcode::text) {
-    problem = "the hello must be a text frame";
+    problem = bad_hello("the hello must be a text frame");
   } else {
     auto decoded = protocol::decode(first.payload);
-    if (!decoded) problem = decoded.error().message;
+    if (!decoded) problem = bad_hello(decoded.error().message);
     else if (auto* h = std::get_if<protocol::Hello>(&*decoded)) hello = std::move(*h);
-    else problem = "the first frame must be a hello";
+    else problem = bad_hello("the first frame must be a hello");
   }
   if (!problem) problem = check_hello(hello);
   if (problem) {
-    spdlog::warn("node_rejected provider={} reason={}", conn.provider_id, logfmt_value(*problem));
-    reject_node(conn, protocol::Reject{"bad_hello", *problem});
+    spdlog::warn("node_rejected provider={} code={} reason={}", conn.provider_id, problem->code,
+                 logfmt_value(problem->message));
+    reject_node(conn, protocol::Reject{problem->code, problem->message});
     co_return std::nullopt;
   }
   co_return hello;
@@ -128,7 +130,12 @@ NodeInfo node_info(ConnId conn, const protocol::Hello& hello, const std::string&
   info.hardware = hello.hardware;
   info.connected_ms = now_ms;
   info.held = held;
-  for (const auto& m : hello.models) info.models.push_back(NodeModel{m, 0});
+  info.protocol = hello.protocol;
+  for (const auto& m : hello.models) {
+    info.models.push_back(NodeModel{m, 0});
+    // Capabilities are protocol 2's: a version 1 node is offered none.
+    if (hello.protocol < 2) info.models.back().advert.capabilities = {};
+  }
   return info;
 }
 
@@ -197,6 +204,7 @@ void GatewayImpl::welcome_node(std::shared_ptr<NodeConn> conn, protocol::Hello h
                logfmt_value(hello.region), fmt::join(models, ","));
 
   protocol::Welcome welcome;
+  welcome.protocol = hello.protocol;  // the session speaks the node's version
   welcome.provider_id = provider_id;
   welcome.heartbeat_ms = static_cast<int32_t>(config_.node_timeout.count() / 2);
   if (const auto& agreement = trust_->agreement()) {

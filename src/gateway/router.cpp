@@ -29,7 +29,27 @@ bool first_listing(const NodeInfo& n, size_t i) {
 
 size_t tier_count(Level l) { return static_cast<size_t>(l) + 1; }
 
+bool meets(const NodeModel& m, uint8_t needs) { return (needs_met(m.advert.capabilities) & needs) == needs; }
+
+constexpr uint8_t kAllNeeds = kNeedSets - 1;
+
 }  // namespace
+
+uint8_t required_needs(const RoutingPreferences& prefs) {
+  return static_cast<uint8_t>((prefs.needs_tools ? 1 : 0) | (prefs.needs_grammar ? 2 : 0));
+}
+
+uint8_t needs_met(const protocol::ModelCapabilities& caps) {
+  return static_cast<uint8_t>((caps.tools ? 1 : 0) | (caps.grammar ? 2 : 0));
+}
+
+template <class F>
+void Router::for_tiers(const NodeInfo& n, uint8_t met, F&& f) {
+  for (uint8_t s = 0; s < kNeedSets; ++s) {
+    if ((met & s) != s) continue;
+    for (size_t l = 0; l < tier_count(n.level); ++l) f(tier_of(s, static_cast<Level>(l)));
+  }
+}
 
 Level required_level(const RoutingPreferences& prefs) {
   if (prefs.confidential) return Level::confidential;
@@ -55,10 +75,10 @@ void Router::index(const NodeInfo& n) {
     if (!is_ready(n, n.models[i])) continue;
     ModelIndex& mi = by_model_[n.models[i].advert.name];
     const Ready k = key(n, i, n.ttft_ms);
-    for (size_t t = 0; t < tier_count(n.level); ++t) {
+    for_tiers(n, needs_met(n.models[i].advert.capabilities), [&](size_t t) {
       mi.tiers[t].ready.insert(k);
       mi.tiers[t].ready_by_region[n.region].insert(k);
-    }
+    });
   }
 }
 
@@ -68,14 +88,14 @@ void Router::unindex(const NodeInfo& n) {
     auto bm = by_model_.find(n.models[i].advert.name);
     if (bm == by_model_.end()) continue;
     const Ready k = key(n, i, n.ttft_ms);
-    for (size_t t = 0; t < tier_count(n.level); ++t) {
+    for_tiers(n, needs_met(n.models[i].advert.capabilities), [&](size_t t) {
       Tier& tier = bm->second.tiers[t];
       tier.ready.erase(k);
       auto rr = tier.ready_by_region.find(n.region);
-      if (rr == tier.ready_by_region.end()) continue;
+      if (rr == tier.ready_by_region.end()) return;
       rr->second.erase(k);
       if (rr->second.empty()) tier.ready_by_region.erase(rr);
-    }
+    });
   }
 }
 
@@ -84,14 +104,23 @@ void Router::count(const NodeInfo& n, int delta) {
     if (!first_listing(n, i)) continue;
     auto bm = by_model_.find(n.models[i].advert.name);
     if (bm == by_model_.end()) continue;
-    for (size_t t = 0; t < tier_count(n.level); ++t) {
+    // The node counts in a tier when one of its listings of the model meets
+    // the tier's needs.
+    auto counted = [&](uint8_t need_set) {
+      for (const auto& m : n.models) {
+        if (m.advert.name == n.models[i].advert.name && meets(m, need_set)) return true;
+      }
+      return false;
+    };
+    for_tiers(n, kAllNeeds, [&](size_t t) {
+      if (!counted(static_cast<uint8_t>(t / kLevels))) return;
       Tier& tier = bm->second.tiers[t];
       if (delta > 0) ++tier.nodes;
       else --tier.nodes;
       auto rn = tier.region_nodes.try_emplace(n.region, 0).first;
       rn->second += delta;
       if (rn->second == 0) tier.region_nodes.erase(rn);
-    }
+    });
   }
 }
 
@@ -111,13 +140,13 @@ void Router::move(const NodeInfo& n, size_t i, bool was_ready, const Ready& befo
       set.insert(after);
     }
   };
-  for (size_t t = 0; t < tier_count(n.level); ++t) {
+  for_tiers(n, needs_met(n.models[i].advert.capabilities), [&](size_t t) {
     Tier& tier = mi.tiers[t];
     reposition(tier.ready);
     auto rr = tier.ready_by_region.try_emplace(n.region).first;
     reposition(rr->second);
     if (rr->second.empty()) tier.ready_by_region.erase(rr);
-  }
+  });
 }
 
 void Router::add(NodeInfo node) {
@@ -183,7 +212,8 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
   if (bm == by_model_.end()) return NoPick::unknown_model;
   if (!prefs.node_ids.empty()) return pick_among(model, prefs, exclude);
   const Level level = required_level(prefs);
-  const Tier& tier = bm->second.tiers[static_cast<size_t>(level)];
+  const uint8_t needs = required_needs(prefs);
+  const Tier& tier = bm->second.tiers[tier_of(needs, level)];
   const auto& regions = prefs.regions;
 
   // The best ready entry not excluded.
@@ -210,6 +240,9 @@ std::variant<Pick, NoPick> Router::pick(const std::string& model, const RoutingP
     if (std::find(exclude.begin(), c, *c) != c || !bm->second.nodes.contains(*c)) continue;
     const NodeInfo& n = nodes_.at(*c);
     if (n.level < level || (!regions.empty() && !allowed(regions, n.region))) continue;
+    bool capable = false;
+    for (const auto& m : n.models) capable = capable || (m.advert.name == model && meets(m, needs));
+    if (!capable) continue;
     ++tried;
   }
   return tried < eligible ? NoPick::busy : NoPick::exhausted;
@@ -225,10 +258,11 @@ size_t Router::count_in(const Tier& tier, const std::vector<std::string>& region
   return n;
 }
 
-size_t Router::eligible(const std::string& model, Level level, const std::vector<std::string>& regions) const {
+size_t Router::eligible(const std::string& model, Level level, const std::vector<std::string>& regions,
+                        uint8_t needs) const {
   auto bm = by_model_.find(model);
   if (bm == by_model_.end()) return 0;
-  return count_in(bm->second.tiers[static_cast<size_t>(level)], regions);
+  return count_in(bm->second.tiers[tier_of(needs, level)], regions);
 }
 
 // A sealed request may go only to the nodes it was sealed to (at most 16):
@@ -241,13 +275,14 @@ std::variant<Pick, NoPick> Router::pick_among(const std::string& model, const Ro
   Ready chosen;
   size_t eligible = 0, tried = 0;
   const Level level = required_level(prefs);
+  const uint8_t needs = required_needs(prefs);
   for (const auto& id : prefs.node_ids) {
     for (auto [lo, hi] = by_node_id_.equal_range(id); lo != hi; ++lo) {
       const NodeInfo& n = nodes_.at(lo->second);
       if (n.level < level) continue;
       if (!prefs.regions.empty() && !allowed(prefs.regions, n.region)) continue;
       for (size_t i = 0; i < n.models.size(); ++i) {
-        if (n.models[i].advert.name != model) continue;
+        if (n.models[i].advert.name != model || !meets(n.models[i], needs)) continue;
         ++eligible;
         if (contains(exclude, n.conn)) {
           ++tried;
@@ -363,6 +398,9 @@ std::vector<ModelSummary> Router::models() const {
         }
         if (s.ctx_per_slot == 0 || m.advert.ctx_per_slot < s.ctx_per_slot)
           s.ctx_per_slot = m.advert.ctx_per_slot;
+        s.capabilities.tools = s.capabilities.tools || m.advert.capabilities.tools;
+        s.capabilities.parallel_tool_calls = s.capabilities.parallel_tool_calls || m.advert.capabilities.parallel_tool_calls;
+        s.capabilities.grammar = s.capabilities.grammar || m.advert.capabilities.grammar;
         if (std::find(s.sha256.begin(), s.sha256.end(), m.advert.sha256) == s.sha256.end()) {
           s.sha256.push_back(m.advert.sha256);
         }

@@ -3,7 +3,8 @@
 //
 // Among the nodes that serve the requested model, are not draining or held,
 // satisfy the routing preferences (the attestation level asked for, the
-// regions allowed; a sealed request: only the nodes it names) and have not
+// regions allowed; a sealed request: only the nodes it names), support what
+// the request needs of the model (tools, grammars) and have not
 // already failed this request, it picks the least loaded (in-flight /
 // slots), then the fastest (lowest recent time to first token).
 //
@@ -14,7 +15,7 @@
 // moment the verdict fails or expires; the router never upgrades a level.
 //
 // Cost: every (node, model) pair that could take a job now sits in an ordered
-// index per model and level (and per model, level and region), kept up to
+// index per model, level and set of needs it meets (and per region too), kept up to
 // date by add, remove, acquire, release, set_draining, set_held, set_level
 // and record_ttft (O(levels x log n) each), so pick() takes the first entry
 // that is not excluded: O(regions asked x excluded nodes), independent of
@@ -44,6 +45,15 @@ using openai::RoutingPreferences;
 // privacyLevel "verified" -> verified; else standard.
 Level required_level(const RoutingPreferences& prefs);
 
+// What a request needs of a node's model, as a bit set (protocol 2
+// capabilities): 1 tools, 2 grammar.
+inline constexpr size_t kNeedSets = 4;
+uint8_t required_needs(const RoutingPreferences& prefs);
+uint8_t needs_met(const protocol::ModelCapabilities& caps);
+// A queue / index slot: one per (needs, level).
+inline constexpr size_t kTiers = kNeedSets * kLevels;
+inline size_t tier_of(uint8_t needs, Level level) { return needs * kLevels + static_cast<size_t>(level); }
+
 struct NodeModel {
   protocol::ModelAdvert advert;
   int32_t in_flight = 0;
@@ -72,6 +82,7 @@ struct NodeInfo {
   std::string region;
   std::string agent;
   std::string identity_key;  // X25519 public key, hex (hello)
+  int protocol = protocol::kProtocolVersion;  // the version its session speaks
   protocol::Hardware hardware;
   std::vector<NodeModel> models;
   int64_t connected_ms = 0;
@@ -114,6 +125,7 @@ struct ModelSummary {
   int32_t busy = 0;
   int32_t ctx_per_slot = 0;  // the smallest among its nodes
   int64_t created_ms = 0;    // earliest connection serving it
+  protocol::ModelCapabilities capabilities;  // what at least one of its nodes supports
 };
 
 class Router {
@@ -141,8 +153,9 @@ class Router {
 
   bool serves(const std::string& model) const { return by_model_.contains(model); }
   // How many nodes serve `model` at `level` or above, in `regions` (empty:
-  // anywhere), whether or not they are busy: why a NoPick::constraint.
-  size_t eligible(const std::string& model, Level level, const std::vector<std::string>& regions) const;
+  // anywhere) and meet `needs`, whether or not they are busy: why a NoPick::constraint.
+  size_t eligible(const std::string& model, Level level, const std::vector<std::string>& regions,
+                  uint8_t needs = 0) const;
   // The smallest ctx_per_slot among the nodes serving `model` (0: none).
   int32_t context_for(const std::string& model) const;
   std::vector<ModelSummary> models() const;
@@ -172,10 +185,14 @@ class Router {
   };
   struct ModelIndex {
     std::unordered_set<ConnId> nodes;  // every node serving it
-    std::array<Tier, kLevels> tiers;   // [l]: the nodes at level l or above
+    std::array<Tier, kTiers> tiers;    // [tier_of(s, l)]: the nodes at level l or above meeting needs s
   };
 
   static Ready key(const NodeInfo& n, size_t model_index, double ttft_ms);
+  // Calls f(tier index) for each tier a listing of node n meeting needs
+  // `met` belongs to (its level and below, each subset of `met`).
+  template <class F>
+  static void for_tiers(const NodeInfo& n, uint8_t met, F&& f);
   std::variant<Pick, NoPick> pick_among(const std::string& model, const RoutingPreferences& prefs,
                                         std::span<const ConnId> exclude) const;
   static const Ready* first_untried(const std::set<Ready>& ready, std::span<const ConnId> exclude);

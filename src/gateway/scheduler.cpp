@@ -20,7 +20,13 @@ ApiError Scheduler::unmet_constraint(const ChatRequest& r) const {
     what = "agora_sealed: none of the nodes it is sealed to is connected, serves this model";
     if (level != Level::standard) what += std::string(" and has a live ") + std::string(level_name(level)) + " attestation";
     if (!p.regions.empty()) what += " in the regions asked for";
-  } else if (level != Level::standard && router_.eligible(r.model, level, {}) == 0) {
+  } else if (const uint8_t needs = required_needs(p); needs != 0 && router_.eligible(r.model, Level::standard, {}, needs) == 0) {
+    what = (needs & 1) != 0 && router_.eligible(r.model, Level::standard, {}, 1) == 0
+               ? "tools: no provider serving this model supports tool calling (its chat template has no tools, or "
+                 "its node runs protocol version 1)"
+               : "response_format: no provider serving this model supports structured outputs (grammar-constrained "
+                 "decoding; its node may run protocol version 1)";
+  } else if (level != Level::standard && router_.eligible(r.model, level, {}, needs) == 0) {
     what = level == Level::confidential
                ? "confidential: true: no provider serving this model has a live GPU TEE (confidential computing) attestation"
                : "routing_preferences.privacyLevel \"verified\": no provider serving this model has a live device or GPU attestation";
@@ -49,7 +55,8 @@ std::optional<ApiError> Scheduler::submit(const std::shared_ptr<Job>& job) {
     case NoPick::busy:
       if (queued_ >= config_.max_queue) return errors::queue_full();
       job->state = Job::State::queued;
-      queues_[job->request.model][static_cast<size_t>(required_level(job->request.routing))].push_back(job);
+      queues_[job->request.model][tier_of(required_needs(job->request.routing), required_level(job->request.routing))]
+          .push_back(job);
       ++queued_;
       set_deadline(*job, clock_.now() + config_.queue_timeout);
       return std::nullopt;
@@ -97,8 +104,9 @@ void Scheduler::dispatch(const std::shared_ptr<Job>& job, const Pick& pick) {
   link.link->send_job(frame);
 }
 
-// Each model has a queue per attestation level, so a request waiting for
-// the one confidential node does not hold up standard requests behind it.
+// Each model has a queue per attestation level and set of needs (tools,
+// grammar), so a request waiting for the one confidential node, or the one
+// node whose template renders tools, does not hold up others behind it.
 // Within a level the queue is FIFO (a request for a busy region still
 // waits at the head).
 void Scheduler::drain(const std::string& model) {
@@ -149,13 +157,16 @@ void Scheduler::abandon(const std::shared_ptr<Job>& job) {
   job->state = Job::State::finished;
 }
 
-void Scheduler::fail(Job& job, ApiError error, bool ran) {
+void Scheduler::fail(Job& job, ApiError error, bool ran, std::optional<protocol::SealedChunk> sealed) {
   clear_deadline(job);
   job.state = Job::State::finished;
   JobEvent e;
   e.kind = JobEvent::Kind::failed;
   e.error = std::move(error);
   e.ran = ran;
+  // Only a sealed job's own final chunk is relayed (the node could send one
+  // for any job; for a plain one it means nothing).
+  if (job.request.sealed && sealed && sealed->final) e.sealed_failure = std::move(sealed);
   deliver(job, std::move(e));
   job.sink = nullptr;
 }
@@ -168,9 +179,10 @@ void Scheduler::lost(const std::shared_ptr<Job>& job, const protocol::Failed* f)
   if (job->state != Job::State::running) return;
   clear_deadline(*job);
   const bool retryable = !f || f->retryable || f->code == "unavailable";
-  if (!retryable) return fail(*job, errors::node_failure(*f), true);
+  if (!retryable) return fail(*job, errors::node_failure(*f), true, f->sealed);
   if (job->sink && job->sink->committed()) {
-    return fail(*job, f ? errors::node_failure(*f) : errors::provider_disconnected(), true);
+    if (f) return fail(*job, errors::node_failure(*f), true, f->sealed);
+    return fail(*job, errors::provider_disconnected(), true);
   }
   // Nothing has reached the client yet, so any other node may start over.
   job->tried.push_back(job->conn);

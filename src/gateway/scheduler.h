@@ -105,7 +105,7 @@ class Scheduler {
   // The job's node failed it (`f`) or went away (nullptr): another node,
   // or the job fails.
   void lost(const std::shared_ptr<Job>& job, const protocol::Failed* f);
-  void fail(Job& job, ApiError error, bool ran);
+  void fail(Job& job, ApiError error, bool ran, std::optional<protocol::SealedChunk> sealed = std::nullopt);
   void deliver(Job& job, JobEvent e);
   void set_deadline(Job& job, Clock::TimePoint at);
   void clear_deadline(Job& job);
@@ -119,7 +119,7 @@ class Scheduler {
   bool stopping_ = false;
   std::unordered_map<ConnId, LinkState> links_;
   // Waiting requests by model, then by the attestation level they need.
-  std::unordered_map<std::string, std::array<std::deque<std::shared_ptr<Job>>, kLevels>> queues_;
+  std::unordered_map<std::string, std::array<std::deque<std::shared_ptr<Job>>, kTiers>> queues_;  // by tier_of(needs, level)
   size_t queued_ = 0;
   size_t running_ = 0;
   // Every queued or running job's deadline; a job's entry is removed as it

@@ -152,8 +152,17 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   void send_delta(protocol::Delta d) {
     if (!ws_) return;
     if (auto it = queued_delta_.find(d.job); it != queued_delta_.end()) {
-      it->second->text += d.text;
-      for (auto& lp : d.logprobs) it->second->logprobs.push_back(std::move(lp));
+      protocol::Delta& q = *it->second;
+      q.text += d.text;
+      for (auto& lp : d.logprobs) q.logprobs.push_back(std::move(lp));
+      for (auto& c : d.tool_calls) {
+        // A call's next argument fragment joins the one still queued.
+        if (!q.tool_calls.empty() && q.tool_calls.back().index == c.index && c.id.empty() && c.name.empty()) {
+          q.tool_calls.back().arguments += c.arguments;
+        } else {
+          q.tool_calls.push_back(std::move(c));
+        }
+      }
       return;
     }
     const protocol::JobId job = d.job;
@@ -314,6 +323,8 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       a.context_length = info.context_length;
       a.ctx_per_slot = stats.ctx_per_slot;
       a.slots = stats.slots_total;
+      const auto caps = m.engine->chat_capabilities();
+      a.capabilities = {caps.tools, caps.parallel_tool_calls, caps.grammar};
       hello.models.push_back(std::move(a));
     }
     return hello;
@@ -465,13 +476,23 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     });
   }
 
-  void fail_job(protocol::JobId id, const Error& e, bool retryable) {
-    protocol::Failed f;
-    f.job = id;
-    f.code = std::string(errc_name(e.code));
-    f.message = e.message;
-    f.retryable = retryable;
-    send(protocol::encode(f));
+  void fail_job(protocol::JobId id, const Error& e, bool retryable,
+                const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer = nullptr) {
+    send(failed_frame(id, e, retryable, sealer));
+  }
+
+  // A job's failure. A sealed job's real code and message travel in its
+  // sealed final chunk (they may say what the request held, e.g. a schema
+  // keyword); the plaintext frame carries the code and a generic message.
+  static std::string failed_frame(protocol::JobId id, const Error& e, bool retryable,
+                                  const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
+    protocol::Failed f{id, std::string(errc_name(e.code)), e.message, retryable};
+    if (!sealer) return protocol::encode(f);
+    auto ct = sealer->seal(protocol::encode(protocol::Failed{0, f.code, f.message, false}), /*final=*/true);
+    if (!ct) return protocol::encode(protocol::Failed{id, "internal", "cannot seal the response", false});
+    f.message = "the sealed request failed (the reason is in its sealed answer)";
+    f.sealed = protocol::SealedChunk{sealer->next_sequence() - 1, true, std::move(*ct)};
+    return protocol::encode(f);
   }
 
   // A sealed job: refused when replayed or stale, opened with the node's
@@ -504,16 +525,14 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   std::string done_frame(protocol::JobId id, const engine::Completion& c,
                          const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
     if (c.finish == engine::FinishReason::error) {
-      protocol::Failed f;
-      f.job = id;
-      f.code = c.error ? std::string(errc_name(c.error->code)) : "internal";
-      f.message = c.error ? c.error->message : "generation failed";
-      f.retryable = false;
-      return protocol::encode(f);
+      const Error e = c.error ? *c.error : Error{Errc::internal, "generation failed"};
+      return failed_frame(id, e, false, sealer);
     }
     protocol::Done d{id, to_wire(c.finish), to_wire(c.usage), to_wire(c.timings), std::nullopt};
     if (sealer) {
       const std::string plain = protocol::encode(protocol::Done{0, d.finish, d.usage, d.timings, std::nullopt});
+      // The gateway learns no more than usage tells it: a call is a "stop".
+      if (d.finish == protocol::FinishReason::tool_calls) d.finish = protocol::FinishReason::stop;
       auto ct = sealer->seal(plain, /*final=*/true);
       if (!ct) {
         protocol::Failed f{id, "internal", "cannot seal the response: " + ct.error().message, false};
@@ -534,15 +553,16 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     // job's chunks are sealed on the loop, in order, and never coalesced.
     cb.on_event = [weak, id, session, sealer, this](const engine::StreamEvent& ev) {
       if (auto self = weak.lock()) {
-        asio::post(io_, [self, session, sealer, d = protocol::Delta{id, ev.text, to_wire(ev.logprobs), std::nullopt}]() mutable {
+        protocol::Delta delta{id, ev.text, to_wire(ev.logprobs), std::nullopt, to_wire(ev.tool_calls)};
+        asio::post(io_, [self, id, session, sealer, d = std::move(delta)]() mutable {
           if (self->session_ != session) return;
           if (!sealer) return self->send_delta(std::move(d));
-          const std::string plain =
-              protocol::encode(protocol::Message{protocol::Delta{0, d.text, d.logprobs, std::nullopt}});
+          d.job = 0;
+          const std::string plain = protocol::encode(protocol::Message{d});
           auto ct = sealer->seal(plain, /*final=*/false);
           if (!ct) return;  // only after the final chunk, which ends the job
           self->send(protocol::encode(protocol::Message{protocol::Delta{
-              d.job, "", {}, protocol::SealedChunk{sealer->next_sequence() - 1, false, std::move(*ct)}}}));
+              id, "", {}, protocol::SealedChunk{sealer->next_sequence() - 1, false, std::move(*ct)}}}));
         });
       }
     };
@@ -589,16 +609,16 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     // Schemas are checked where they are compiled: against the keywords the
     // grammar enforces (protocol/schema_rules.h), sealed or not.
     if (auto st = protocol::check_request_schemas(job.request); !st) {
-      fail_job(job.job, st.error(), false);
+      fail_job(job.job, st.error(), false, sealer);
       return;
     }
     const uint64_t session = session_;
     const protocol::JobId id = job.job;
-    engine::GenerationCallbacks cb = job_callbacks(id, session, std::move(sealer));
+    engine::GenerationCallbacks cb = job_callbacks(id, session, sealer);
     auto rid = models_[mi].engine->submit(to_engine(std::move(job.request)), std::move(cb));
     if (!rid) {
       const bool retry = rid.error().code == Errc::unavailable;
-      fail_job(id, rid.error(), retry);
+      fail_job(id, rid.error(), retry, sealer);
       return;
     }
     jobs_[id] = RunningJob{mi, *rid, session};

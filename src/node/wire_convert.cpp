@@ -70,4 +70,11 @@ std::vector<protocol::TokenLogprob> to_wire(const std::vector<engine::TokenLogpr
   return out;
 }
 
+std::vector<protocol::ToolCallDelta> to_wire(const std::vector<engine::ToolCallDelta>& calls) {
+  std::vector<protocol::ToolCallDelta> out;
+  out.reserve(calls.size());
+  for (const auto& c : calls) out.push_back(protocol::ToolCallDelta{c.index, c.id, c.name, c.arguments});
+  return out;
+}
+
 }  // namespace agora::node

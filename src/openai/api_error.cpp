@@ -29,4 +29,16 @@ std::string error_body(const ApiError& e) {
   return out;
 }
 
+ApiError provider_failure(std::string_view code, std::string_view message) {
+  const std::string msg(message);
+  if (code == "invalid_argument") return invalid_request("", "The provider rejected the request: " + msg);
+  if (code == "too_large") {
+    ApiError e = invalid_request("messages", "The request does not fit the model's context: " + msg);
+    e.code = "context_length_exceeded";
+    return e;
+  }
+  return ApiError{502, "server_error", code == "timeout" ? "provider_timeout" : "provider_failed", "",
+                  "The provider failed: " + msg, 0};
+}
+
 }  // namespace agora::openai

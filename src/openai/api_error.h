@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 namespace agora::openai {
 
@@ -18,5 +19,9 @@ struct ApiError {
 
 std::string error_body(const ApiError& e);
 ApiError invalid_request(std::string param, std::string message);
+// A provider node's failure (its Errc name and message, docs/PROTOCOL.md
+// "failed") as the client sees it: the gateway for plain requests, agora
+// proxy for the reason a sealed answer carries.
+ApiError provider_failure(std::string_view code, std::string_view message);
 
 }  // namespace agora::openai

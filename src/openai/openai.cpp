@@ -2,13 +2,16 @@
 
 #include <boost/json.hpp>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <limits>
 
 #include "common/json_text.h"
-#include "crypto/encoding.h"
 #include "common/utf8.h"
+#include "crypto/encoding.h"
+#include "openai/tools.h"
+#include "protocol/schema_rules.h"
 
 namespace agora::openai {
 namespace json = boost::json;
@@ -115,19 +118,29 @@ std::optional<ApiError> parse_messages(const json::object& o, const RequestLimit
     protocol::ChatMessage cm;
     std::string_view r = role->get_string();
     if (r == "system" || r == "developer") cm.role = "system";
-    else if (r == "user" || r == "assistant") cm.role = std::string(r);
-    else if (r == "tool" || r == "function") {
-      return invalid_request(p + ".role", "tool and function messages are not supported yet");
+    else if (r == "user" || r == "assistant" || r == "tool") cm.role = std::string(r);
+    else if (r == "function") {
+      return invalid_request(p + ".role", "the deprecated 'function' role is not supported; answer calls with 'tool' messages");
     } else {
       return invalid_request(p + ".role", "'" + std::string(r) +
-                                              "' is not a valid role (system, developer, user or assistant)");
+                                              "' is not a valid role (system, developer, user, assistant or tool)");
     }
     if (auto* tc = field(m, "tool_calls")) {
-      (void)tc;
-      return invalid_request(p + ".tool_calls", "tool calls are not supported yet");
+      if (cm.role != "assistant") {
+        return invalid_request(p + ".tool_calls", "'" + p + ".tool_calls' is only for assistant messages");
+      }
+      if (auto e = detail::parse_message_tool_calls(*tc, p + ".tool_calls", cm.tool_calls)) return e;
+    }
+    if (auto* id = field(m, "tool_call_id")) {
+      if (!id->is_string()) return wrong_type(p + ".tool_call_id", "a string", *id);
+      cm.tool_call_id = std::string(id->get_string());
+    }
+    if (cm.role == "tool" && cm.tool_call_id.empty()) {
+      return invalid_request(p + ".tool_call_id", "'" + p + ".tool_call_id' is required for tool messages");
     }
     auto* content = m.if_contains("content");
     if (!content || content->is_null()) {
+      // An assistant turn may be only calls (content null), as OpenAI sends it.
       if (cm.role != "assistant") return invalid_request(p + ".content", "'" + p + ".content' is required");
     } else if (auto e = parse_content(*content, p + ".content", cm.content)) {
       return e;
@@ -215,7 +228,8 @@ std::optional<ApiError> parse_routing(const json::object& o, RoutingPreferences&
 std::variant<ChatRequest, ApiError> parse_sealed(const json::object& o, const json::value& sv, ChatRequest req) {
   for (const char* k : {"messages", "prompt", "temperature", "top_p", "top_k", "min_p", "presence_penalty",
                         "frequency_penalty", "seed", "logit_bias", "stop", "logprobs", "top_logprobs", "tools",
-                        "functions", "response_format", "conversation_id", "conversation_ttl", "ignore_eos"}) {
+                        "tool_choice", "parallel_tool_calls", "functions", "function_call", "response_format",
+                        "conversation_id", "conversation_ttl", "ignore_eos"}) {
     if (o.contains(k)) {
       return invalid_request(k, std::string("'") + k + "' belongs inside the sealed payload of an agora_sealed request");
     }
@@ -337,18 +351,7 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
   }
   if (auto e = get_int(o, "n", n)) return *e;
   if (n && *n != 1) return invalid_request("n", "only n=1 is supported");
-  if (auto* tools = field(o, "tools")) {
-    if (!tools->is_array() || !tools->get_array().empty()) return invalid_request("tools", "tools are not supported yet");
-  }
-  if (field(o, "functions")) return invalid_request("functions", "function calling is not supported yet");
-  if (auto* rf = field(o, "response_format")) {
-    const json::value* t = rf->is_object() ? rf->get_object().if_contains("type") : nullptr;
-    if (!t || !t->is_string()) return invalid_request("response_format", "'response_format' must be an object with a 'type'");
-    if (t->get_string() != "text") {
-      return invalid_request("response_format", "response_format '" + std::string(t->get_string()) +
-                                                    "' is not supported yet; only 'text' is");
-    }
-  }
+  if (auto e = detail::parse_tool_fields(o, g)) return *e;
 
   auto& s = g.sampling;
   if (auto e = get_number(o, "temperature", s.temperature)) return *e;
@@ -403,8 +406,18 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
     }
   }
 
-  // Range checks shared with the engine; its messages name the parameter.
-  if (Status st = protocol::validate_request(g); !st) {
+  // What the request needs of a node: its template's tools (for tool
+  // definitions, calls or results in the conversation), grammars.
+  req.routing.needs_tools = !g.tools.empty();
+  for (const auto& m : g.messages) req.routing.needs_tools |= !m.tool_calls.empty() || m.role == "tool";
+  req.routing.needs_grammar = g.response_format.type != protocol::ResponseFormat::Type::text;
+
+  // Range checks shared with the engine, and the schema keywords the grammar
+  // enforces (checked again on the node, which sealed requests reach
+  // unseen); their messages name the parameter.
+  Status st = protocol::validate_request(g);
+  if (st) st = protocol::check_request_schemas(g);
+  if (!st) {
     // The engine's messages start with the parameter in quotes: 'top_p' must …
     const std::string& msg = st.error().message;
     std::string param;
@@ -531,9 +544,15 @@ std::string completion_body(const std::string& id, int64_t created, const std::s
   out += ",\"model\":";
   append_json_string(out, model);
   out += ",\"system_fingerprint\":null,\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-  if (r.sealed) out += "null";
+  // Only calls: content is null, as OpenAI answers.
+  if (r.sealed || (r.text.empty() && !r.tool_calls.empty())) out += "null";
   else append_json_string(out, r.text);
-  out += ",\"refusal\":null},\"logprobs\":";
+  out += ",\"refusal\":null";
+  if (!r.tool_calls.empty()) {
+    out += ',';
+    detail::append_message_tool_calls(out, r.tool_calls);
+  }
+  out += "},\"logprobs\":";
   if (r.logprobs_requested) append_logprobs_content(out, r.logprobs);
   else out += "null";
   out += ",\"finish_reason\":\"";
@@ -593,6 +612,14 @@ void ChunkWriter::content(std::string& out, std::string_view text, const std::ve
   out += "}\n\n";
 }
 
+void ChunkWriter::tool_calls(std::string& out, const std::vector<protocol::ToolCallDelta>& calls) {
+  open_chunk(out);
+  detail::append_delta_tool_calls(out, calls);
+  out += "},\"logprobs\":null,\"finish_reason\":null}]";
+  if (include_usage_) out += ",\"usage\":null";
+  out += "}\n\n";
+}
+
 void ChunkWriter::finish(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& lps,
                          protocol::FinishReason reason, const Provenance& provenance) {
   open_chunk(out);
@@ -631,6 +658,40 @@ void ChunkWriter::error(std::string& out, const ApiError& e) {
   out += "data: ";
   out += error_body(e);
   out += "\n\n";
+}
+
+void ChunkWriter::sealed_error(std::string& out, const ApiError& e, std::string_view node_id,
+                               const protocol::SealedChunk& chunk) {
+  out += "data: ";
+  out += sealed_error_body(e, node_id, {chunk});
+  out += "\n\n";
+}
+
+std::string sealed_error_body(const ApiError& e, std::string_view node_id, const std::vector<protocol::SealedChunk>& chunks) {
+  std::string out = error_body(e);
+  out.pop_back();  // the closing brace
+  out += ",\"agora_sealed\":{\"node_id\":";
+  append_json_string(out, node_id);
+  out += ",\"chunks\":[";
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (i) out += ',';
+    append_sealed_chunk(out, chunks[i]);
+  }
+  out += "]}}";
+  return out;
+}
+
+void add_tool_call_deltas(std::vector<protocol::ToolCallDelta>& calls, const std::vector<protocol::ToolCallDelta>& deltas) {
+  for (const auto& d : deltas) {
+    auto it = std::find_if(calls.begin(), calls.end(), [&](const auto& c) { return c.index == d.index; });
+    if (it == calls.end()) {
+      calls.push_back(d);
+      continue;
+    }
+    if (it->id.empty()) it->id = d.id;
+    if (it->name.empty()) it->name = d.name;
+    it->arguments += d.arguments;
+  }
 }
 
 }  // namespace agora::openai

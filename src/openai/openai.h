@@ -21,7 +21,9 @@ namespace agora::openai {
 
 struct RequestLimits {
   size_t max_messages = 2048;
-  unsigned max_json_depth = 32;
+  // A tool schema may nest 16 schema levels (two JSON levels each) below
+  // tools[i].function.parameters: 48 leaves room for that.
+  unsigned max_json_depth = 48;
   size_t max_stop = 4;
 };
 
@@ -48,8 +50,9 @@ inline constexpr int64_t kMaxConversationTtlS = 365LL * 24 * 3600;
 bool valid_conversation_id(std::string_view id);
 
 // Parses and validates a request body. Unknown fields are ignored; fields we
-// cannot honour yet (n > 1, tools, JSON response formats) give a 400 naming
-// the parameter.
+// cannot honour (n > 1, the deprecated functions, tools other than
+// functions, schema keywords no grammar enforces) give a 400 naming the
+// parameter.
 std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, const RequestLimits& limits);
 
 // Provenance attached to every response (the "agora" extension object).
@@ -78,9 +81,20 @@ struct CompletionResult {
   std::string text;
   std::vector<protocol::TokenLogprob> logprobs;
   bool logprobs_requested = false;
+  // The calls the model made, assembled from the deltas (add_tool_call_deltas).
+  std::vector<protocol::ToolCallDelta> tool_calls;
   protocol::FinishReason finish = protocol::FinishReason::stop;
   protocol::Usage usage;
 };
+
+// Joins streamed call fragments into whole calls: a fragment with a new
+// index starts a call, one with a known index adds to its arguments.
+void add_tool_call_deltas(std::vector<protocol::ToolCallDelta>& calls, const std::vector<protocol::ToolCallDelta>& deltas);
+
+// The error answer to a sealed request whose node sealed the real reason:
+// {"error":…,"agora_sealed":{"node_id":…,"chunks":[…]}} — every chunk of the
+// answer so far, the error's (final) last; the client opens them in order.
+std::string sealed_error_body(const ApiError& e, std::string_view node_id, const std::vector<protocol::SealedChunk>& chunks);
 
 // The non-streaming chat.completion object.
 std::string completion_body(const std::string& id, int64_t created, const std::string& model,
@@ -94,6 +108,8 @@ class ChunkWriter {
 
   // A content chunk (finish_reason null). Appends the event to `out`.
   void content(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& logprobs);
+  // A chunk of tool-call fragments (delta.tool_calls, finish_reason null).
+  void tool_calls(std::string& out, const std::vector<protocol::ToolCallDelta>& calls);
   // The chunk that carries finish_reason, with any last text; without
   // include_usage it also carries the provenance object.
   void finish(std::string& out, std::string_view text, const std::vector<protocol::TokenLogprob>& logprobs,
@@ -107,6 +123,10 @@ class ChunkWriter {
   static void done(std::string& out);
   // An error event after streaming began; the stream then closes.
   static void error(std::string& out, const ApiError& e);
+  // The same for a sealed request whose node sealed the real reason: the
+  // event carries sealed_error_body() with the final chunk.
+  static void sealed_error(std::string& out, const ApiError& e, std::string_view node_id,
+                           const protocol::SealedChunk& chunk);
 
  private:
   void open_chunk(std::string& out);

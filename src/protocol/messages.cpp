@@ -150,6 +150,54 @@ bool read_sealed_chunk(Reader& r, std::optional<SealedChunk>& out) {
   return true;
 }
 
+void put_tool_call_deltas(std::string& out, const std::vector<ToolCallDelta>& calls) {
+  out += ",\"tool_calls\":[";
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const auto& c = calls[i];
+    if (i) out += ',';
+    out += "{\"index\":";
+    append_json_number(out, int64_t{c.index});
+    if (!c.id.empty()) {
+      out += ",\"id\":";
+      append_json_string(out, c.id);
+    }
+    if (!c.name.empty()) {
+      out += ",\"name\":";
+      append_json_string(out, c.name);
+    }
+    if (!c.arguments.empty()) {
+      out += ",\"arguments\":";
+      append_json_string(out, c.arguments);
+    }
+    out += '}';
+  }
+  out += ']';
+}
+
+// An optional "tool_calls" array of call fragments (protocol 2).
+bool read_tool_call_deltas(Reader& r, std::vector<ToolCallDelta>& out) {
+  const json::array* a = r.array("tool_calls", false);
+  if (!a) return r.ok();
+  if (a->size() > kMaxToolCallDeltas) {
+    return r.fail("tool_calls", "has more than " + std::to_string(kMaxToolCallDeltas) + " entries");
+  }
+  for (size_t i = 0; i < a->size(); ++i) {
+    const std::string where = r.where() + ".tool_calls[" + std::to_string(i) + "]";
+    if (!(*a)[i].is_object()) return r.fail("tool_calls", "must hold objects");
+    Reader cr((*a)[i].get_object(), where);
+    ToolCallDelta c;
+    if (!cr.integer("index", c.index) || !cr.str("id", c.id, false) || !cr.str("name", c.name, false) ||
+        !cr.str("arguments", c.arguments, false)) {
+      return r.fail("tool_calls", "is malformed: " + cr.error().message);
+    }
+    if (c.index < 0 || c.index > kMaxToolCallIndex) {
+      return r.fail("tool_calls", "index must be from 0 to " + std::to_string(kMaxToolCallIndex));
+    }
+    out.push_back(std::move(c));
+  }
+  return true;
+}
+
 void put_usage(std::string& out, const Usage& u) {
   out += "{\"prompt_tokens\":";
   append_json_number(out, int64_t{u.prompt_tokens});
@@ -482,6 +530,7 @@ void encode_delta(std::string& out, const Delta& d) {
     out += ",\"logprobs\":";
     put_logprobs(out, d.logprobs);
   }
+  if (!d.tool_calls.empty()) put_tool_call_deltas(out, d.tool_calls);
   if (d.sealed) put_sealed_chunk(out, *d.sealed);
   out += '}';
 }
@@ -514,14 +563,20 @@ std::string encode(const Message& m) {
             o["region"] = msg.region;
             json::array models;
             for (const auto& a : msg.models) {
-              models.push_back(json::object{{"name", a.name},
-                                            {"sha256", a.sha256},
-                                            {"quantization", a.quantization},
-                                            {"architecture", a.architecture},
-                                            {"parameters", a.parameters},
-                                            {"context_length", a.context_length},
-                                            {"ctx_per_slot", a.ctx_per_slot},
-                                            {"slots", a.slots}});
+              json::object m{{"name", a.name},
+                             {"sha256", a.sha256},
+                             {"quantization", a.quantization},
+                             {"architecture", a.architecture},
+                             {"parameters", a.parameters},
+                             {"context_length", a.context_length},
+                             {"ctx_per_slot", a.ctx_per_slot},
+                             {"slots", a.slots}};
+              if (msg.protocol >= 2) {
+                m["capabilities"] = json::object{{"tools", a.capabilities.tools},
+                                                 {"parallel_tool_calls", a.capabilities.parallel_tool_calls},
+                                                 {"grammar", a.capabilities.grammar}};
+              }
+              models.push_back(std::move(m));
             }
             o["models"] = std::move(models);
             json::array gpus;
@@ -579,6 +634,11 @@ std::string encode(const Message& m) {
             o["code"] = msg.code;
             o["message"] = msg.message;
             o["retryable"] = msg.retryable;
+            if (msg.sealed) {
+              o["sealed"] = json::object{{"seq", msg.sealed->seq},
+                                         {"final", msg.sealed->final},
+                                         {"ciphertext", crypto::to_base64(msg.sealed->ciphertext)}};
+            }
           }
           out = json::serialize(o);
         }
@@ -606,6 +666,7 @@ Result<Message> decode(std::string_view frame) {
     if (auto* lps = r.array("logprobs", false)) {
       if (!read_logprobs(r, *lps, d.logprobs)) return r.error();
     }
+    if (!read_tool_call_deltas(r, d.tool_calls)) return r.error();
     if (!read_sealed_chunk(r, d.sealed)) return r.error();
     if (!r.ok()) return r.error();
     return Message{std::move(d)};
@@ -683,6 +744,7 @@ Result<Message> decode(std::string_view frame) {
         !r.boolean("retryable", f.retryable, false)) {
       return r.error();
     }
+    if (!read_sealed_chunk(r, f.sealed)) return r.error();
     return Message{std::move(f)};
   }
   if (type == "hello") {
@@ -703,6 +765,15 @@ Result<Message> decode(std::string_view frame) {
           !mr.integer("slots", a.slots)) {
         return mr.error();
       }
+      if (auto* c = mr.object("capabilities", false)) {
+        Reader cr(*c, mr.where() + ".capabilities");
+        if (!cr.boolean("tools", a.capabilities.tools, false) ||
+            !cr.boolean("parallel_tool_calls", a.capabilities.parallel_tool_calls, false) ||
+            !cr.boolean("grammar", a.capabilities.grammar, false)) {
+          return cr.error();
+        }
+      }
+      if (!mr.ok()) return mr.error();
       h.models.push_back(std::move(a));
     }
     if (auto* hw = r.object("hardware", false)) {

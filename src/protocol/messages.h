@@ -16,7 +16,11 @@
 
 namespace agora::protocol {
 
-inline constexpr int kProtocolVersion = 1;
+// Version 2 added per-model capabilities in the hello, tool-call deltas
+// and a sealed final chunk on a sealed job's failure. The gateway still
+// accepts version 1 nodes (they get no tool or structured-output jobs).
+inline constexpr int kProtocolVersion = 2;
+inline constexpr int kMinProtocolVersion = 1;
 // WebSocket path a node connects to on the gateway's listener.
 inline constexpr std::string_view kNodePath = "/v1/node";
 // Largest frame either side accepts (a job carries the whole prompt).
@@ -33,6 +37,14 @@ inline constexpr size_t kMaxEvidenceErrorBytes = 1024;
 
 using JobId = uint64_t;
 
+// What a node can do with a model beyond plain chat (protocol 2; a version
+// 1 node has none of these).
+struct ModelCapabilities {
+  bool tools = false;                // the chat template renders tools and calls
+  bool parallel_tool_calls = false;  // ... several calls in one turn
+  bool grammar = false;              // grammar-constrained decoding (response_format)
+};
+
 struct ModelAdvert {
   std::string name;  // what clients put in "model"
   std::string sha256;
@@ -42,6 +54,7 @@ struct ModelAdvert {
   int32_t context_length = 0;  // trained context
   int32_t ctx_per_slot = 0;    // tokens of context one request can use
   int32_t slots = 0;           // concurrent requests this model serves
+  ModelCapabilities capabilities = {};
 };
 
 struct Hardware {
@@ -73,7 +86,7 @@ struct Hello {
 
 // gateway -> node, the answer to a valid Hello.
 struct Welcome {
-  int protocol = kProtocolVersion;
+  int protocol = kProtocolVersion;  // the version this session speaks (the node's)
   std::string provider_id;
   int32_t heartbeat_ms = 0;  // WebSocket pings at least this often
   // The agreement version the gateway requires now, and whether the hello
@@ -149,13 +162,18 @@ struct Cancel {
   JobId job = 0;
 };
 
-// node -> gateway: newly released text (always whole UTF-8 characters).
+// node -> gateway: newly released text (always whole UTF-8 characters)
+// and tool-call fragments (protocol 2).
 struct Delta {
   JobId job = 0;
   std::string text;
   std::vector<TokenLogprob> logprobs;
   std::optional<SealedChunk> sealed;  // a sealed job's output (text empty)
+  std::vector<ToolCallDelta> tool_calls = {};
 };
+// Most tool-call fragments one delta may carry, and the highest call index.
+inline constexpr size_t kMaxToolCallDeltas = 128;
+inline constexpr int32_t kMaxToolCallIndex = 1023;
 
 // node -> gateway: the job finished (any finish reason but error).
 struct Done {
@@ -173,6 +191,10 @@ struct Failed {
   std::string code;  // an Errc name, e.g. "invalid_argument", "unavailable"
   std::string message;
   bool retryable = false;
+  // A sealed job that failed after it was opened (protocol 2): the real
+  // code and message, as a Failed frame sealed as the final chunk; the
+  // plaintext code is generic and the message says nothing about the request.
+  std::optional<SealedChunk> sealed = {};
 };
 
 // node -> gateway: no new jobs please; in-flight ones will finish.

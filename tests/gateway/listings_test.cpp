@@ -1,6 +1,8 @@
 #include "gateway/listings.h"
 
 #include <boost/json.hpp>
+
+#include <algorithm>
 #include <gtest/gtest.h>
 
 namespace agora::gateway {
@@ -89,6 +91,52 @@ TEST(Listings, ProvidersBodyListsOnlyNodesAClientCouldSealTo) {
   q.routing.regions.clear();
   q.limit = 1;
   EXPECT_EQ(ids(q).size(), 1u);
+}
+
+std::vector<std::string> strings(const json::value& v) {
+  std::vector<std::string> out;
+  for (const auto& x : v.as_array()) out.emplace_back(x.as_string());
+  return out;
+}
+
+TEST(Listings, SupportedParametersFollowWhatTheNodesAnnounce) {
+  ModelSummary plain;
+  plain.name = "plain";
+  ModelSummary full = plain;
+  full.name = "full";
+  full.capabilities = {true, true, true};
+  const auto v = json::parse(models_body({plain, full}));
+  const auto p = strings(v.at("data").at(0).at("supported_parameters"));
+  const auto f = strings(v.at("data").at(1).at("supported_parameters"));
+  auto has = [](const std::vector<std::string>& l, const char* x) { return std::find(l.begin(), l.end(), x) != l.end(); };
+  for (const char* k : {"max_tokens", "temperature", "top_p", "stop", "seed", "logprobs"}) {
+    EXPECT_TRUE(has(p, k)) << k;
+    EXPECT_TRUE(has(f, k)) << k;
+  }
+  for (const char* k : {"tools", "tool_choice", "parallel_tool_calls", "response_format", "structured_outputs"}) {
+    EXPECT_FALSE(has(p, k)) << k;
+    EXPECT_TRUE(has(f, k)) << k;
+  }
+
+  // Per node in /v1/providers, capable nodes first (a client filters them
+  // itself; the query never says what its request needs).
+  std::unordered_map<ConnId, NodeInfo> nodes;
+  for (ConnId c = 1; c <= 6; ++c) nodes[c] = node(c, "tiny");
+  nodes[5].models[0].advert.capabilities = {true, false, true};
+  nodes[5].protocol = 2;
+  nodes[2].protocol = 1;
+  ProvidersQuery q;
+  q.model = "tiny";
+  q.limit = 2;
+  const auto listed = json::parse(providers_body(nodes, q)).at("data").as_array();
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].at("id"), "node-5");
+  EXPECT_EQ(listed[0].at("protocol"), 2);
+  EXPECT_EQ(listed[0].at("capabilities").at("tools"), true);
+  EXPECT_EQ(listed[0].at("capabilities").at("parallel_tool_calls"), false);
+  EXPECT_EQ(listed[0].at("capabilities").at("structured_outputs"), true);
+  EXPECT_TRUE(has(strings(listed[0].at("supported_parameters")), "response_format"));
+  EXPECT_EQ(listed[1].at("capabilities").at("tools"), false);
 }
 
 TEST(Listings, ProvidersBodyCarriesTheEvidenceOfALiveVerdictOnly) {

@@ -9,6 +9,8 @@
 //     loaded, then fastest, then lowest connection id);
 //   - otherwise the reason is the right one (unknown model, unmet
 //     constraint, busy, exhausted);
+//   - a request that needs tools or grammars only reaches a listing that
+//     announces them;
 // and the per-level capacity and eligibility counts match the fleet.
 #include <gtest/gtest.h>
 
@@ -49,6 +51,8 @@ struct Fleet {
       m.advert.name = kModels[static_cast<size_t>(roll(3))];
       m.advert.slots = 1 + roll(3);
       m.advert.ctx_per_slot = 512 * (1 + roll(4));
+      m.advert.capabilities.tools = roll(2) == 0;
+      m.advert.capabilities.grammar = roll(2) == 0;
       n.models.push_back(std::move(m));
     }
     const Level level = random_level();
@@ -119,6 +123,8 @@ struct Fleet {
       }
       if (!p.regions.empty() && roll(4) == 0) p.regions.push_back(p.regions.front());  // listed twice
     }
+    p.needs_tools = roll(4) == 0;
+    p.needs_grammar = roll(4) == 0;
     if (roll(4) == 0) {
       const int k = 1 + roll(4);
       for (int i = 0; i < k; ++i) p.node_ids.push_back("node-" + std::to_string(1 + roll(static_cast<int>(next))));
@@ -153,6 +159,7 @@ Expected oracle(const Router& r, const std::string& model, const RoutingPreferen
       if (n.level < need) continue;
       if (!p.regions.empty() && !listed(p.regions, n.region)) continue;
       if (!p.node_ids.empty() && !listed(p.node_ids, n.node_id)) continue;
+      if ((p.needs_tools && !m.advert.capabilities.tools) || (p.needs_grammar && !m.advert.capabilities.grammar)) continue;
       e.eligible.insert(id);
       const bool tried = std::find(exclude.begin(), exclude.end(), id) != exclude.end();
       if (tried) continue;
@@ -194,6 +201,9 @@ TEST(RouterProperty, AttestedRequestsOnlyReachNodesAtTheirLevelAndServableOnesAr
         EXPECT_EQ(std::get<2>(best), pk->conn);
         ASSERT_LT(pk->model_index, n->models.size());
         EXPECT_EQ(n->models[pk->model_index].advert.name, model);
+        const auto& caps = n->models[pk->model_index].advert.capabilities;
+        EXPECT_TRUE((!p.needs_tools || caps.tools) && (!p.needs_grammar || caps.grammar))
+            << "a listing without what the request needs was picked";
         if (required_level(p) != Level::standard) ++attested_picks;
         continue;
       }
@@ -216,7 +226,7 @@ TEST(RouterProperty, AttestedRequestsOnlyReachNodesAtTheirLevelAndServableOnesAr
         // eligible() agrees with the oracle (it ignores recipients and tries).
         RoutingPreferences q = p;
         const auto e2 = oracle(f.router, model, q, {});
-        EXPECT_EQ(f.router.eligible(model, required_level(p), p.regions), e2.eligible.size());
+        EXPECT_EQ(f.router.eligible(model, required_level(p), p.regions, required_needs(p)), e2.eligible.size());
       }
     }
     // Nodes per level match the fleet.

@@ -46,8 +46,9 @@ struct Harness {
     return c;
   }
 
-  // A node serving `model` with `slots`, at `level`.
-  FakeLink& node(ConnId conn, int slots = 1, Level level = Level::standard, std::string model = "m") {
+  // A node serving `model` with `slots`, at `level` (and `caps`).
+  FakeLink& node(ConnId conn, int slots = 1, Level level = Level::standard, std::string model = "m",
+                 protocol::ModelCapabilities caps = {}) {
     NodeInfo n;
     n.conn = conn;
     n.node_id = "node-" + std::to_string(conn);
@@ -57,6 +58,7 @@ struct Harness {
     a.sha256 = std::string(64, 'a');
     a.slots = slots;
     a.ctx_per_slot = 512;
+    a.capabilities = caps;
     n.models.push_back(NodeModel{a, 0});
     router.add(std::move(n));
     if (level != Level::standard) router.set_level(conn, level);
@@ -456,6 +458,71 @@ TEST(Scheduler, AGatewayOriginatedJobRunsWithItsOwnAdmissionAndSink) {
   EXPECT_EQ(probe_sink.events[0].delta.text, "ok");
   probe.reset();  // the source lets go: its admission settles
   EXPECT_EQ(limiter->admit("arena", one_at_a_time, 8, h.clock.now()).refusal, RateLimiter::Refusal::none);
+}
+
+}  // namespace
+}  // namespace agora::gateway
+
+namespace agora::gateway {
+namespace {
+
+TEST(Scheduler, ToolAndStructuredRequestsGoOnlyToNodesThatSupportThem) {
+  Harness h;
+  auto& plain = h.node(1, 4);
+  FakeSink s1;
+  auto tools = h.job(s1);
+  tools->request.routing.needs_tools = true;
+  auto err = h.scheduler.submit(tools);
+  ASSERT_TRUE(err);
+  EXPECT_EQ(err->status, 503);
+  EXPECT_EQ(err->code, "no_eligible_provider");
+  EXPECT_THAT(err->message, HasSubstr("tools"));
+  FakeSink s2;
+  auto structured = h.job(s2);
+  structured->request.routing.needs_grammar = true;
+  err = h.scheduler.submit(structured);
+  ASSERT_TRUE(err);
+  EXPECT_THAT(err->message, HasSubstr("response_format"));
+  EXPECT_TRUE(plain.jobs.empty());
+
+  auto& capable = h.node(2, 1, Level::standard, "m", {true, true, true});
+  EXPECT_FALSE(h.scheduler.submit(tools).has_value());
+  ASSERT_EQ(capable.jobs.size(), 1u);
+  // The capable node is full: the next tool request waits in its own queue,
+  // and plain requests behind it are not held up.
+  FakeSink s3, s4;
+  auto waiting = h.job(s3);
+  waiting->request.routing.needs_tools = true;
+  EXPECT_FALSE(h.scheduler.submit(waiting).has_value());
+  EXPECT_EQ(waiting->state, Job::State::queued);
+  auto next_plain = h.submitted(s4);
+  EXPECT_EQ(next_plain->state, Job::State::running);
+  EXPECT_EQ(plain.jobs.size(), 1u);
+  h.done(2, 1);
+  EXPECT_EQ(waiting->state, Job::State::running);
+  EXPECT_EQ(capable.jobs.size(), 2u);
+}
+
+TEST(Scheduler, ASealedJobsFailureKeepsTheNodesSealedChunk) {
+  Harness h;
+  h.node(1);
+  FakeSink s;
+  auto j = h.job(s);
+  j->request.sealed.emplace();
+  ASSERT_FALSE(h.scheduler.submit(j).has_value());
+  protocol::Failed f{1, "invalid_argument", "the sealed request failed", false, protocol::SealedChunk{0, true, "ct"}};
+  h.scheduler.on_failed(1, std::move(f));
+  ASSERT_THAT(s.kinds(), ElementsAre(Kind::failed));
+  ASSERT_TRUE(s.events[0].sealed_failure.has_value());
+  EXPECT_EQ(s.events[0].sealed_failure->ciphertext, "ct");
+  EXPECT_EQ(s.events[0].error.status, 400);
+
+  // A plain job's failure never carries one, whatever the node sends.
+  FakeSink p;
+  h.submitted(p);
+  h.scheduler.on_failed(1, protocol::Failed{2, "internal", "x", false, protocol::SealedChunk{0, true, "ct"}});
+  ASSERT_THAT(p.kinds(), ElementsAre(Kind::failed));
+  EXPECT_FALSE(p.events[0].sealed_failure.has_value());
 }
 
 }  // namespace
