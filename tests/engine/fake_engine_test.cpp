@@ -784,3 +784,67 @@ TEST(FakeEngineOptions, ValidationAndConstruction) {
 
 }  // namespace
 }  // namespace agora::engine
+
+namespace agora::engine {
+namespace {
+
+GenerationRequest with_tools(std::vector<std::string> names) {
+  GenerationRequest r = chat("call something");
+  for (auto& n : names) r.tools.push_back({std::move(n), "", "", false});
+  return r;
+}
+
+TEST(FakeEngine, ScriptedToolCallsStreamAsFragmentsAndFinishWithToolCalls) {
+  FakeEngineOptions o = options(2, 16);
+  o.tool_calls = 2;
+  auto e = make_fake_engine(o);
+  const auto caps = e->chat_capabilities();
+  EXPECT_TRUE(caps.tools);
+  EXPECT_TRUE(caps.parallel_tool_calls);
+  EXPECT_FALSE(caps.grammar);
+  Recorder rec;
+  const Completion c = run(*e, with_tools({"a", "b"}), rec);
+  EXPECT_EQ(c.finish, FinishReason::tool_calls);
+  ASSERT_EQ(c.tool_calls.size(), 2u);
+  EXPECT_EQ(c.tool_calls[0].name, "a");
+  EXPECT_EQ(c.tool_calls[1].name, "b");
+  EXPECT_EQ(c.tool_calls[0].arguments, "{\"n\":0}");
+  EXPECT_EQ(c.tool_calls[1].arguments, "{\"n\":1}");
+  EXPECT_NE(c.tool_calls[0].id, c.tool_calls[1].id);
+  ASSERT_EQ(rec.events.size(), 6u);
+  EXPECT_EQ(rec.events[0].tool_calls.at(0).id, c.tool_calls[0].id);
+  EXPECT_EQ(rec.events[0].tool_calls.at(0).name, "a");
+  EXPECT_EQ(rec.events[3].tool_calls.at(0).index, 1);
+  EXPECT_EQ(c.text, "");
+  EXPECT_EQ(c.usage.completion_tokens, 6);
+}
+
+TEST(FakeEngine, ToolCallsFollowToolChoiceAndParallelism) {
+  FakeEngineOptions o = options(2, 4);
+  o.tool_calls = 3;
+  auto e = make_fake_engine(o);
+  GenerationRequest one = with_tools({"a", "b"});
+  one.parallel_tool_calls = false;
+  one.tool_choice = {ToolChoiceMode::named, "b"};
+  Recorder r1;
+  const Completion c1 = run(*e, one, r1);
+  ASSERT_EQ(c1.tool_calls.size(), 1u);
+  EXPECT_EQ(c1.tool_calls[0].name, "b");
+  GenerationRequest none = with_tools({"a"});
+  none.tool_choice.mode = ToolChoiceMode::none;
+  Recorder r2;
+  EXPECT_EQ(run(*e, none, r2).finish, FinishReason::stop);  // text, as without tools
+  GenerationRequest cut = with_tools({"a"});
+  cut.max_tokens = 4;
+  Recorder r3;
+  const Completion c3 = run(*e, cut, r3);
+  EXPECT_EQ(c3.finish, FinishReason::length);
+  EXPECT_EQ(c3.tool_calls.size(), 2u);  // the second call was begun
+  // Without the option the fake announces no tools.
+  EXPECT_FALSE(make_fake_engine(options())->chat_capabilities().tools);
+  EXPECT_TRUE(parse_fake_engine_spec("tool-calls=2").ok());
+  EXPECT_FALSE(parse_fake_engine_spec("tool-calls=129").ok());
+}
+
+}  // namespace
+}  // namespace agora::engine
