@@ -230,7 +230,9 @@ struct ChatFormat::Impl {
       }
     }
     in.tool_choice = to_common(r.tool_choice.mode);
-    in.parallel_tool_calls = r.parallel_tool_calls && r.tool_choice.mode != ToolChoiceMode::named;
+    // Several calls only where the template can render them (the next
+    // turn must show them) and the request allows it.
+    in.parallel_tool_calls = r.parallel_tool_calls && caps.parallel_tool_calls && r.tool_choice.mode != ToolChoiceMode::named;
     using Type = ResponseFormat::Type;
     if (r.response_format.type == Type::json_schema) in.json_schema = r.response_format.schema;
     if (r.response_format.type == Type::json_object) in.json_schema = R"({"type":"object"})";

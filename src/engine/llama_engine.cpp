@@ -310,7 +310,10 @@ class LlamaEngine final : public Engine {
         const auto ids = tokenize_text(vocab_, text, false, true);
         if (ids.size() == 1) job->preserved.push_back(ids[0]);
       }
-      if (plan->parser) job->calls = std::make_unique<ToolCallStream>(plan->parser);
+      // Only calls need parsing out: a structured answer is its text, as
+      // generated (a length-cut one too), whatever the template's parser
+      // would trim.
+      if (plan->parser && !request.tools.empty()) job->calls = std::make_unique<ToolCallStream>(plan->parser);
     }
     if (job->prompt.empty()) return make_error(Errc::invalid_argument, "the prompt is empty");
     if (static_cast<int32_t>(job->prompt.size()) >= n_ctx_slot_) {

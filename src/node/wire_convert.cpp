@@ -73,7 +73,15 @@ std::vector<protocol::TokenLogprob> to_wire(const std::vector<engine::TokenLogpr
 std::vector<protocol::ToolCallDelta> to_wire(const std::vector<engine::ToolCallDelta>& calls) {
   std::vector<protocol::ToolCallDelta> out;
   out.reserve(calls.size());
-  for (const auto& c : calls) out.push_back(protocol::ToolCallDelta{c.index, c.id, c.name, c.arguments});
+  for (const auto& c : calls) {
+    // One entry per call and event, as OpenAI streams them: a call's opening
+    // fragment and its first arguments travel together.
+    if (!out.empty() && out.back().index == c.index && c.id.empty() && c.name.empty()) {
+      out.back().arguments += c.arguments;
+      continue;
+    }
+    out.push_back(protocol::ToolCallDelta{c.index, c.id, c.name, c.arguments});
+  }
   return out;
 }
 

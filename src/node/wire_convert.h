@@ -17,6 +17,8 @@ protocol::FinishReason to_wire(engine::FinishReason f);
 protocol::Usage to_wire(const engine::Usage& u);
 protocol::Timings to_wire(const engine::Timings& t);
 std::vector<protocol::TokenLogprob> to_wire(const std::vector<engine::TokenLogprob>& lps);
+// Consecutive fragments of one call are joined (a client reads one entry per
+// call index in a chunk).
 std::vector<protocol::ToolCallDelta> to_wire(const std::vector<engine::ToolCallDelta>& calls);
 
 }  // namespace agora::node

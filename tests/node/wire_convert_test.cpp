@@ -83,3 +83,23 @@ TEST(WireConvert, ResultsKeepEveryField) {
 
 }  // namespace
 }  // namespace agora::node
+
+namespace agora::node {
+namespace {
+
+TEST(WireConvert, ToolCallFragmentsOfOneCallJoinInOneEntry) {
+  const std::vector<engine::ToolCallDelta> in = {
+      {0, "call_a", "f", ""}, {0, "", "", "{"}, {0, "", "", "}"}, {1, "call_b", "g", ""}, {1, "", "", "{}"}};
+  const auto out = to_wire(in);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0].index, 0);
+  EXPECT_EQ(out[0].id, "call_a");
+  EXPECT_EQ(out[0].name, "f");
+  EXPECT_EQ(out[0].arguments, "{}");
+  EXPECT_EQ(out[1].id, "call_b");
+  EXPECT_EQ(out[1].arguments, "{}");
+  EXPECT_EQ(to_wire(std::vector<engine::ToolCallDelta>{{2, "", "", "x"}}).at(0).index, 2);
+}
+
+}  // namespace
+}  // namespace agora::node
