@@ -225,7 +225,7 @@ test('a silent node (SIGSTOP) is evicted after node_timeout_ms, and comes back a
                ' tok'.repeat(2));
 });
 
-test('bad input: malformed JSON, wrong types, n=2 and tools are 400s naming the parameter', async () => {
+test('bad input: malformed JSON, wrong types, n=2 and bad tools are 400s naming the parameter', async () => {
   const { gw, client } = await setup({ nodes: ['name=fake,tokens=2'] });
   const post = (body) => gw.raw('POST', '/v1/chat/completions', { key: gw.key, body,
                                                                   headers: { 'content-type': 'application/json' } });
@@ -256,9 +256,15 @@ test('bad input: malformed JSON, wrong types, n=2 and tools are 400s naming the 
     return true;
   });
   const tools = [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: {} } } }];
-  await assert.rejects(client.chat.completions.create({ model: 'fake', messages, tools }), (e) => {
+  await assert.rejects(client.chat.completions.create({ model: 'fake', messages, tools: [{ type: 'retrieval' }] }), (e) => {
     assert.ok(e instanceof OpenAI.BadRequestError, `${e}`);
-    assert.equal(e.param, 'tools');
+    assert.equal(e.param, 'tools[0].type');
+    return true;
+  });
+  // Valid tools, but this model's node cannot render them: a 503 naming the constraint.
+  await assert.rejects(client.chat.completions.create({ model: 'fake', messages, tools }), (e) => {
+    assert.equal(e.status, 503, `${e}`);
+    assert.match(e.message, /tools: no provider serving this model supports tool calling/);
     return true;
   });
   // None of it hurt the gateway.

@@ -140,13 +140,27 @@ function memoryHolds(pid, needle) {
   return found;
 }
 
-test('the gateway never sees plaintext: a canary is in no log, file or byte of its memory; the node has it', async () => {
+// The canary runs through every part of a request the gateway must not see:
+// messages, a tool's description and parameters, an assistant's call and a
+// tool's result.
+function canaryRequest(canary) {
+  return {
+    model: MODEL, max_tokens: 3500, ignore_eos: true, stream: true,
+    tools: [{ type: 'function', function: { name: 'lookup', description: `find ${canary}`,
+      parameters: { type: 'object', properties: { q: { type: 'string', description: `like ${canary}` } } } } }],
+    tool_choice: 'none',  // text, so ignore_eos keeps it running (no grammar)
+    messages: [{ role: 'system', content: `keep ${canary}` }, { role: 'user', content: `say ${canary}` },
+               { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function',
+                 function: { name: 'lookup', arguments: JSON.stringify({ q: canary }) } }] },
+               { role: 'tool', tool_call_id: 'call_1', content: `result ${canary}` }],
+  };
+}
+
+test('the gateway never sees plaintext: a canary (messages, tools, calls, results) is in no log, file or byte of its memory; the node has it', async () => {
   const canary = `CANARY${Date.now().toString(36)}${Math.random().toString(36).slice(2)}`;
   // A long answer keeps the request (and its messages) alive in the real
   // node's engine while both processes are searched.
-  const stream = await proxy.client.chat.completions.create({
-    model: MODEL, messages: [{ role: 'system', content: `keep ${canary}` }, { role: 'user', content: `say ${canary}` }],
-    max_tokens: 3500, ignore_eos: true, stream: true });
+  const stream = await proxy.client.chat.completions.create(canaryRequest(canary));
   const it = stream[Symbol.asyncIterator]();
   assert.ok((await it.next()).value, 'the answer began');
   assert.ok(memoryHolds(realNode.pid, canary), 'the node decrypted the prompt (so the search works)');
