@@ -262,7 +262,7 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
 
   // Reads more of the body; false when it is complete or failed.
   static awaitable<bool> read_more(Upstream& up) {
-    if (up.parser.is_done()) co_return false;
+    if (up.parser.is_done() || !up.error.empty()) co_return false;
     beast::get_lowest_layer(up.conn->stream).expires_after(std::chrono::minutes(5));
     auto [ec, n] = co_await http::async_read_some(up.conn->stream, up.conn->buffer, up.parser, as_tuple_awaitable);
     if (ec && ec != http::error::need_buffer) {
@@ -417,11 +417,15 @@ class ProxyImpl final : public Proxy, public std::enable_shared_from_this<ProxyI
     const Chosen cand = choose(std::get<Candidates>(found), r);
     if (cand.recipients.empty() && !std::get<Candidates>(found).nodes.empty()) {
       // Nodes are there, but none supports what the request needs.
+      bool any_tools = false;
+      for (const auto& n : std::get<Candidates>(found).nodes) any_tools = any_tools || n.tools;
+      const bool tools_missing = r.routing.needs_tools && !any_tools;
       const ApiError e = api_error(
           503, "no_eligible_provider",
           std::string("No provider can serve this request under ") +
-              (r.routing.needs_tools ? "tools: no provider serving this model supports tool calling"
-                                     : "response_format: no provider serving this model supports structured outputs") +
+              (tools_missing ? "tools: no provider serving this model supports tool calling"
+                             : "response_format: no provider serving this model supports structured outputs") +
+              (r.routing.needs_tools && !tools_missing ? " together with tool calling" : "") +
               " end to end; nothing was sent");
       co_return co_await send_error(s, req, e);
     }

@@ -159,6 +159,12 @@ SealedStream::Step SealedStream::refuse(std::string why, std::string& out) {
 SealedStream::Step SealedStream::event(std::string_view data, std::string& out) {
   if (data == "[DONE]") {
     if (!opener_ || !opener_->finished() || !done_) return refuse("it ends without its final chunk (truncated)", out);
+    if (!finish_written_) {
+      // The gateway left out its finish chunk: the client still gets one.
+      static const std::vector<protocol::TokenLogprob> kNone;
+      writer_->finish(out, "", kNone, done_->finish, provenance_of(json::object{}, node_));
+      finish_written_ = true;
+    }
     openai::ChunkWriter::done(out);
     return Step::done;
   }
@@ -247,8 +253,10 @@ SealedStream::Step SealedStream::on_plain(const json::object& o, std::string& ou
   const bool has_choices = choices && choices->is_array() && !choices->get_array().empty();
   if (has_choices) {
     if (!done_) return refuse("the end of the answer came before its sealed final chunk", out);
+    if (finish_written_) return refuse("a second finish chunk", out);
     static const std::vector<protocol::TokenLogprob> kNone;
     writer_->finish(out, "", kNone, done_->finish, provenance_of(o, node_));
+    finish_written_ = true;
   } else if (o.contains("usage") && shape_.include_usage) {
     if (!done_) return refuse("usage came before the sealed final chunk", out);
     writer_->usage(out, done_->usage, provenance_of(o, node_));

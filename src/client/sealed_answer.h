@@ -74,6 +74,7 @@ class SealedStream {
   std::optional<protocol::sealed::ResponseOpener> opener_;
   std::string node_;
   std::optional<protocol::Done> done_;
+  bool finish_written_ = false;
   std::string why_;
 };
 

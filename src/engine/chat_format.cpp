@@ -411,7 +411,10 @@ void ToolCallStream::release(bool final, std::string& content, std::vector<ToolC
     content.append(msg.content, content_sent_.size());
     content_sent_ = msg.content;
   }
-  for (size_t i = 0; i < msg.tool_calls.size(); ++i) {
+  // At most kMaxToolCallsPerMessage calls (what a request may send back):
+  // calls beyond them are not released, so indexes stay bounded.
+  const size_t n_calls = std::min(msg.tool_calls.size(), kMaxToolCallsPerMessage);
+  for (size_t i = 0; i < n_calls; ++i) {
     const auto& c = msg.tool_calls[i];
     if (i == calls_.size()) {
       calls_.push_back({c.id.empty() ? new_tool_call_id() : c.id, "", ""});
@@ -419,7 +422,7 @@ void ToolCallStream::release(bool final, std::string& content, std::vector<ToolC
     }
     ToolCall& mine = calls_[i];
     // A name is certain once its arguments began, a later call exists, or the output ended.
-    const bool name_done = final || !c.arguments.empty() || i + 1 < msg.tool_calls.size();
+    const bool name_done = final || !c.arguments.empty() || i + 1 < msg.tool_calls.size();  // (all parsed calls)
     if (!header_sent_[i]) {
       if (!name_done || c.name.empty()) break;
       mine.name = c.name;
@@ -435,7 +438,7 @@ void ToolCallStream::release(bool final, std::string& content, std::vector<ToolC
   // The answer's calls are the final parse's (ids as streamed); a call that
   // never got a name is no call.
   std::vector<ToolCall> done;
-  for (size_t i = 0; i < msg.tool_calls.size() && i < calls_.size(); ++i) {
+  for (size_t i = 0; i < n_calls && i < calls_.size(); ++i) {
     if (!header_sent_[i]) continue;
     done.push_back({calls_[i].id, calls_[i].name, msg.tool_calls[i].arguments});
   }

@@ -93,7 +93,8 @@ void append_attestation(std::string& body, const NodeInfo& n) {
 // constraints — so the client can choose and check candidates itself.
 // Each listed node may carry up to 128 KiB of evidence: the listing is
 // bounded (providers_query.h) and built on the loop. Nodes that support
-// tools and grammars come first, so a client that needs them (and filters
+// tools and grammars come first, then those with one of them, so a client
+// that needs them (and filters
 // by "capabilities" itself: the query never says what a request holds)
 // finds them within the limit.
 std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, const ProvidersQuery& q) {
@@ -104,7 +105,8 @@ std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, co
   const Level need = required_level(wanted);
   const auto& regions = wanted.regions;
   size_t listed = 0;
-  for (int pass = 0; pass < 2; ++pass) {
+  // Three passes: nodes with tools and grammars, then with one of them, then the rest.
+  for (int pass = 0; pass < 3; ++pass) {
   for (const auto& [conn, n] : nodes) {
     if (listed == limit) break;
     if (n.level < need || n.held || n.draining || n.identity_key.empty()) continue;
@@ -114,8 +116,7 @@ std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, co
       if (nm.advert.name == model) m = &nm.advert;
     }
     if (!m) continue;
-    const bool full = m->capabilities.tools && m->capabilities.grammar;
-    if (full != (pass == 0)) continue;
+    if (2 - int{m->capabilities.tools} - int{m->capabilities.grammar} != pass) continue;
     body += listed++ ? ",{\"id\":" : "{\"id\":";
     append_json_string(body, n.node_id);
     body += ",\"object\":\"provider.node\",\"provider_id\":";

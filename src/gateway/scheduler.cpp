@@ -233,6 +233,8 @@ void Scheduler::on_delta(ConnId conn, protocol::Delta d, Clock::TimePoint receiv
   auto it = lit->second.jobs.find(d.job);
   if (it == lit->second.jobs.end()) return;
   Job& job = *it->second;
+  // Calls only answer a request that offered tools (a sealed one's are sealed).
+  if (!d.tool_calls.empty() && job.request.generation.tools.empty()) d.tool_calls.clear();
   if (!job.saw_output) {
     job.saw_output = true;
     job.first_token = received;

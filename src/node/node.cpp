@@ -151,7 +151,13 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
   // frame each, and an idle writer still sends every token at once.
   void send_delta(protocol::Delta d) {
     if (!ws_) return;
-    if (auto it = queued_delta_.find(d.job); it != queued_delta_.end()) {
+    auto it = queued_delta_.find(d.job);
+    // A queued delta grows until it holds the most fragments a frame may.
+    if (it != queued_delta_.end() && it->second->tool_calls.size() + d.tool_calls.size() > protocol::kMaxToolCallDeltas) {
+      queued_delta_.erase(it);
+      it = queued_delta_.end();
+    }
+    if (it != queued_delta_.end()) {
       protocol::Delta& q = *it->second;
       q.text += d.text;
       for (auto& lp : d.logprobs) q.logprobs.push_back(std::move(lp));
@@ -358,11 +364,15 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
         co_await wake_.async_wait(as_tuple_awaitable);
         continue;
       }
+      if (auto& front = outbox_.front(); front.delta) {
+        // Only if it is the job's delta being grown (a full one was let go).
+        auto q = queued_delta_.find(front.delta->job);
+        if (q != queued_delta_.end() && q->second == &*front.delta) queued_delta_.erase(q);
+      }
       Outgoing next = std::move(outbox_.front());
       outbox_.pop_front();
       std::string frame = std::move(next.frame);
       if (next.delta) {
-        queued_delta_.erase(next.delta->job);
         frame.reserve(64 + next.delta->text.size());
         protocol::encode_delta(frame, *next.delta);
       }

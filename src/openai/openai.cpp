@@ -410,6 +410,10 @@ std::variant<ChatRequest, ApiError> parse_chat_request(std::string_view body, co
   // definitions, calls or results in the conversation), grammars.
   req.routing.needs_tools = !g.tools.empty();
   for (const auto& m : g.messages) req.routing.needs_tools |= !m.tool_calls.empty() || m.role == "tool";
+  if (req.conversation_id && req.routing.needs_tools) {
+    return invalid_request("conversation_id", "conversation memory does not keep tool calls; send the whole "
+                                              "conversation in 'messages' instead of 'conversation_id'");
+  }
   req.routing.needs_grammar = g.response_format.type != protocol::ResponseFormat::Type::text;
 
   // Range checks shared with the engine, and the schema keywords the grammar

@@ -146,12 +146,15 @@ std::optional<ApiError> parse_tool_fields(const json::object& o, protocol::Gener
   if (auto* v = field(o, "response_format")) {
     if (auto e = parse_response_format(*v, g.response_format)) return e;
   }
+  // Without tools, "none", "auto" and parallel_tool_calls are accepted and
+  // mean nothing (clients send them by default); "required" and a named
+  // function are refused by the request rules.
   return std::nullopt;
 }
 
 std::optional<ApiError> parse_message_tool_calls(const json::value& v, const std::string& param,
                                                  std::vector<protocol::ToolCall>& out) {
-  if (!v.is_array()) return must_be(param, "an array of tool calls");
+  if (!v.is_array() || v.get_array().empty()) return must_be(param, "a non-empty array of tool calls");
   if (v.get_array().size() > kMaxToolCallsPerMessage) {
     return invalid_request(param, "'" + param + "' may hold at most " + std::to_string(kMaxToolCallsPerMessage) + " calls");
   }

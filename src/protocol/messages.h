@@ -192,8 +192,9 @@ struct Failed {
   std::string message;
   bool retryable = false;
   // A sealed job that failed after it was opened (protocol 2): the real
-  // code and message, as a Failed frame sealed as the final chunk; the
-  // plaintext code is generic and the message says nothing about the request.
+  // code and message, as a Failed frame sealed as the final chunk. The
+  // plaintext keeps the code (an Errc class: it picks the HTTP status and
+  // retries) and `retryable`; its message says nothing about the request.
   std::optional<SealedChunk> sealed = {};
 };
 

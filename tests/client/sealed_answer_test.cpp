@@ -157,6 +157,27 @@ TEST(SealedAnswer, StreamedToolCallsOpenIntoDeltaToolCalls) {
   EXPECT_EQ(ev[3], json::value("[DONE]"));
 }
 
+TEST(SealedAnswer, TheClientGetsExactlyOneFinishChunkWhateverTheGatewaySends) {
+  const std::string finish = R"({"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"agora":{}})";
+  {
+    Exchange x;
+    SealedStream s(x.seal, kShape);
+    std::string out;
+    ASSERT_EQ(s.event(sealed_event(x.chunk(done(protocol::FinishReason::length), true)), out), SealedStream::Step::more);
+    ASSERT_EQ(s.event(finish, out), SealedStream::Step::more);
+    EXPECT_EQ(s.event(finish, out), SealedStream::Step::failed);  // a second one is a forgery
+    EXPECT_THAT(s.why(), HasSubstr("second finish"));
+  }
+  Exchange x;
+  SealedStream s(x.seal, kShape);
+  std::string out;
+  ASSERT_EQ(s.event(sealed_event(x.chunk(done(protocol::FinishReason::length), true)), out), SealedStream::Step::more);
+  EXPECT_EQ(s.event("[DONE]", out), SealedStream::Step::done);  // the gateway left its finish chunk out
+  const auto ev = events_of(out);
+  ASSERT_EQ(ev.size(), 2u);
+  EXPECT_EQ(ev[0].at("choices").at(0).at("finish_reason"), "length");
+}
+
 TEST(SealedAnswer, AStreamedSealedErrorIsTheNodesErrorAndForgeriesAreRefused) {
   Exchange x;
   SealedStream s(x.seal, kShape);

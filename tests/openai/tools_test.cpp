@@ -162,6 +162,17 @@ TEST(ToolsCodec, BadCallsAndResultsNameTheParameter) {
             "messages[0].tool_calls[0].function.arguments");
 }
 
+TEST(ToolsCodec, ToolOptionsWithoutToolsAndToolsWithConversationMemoryAreRefused) {
+  // Without tools only the choices that need one are refused.
+  EXPECT_FALSE(ok(with(R"("tool_choice":"none","parallel_tool_calls":true)")).routing.needs_tools);
+  EXPECT_EQ(err(with(R"("tool_choice":{"type":"function","function":{"name":"f"}})")).param, "tool_choice");
+  EXPECT_EQ(err(R"({"model":"m","messages":[{"role":"assistant","tool_calls":[]}]})").param, "messages[0].tool_calls");
+  // Conversation memory keeps text turns only: calls would be lost.
+  EXPECT_EQ(err(with(std::string(R"("conversation_id":"c1","tools":[)") + std::string(kWeather) + "]")).param,
+            "conversation_id");
+  EXPECT_EQ(ok(with(R"("conversation_id":"c1")")).conversation_id, "c1");
+}
+
 TEST(ToolsCodec, ResponseFormats) {
   EXPECT_EQ(ok(with(R"("response_format":{"type":"text"})")).generation.response_format.type, Format::text);
   const ChatRequest j = ok(with(R"("response_format":{"type":"json_object"})"));
