@@ -134,6 +134,7 @@ void add_bench_commands(CLI::App& app) {
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   eng->callback([a] { run_bench_engine(*a); });
+  add_bench_grammar_command(*bench);
 }
 
 }  // namespace agora::cli

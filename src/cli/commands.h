@@ -15,6 +15,8 @@ namespace agora::cli {
 
 void add_model_commands(CLI::App& app);
 void add_bench_commands(CLI::App& app);
+// `agora bench grammar` under `bench` (bench_grammar.cpp).
+void add_bench_grammar_command(CLI::App& bench);
 void add_up_command(CLI::App& app);
 void add_admin_commands(CLI::App& app);  // keys, providers
 void add_audit_commands(CLI::App& app);  // audit verify, query, export, checkpoint

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <stdexcept>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -212,7 +213,9 @@ struct Job {
   int32_t n_generated = 0;  // sampled tokens
   llama_token next = -1;    // sampled, still to be decoded
   int32_t logits_idx = -1;  // row of this step's batch whose logits we sample
-  SamplerPtr sampler;
+  SamplerPtr sampler;       // the request's chain (penalties, truncation, temperature, draw)
+  SamplerPtr grammar;       // tools / structured output: the grammar, checked after the draw
+  std::vector<llama_token_data> candidates;  // scratch for the grammar path
   std::unique_ptr<TokenTextStream> text;
   std::vector<std::string> stops;                   // the request's and the template's
   std::vector<llama_token> preserved;               // special tokens the parser must see
@@ -300,9 +303,14 @@ class LlamaEngine final : public Engine {
         return make_error(Errc::invalid_argument, "'ignore_eos' cannot be combined with a grammar (tools or response_format)");
       }
       job->prompt = tokenize_plan(*plan);
-      auto sampler = make_sampler(request, &*plan);
+      auto sampler = make_sampler(request, nullptr);
       if (!sampler) return sampler.error();
       job->sampler = std::move(*sampler);
+      if (!plan->grammar.empty()) {
+        auto g = grammar_sampler(*plan);
+        if (!g) return g.error();
+        job->grammar = std::move(*g);
+      }
       for (auto& s : plan->stops) {
         if (std::find(job->stops.begin(), job->stops.end(), s) == job->stops.end()) job->stops.push_back(std::move(s));
       }
@@ -421,15 +429,10 @@ class LlamaEngine final : public Engine {
     return g;
   }
 
-  Result<SamplerPtr> make_sampler(const GenerationRequest& r, const ChatPlan* plan) const {
+  Result<SamplerPtr> make_sampler(const GenerationRequest& r, const ChatPlan* /*plan*/) const {
     llama_sampler_chain_params cp = llama_sampler_chain_default_params();
     cp.no_perf = true;
     SamplerPtr chain(llama_sampler_chain_init(cp));
-    if (plan && !plan->grammar.empty()) {
-      auto g = grammar_sampler(*plan);
-      if (!g) return g.error();
-      llama_sampler_chain_add(chain.get(), g->release());  // the chain owns it
-    }
     std::vector<llama_logit_bias> bias;
     for (const auto& [t, b] : r.sampling.logit_bias) bias.push_back({t, b});
     if (r.ignore_eos) {
@@ -605,7 +608,7 @@ class LlamaEngine final : public Engine {
     const int32_t idx = j.logits_idx;
     llama_token t = -1;
     try {
-      t = llama_sampler_sample(j.sampler.get(), ctx_.get(), idx);
+      t = j.grammar ? sample_with_grammar(j, idx) : llama_sampler_sample(j.sampler.get(), ctx_.get(), idx);
     } catch (const std::exception& e) {  // a grammar left with no token it allows
       j.result.error = make_error(Errc::internal, std::string("sampling failed: ") + e.what());
       finish(s, FinishReason::error);
@@ -633,6 +636,36 @@ class LlamaEngine final : public Engine {
     } else {
       j.next = t;
     }
+  }
+
+  // Draw, then check the grammar on the drawn token alone; only when it is
+  // refused, constrain every candidate and draw again (as llama.cpp's server
+  // does). The result has the constrained distribution — p(t) when allowed,
+  // plus the refused mass spread over the allowed tokens as p(t)/Z — at the
+  // cost of one grammar check per token instead of one per vocabulary entry.
+  llama_token sample_with_grammar(Job& j, int32_t idx) {
+    const float* logits = llama_get_logits_ith(ctx_.get(), idx);
+    auto draw = [&](bool constrained) {
+      j.candidates.resize(static_cast<size_t>(n_vocab_));
+      for (int32_t i = 0; i < n_vocab_; ++i) j.candidates[static_cast<size_t>(i)] = {i, logits[i], 0.0f};
+      llama_token_data_array all{j.candidates.data(), j.candidates.size(), -1, false};
+      if (constrained) llama_sampler_apply(j.grammar.get(), &all);
+      llama_sampler_apply(j.sampler.get(), &all);
+      if (all.selected < 0 || static_cast<size_t>(all.selected) >= all.size) {
+        throw std::runtime_error("no token was drawn");
+      }
+      const llama_token_data& pick = all.data[all.selected];
+      if (constrained && pick.logit == -INFINITY) throw std::runtime_error("the grammar allows no token here");
+      return pick.id;
+    };
+    llama_token t = draw(false);
+    llama_token_data one{t, 1.0f, 0.0f};
+    llama_token_data_array single{&one, 1, -1, false};
+    llama_sampler_apply(j.grammar.get(), &single);
+    if (one.logit == -INFINITY) t = draw(true);
+    llama_sampler_accept(j.grammar.get(), t);
+    llama_sampler_accept(j.sampler.get(), t);
+    return t;
   }
 
   void emit(Job& j, StreamEvent ev, bool last = false) {
