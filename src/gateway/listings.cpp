@@ -107,36 +107,36 @@ std::string providers_body(const std::unordered_map<ConnId, NodeInfo>& nodes, co
   size_t listed = 0;
   // Three passes: nodes with tools and grammars, then with one of them, then the rest.
   for (int pass = 0; pass < 3; ++pass) {
-  for (const auto& [conn, n] : nodes) {
-    if (listed == limit) break;
-    if (n.level < need || n.held || n.draining || n.identity_key.empty()) continue;
-    if (!regions.empty() && std::find(regions.begin(), regions.end(), n.region) == regions.end()) continue;
-    const protocol::ModelAdvert* m = nullptr;
-    for (const auto& nm : n.models) {
-      if (nm.advert.name == model) m = &nm.advert;
+    for (const auto& [conn, n] : nodes) {
+      if (listed == limit) break;
+      if (n.level < need || n.held || n.draining || n.identity_key.empty()) continue;
+      if (!regions.empty() && std::find(regions.begin(), regions.end(), n.region) == regions.end()) continue;
+      const protocol::ModelAdvert* m = nullptr;
+      for (const auto& nm : n.models) {
+        if (nm.advert.name == model) m = &nm.advert;
+      }
+      if (!m) continue;
+      if (2 - int{m->capabilities.tools} - int{m->capabilities.grammar} != pass) continue;
+      body += listed++ ? ",{\"id\":" : "{\"id\":";
+      append_json_string(body, n.node_id);
+      body += ",\"object\":\"provider.node\",\"provider_id\":";
+      append_json_string(body, n.provider_id);
+      body += ",\"identity_key\":";
+      append_json_string(body, n.identity_key);
+      body += ",\"region\":";
+      append_json_string(body, n.region);
+      body += ",\"model\":";
+      append_json_string(body, m->name);
+      body += ",\"model_sha256\":";
+      append_json_string(body, m->sha256);
+      body += fmt::format(",\"ctx_per_slot\":{},\"slots\":{},\"protocol\":{}", m->ctx_per_slot, m->slots, n.protocol);
+      body += fmt::format(",\"capabilities\":{{\"tools\":{},\"parallel_tool_calls\":{},\"structured_outputs\":{}}},",
+                          m->capabilities.tools, m->capabilities.parallel_tool_calls, m->capabilities.grammar);
+      append_supported_parameters(body, m->capabilities);
+      body += ",\"attestation\":";
+      append_attestation(body, n);
+      body += '}';
     }
-    if (!m) continue;
-    if (2 - int{m->capabilities.tools} - int{m->capabilities.grammar} != pass) continue;
-    body += listed++ ? ",{\"id\":" : "{\"id\":";
-    append_json_string(body, n.node_id);
-    body += ",\"object\":\"provider.node\",\"provider_id\":";
-    append_json_string(body, n.provider_id);
-    body += ",\"identity_key\":";
-    append_json_string(body, n.identity_key);
-    body += ",\"region\":";
-    append_json_string(body, n.region);
-    body += ",\"model\":";
-    append_json_string(body, m->name);
-    body += ",\"model_sha256\":";
-    append_json_string(body, m->sha256);
-    body += fmt::format(",\"ctx_per_slot\":{},\"slots\":{},\"protocol\":{}", m->ctx_per_slot, m->slots, n.protocol);
-    body += fmt::format(",\"capabilities\":{{\"tools\":{},\"parallel_tool_calls\":{},\"structured_outputs\":{}}},",
-                        m->capabilities.tools, m->capabilities.parallel_tool_calls, m->capabilities.grammar);
-    append_supported_parameters(body, m->capabilities);
-    body += ",\"attestation\":";
-    append_attestation(body, n);
-    body += '}';
-  }
   }
   body += "]}";
   return body;

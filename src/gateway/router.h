@@ -17,7 +17,7 @@
 // Cost: every (node, model) pair that could take a job now sits in an ordered
 // index per model, level and set of needs it meets (and per region too), kept up to
 // date by add, remove, acquire, release, set_draining, set_held, set_level
-// and record_ttft (O(levels x log n) each), so pick() takes the first entry
+// and record_ttft (O(levels x need sets x log n) each, at most 3 x 4 sets), so pick() takes the first entry
 // that is not excluded: O(regions asked x excluded nodes), independent of
 // how many nodes serve the model.
 #pragma once
