@@ -185,17 +185,23 @@ SealedStream::Step SealedStream::event(std::string_view data, std::string& out) 
   return on_plain(o, out);
 }
 
+// The first chunk binds the stream to its node's context; later ones must
+// come from the same node. Why not, or nullptr.
+const char* SealedStream::bind(std::string_view node) {
+  if (!opener_) {
+    const auto* ctx = context_for(seal_, node);
+    if (!ctx) return "answered by a node it was not sealed to";
+    opener_.emplace(*ctx);
+    node_ = std::string(node);
+    return nullptr;
+  }
+  return node == node_ ? nullptr : "chunks from two nodes";
+}
+
 SealedStream::Step SealedStream::on_sealed(const json::object& chunk, std::string& out) {
   const auto* n = chunk.if_contains("node_id");
   if (!n || !n->is_string()) return refuse("a sealed chunk without its node", out);
-  if (!opener_) {
-    const auto* ctx = context_for(seal_, n->get_string());
-    if (!ctx) return refuse("answered by a node it was not sealed to", out);
-    opener_.emplace(*ctx);
-    node_ = std::string(n->get_string());
-  } else if (n->get_string() != node_) {
-    return refuse("chunks from two nodes", out);
-  }
+  if (auto why = bind(n->get_string())) return refuse(why, out);
   if (opener_->finished()) return refuse("a chunk after the final one", out);
   auto opened = open_chunk(*opener_, json::value(chunk));
   if (!opened) return refuse(opened.error().message, out);
@@ -224,14 +230,7 @@ SealedStream::Step SealedStream::on_error(const json::object& event, std::string
   const auto* node = bo ? bo->if_contains("node_id") : nullptr;
   const auto* chunks = bo ? bo->if_contains("chunks") : nullptr;
   if (!node || !node->is_string() || !chunks || !chunks->is_array()) return refuse("a malformed sealed error", out);
-  if (!opener_) {
-    const auto* ctx = context_for(seal_, node->get_string());
-    if (!ctx) return refuse("answered by a node it was not sealed to", out);
-    opener_.emplace(*ctx);
-    node_ = std::string(node->get_string());
-  } else if (node->get_string() != node_) {
-    return refuse("chunks from two nodes", out);
-  }
+  if (auto why = bind(node->get_string())) return refuse(why, out);
   std::optional<protocol::Failed> failed;
   for (const auto& c : chunks->get_array()) {
     auto opened = open_chunk(*opener_, c);

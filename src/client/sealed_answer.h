@@ -64,6 +64,7 @@ class SealedStream {
 
  private:
   Step refuse(std::string why, std::string& out);
+  const char* bind(std::string_view node);
   Step on_sealed(const boost::json::object& chunk, std::string& out);
   Step on_error(const boost::json::object& event, std::string& out);
   Step on_plain(const boost::json::object& event, std::string& out);
