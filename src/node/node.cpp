@@ -29,6 +29,7 @@
 #include "net/spawn.h"
 #include "net/url.h"
 #include "node/attestation_command.h"
+#include "node/job_frames.h"
 #include "node/wire_convert.h"
 #include "protocol/messages.h"
 #include "protocol/schema_rules.h"
@@ -488,21 +489,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
 
   void fail_job(protocol::JobId id, const Error& e, bool retryable,
                 const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer = nullptr) {
-    send(failed_frame(id, e, retryable, sealer));
-  }
-
-  // A job's failure. A sealed job's real code and message travel in its
-  // sealed final chunk (they may say what the request held, e.g. a schema
-  // keyword); the plaintext frame carries the code and a generic message.
-  static std::string failed_frame(protocol::JobId id, const Error& e, bool retryable,
-                                  const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
-    protocol::Failed f{id, std::string(errc_name(e.code)), e.message, retryable};
-    if (!sealer) return protocol::encode(f);
-    auto ct = sealer->seal(protocol::encode(protocol::Failed{0, f.code, f.message, false}), /*final=*/true);
-    if (!ct) return protocol::encode(protocol::Failed{id, "internal", "cannot seal the response", false});
-    f.message = "the sealed request failed (the reason is in its sealed answer)";
-    f.sealed = protocol::SealedChunk{sealer->next_sequence() - 1, true, std::move(*ct)};
-    return protocol::encode(f);
+    send(failed_frame(id, e, retryable, sealer.get()));
   }
 
   // A sealed job: refused when replayed or stale, opened with the node's
@@ -527,30 +514,6 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
     }
     sealer = std::make_shared<sealed::ResponseSealer>(opened->context);
     return std::move(opened->request);
-  }
-
-  // The frame for a finished job: plaintext, or for a sealed job its final
-  // chunk (the authenticated finish reason and usage), sealed on the loop
-  // after every delta.
-  std::string done_frame(protocol::JobId id, const engine::Completion& c,
-                         const std::shared_ptr<protocol::sealed::ResponseSealer>& sealer) {
-    if (c.finish == engine::FinishReason::error) {
-      const Error e = c.error ? *c.error : Error{Errc::internal, "generation failed"};
-      return failed_frame(id, e, false, sealer);
-    }
-    protocol::Done d{id, to_wire(c.finish), to_wire(c.usage), to_wire(c.timings), std::nullopt};
-    if (sealer) {
-      const std::string plain = protocol::encode(protocol::Done{0, d.finish, d.usage, d.timings, std::nullopt});
-      // The gateway learns no more than usage tells it: a call is a "stop".
-      if (d.finish == protocol::FinishReason::tool_calls) d.finish = protocol::FinishReason::stop;
-      auto ct = sealer->seal(plain, /*final=*/true);
-      if (!ct) {
-        protocol::Failed f{id, "internal", "cannot seal the response: " + ct.error().message, false};
-        return protocol::encode(f);
-      }
-      d.sealed = protocol::SealedChunk{sealer->next_sequence() - 1, true, std::move(*ct)};
-    }
-    return protocol::encode(d);
   }
 
   // The engine's callbacks for a job: each event is posted to the loop
@@ -580,7 +543,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       if (auto self = weak.lock()) {
         asio::post(io_, [self, id, session, sealer, c = std::move(c)]() mutable {
           self->jobs_.erase(id);
-          if (self->session_ == session) self->send(self->done_frame(id, c, sealer));
+          if (self->session_ == session) self->send(done_frame(id, c, sealer.get()));
           self->maybe_finish_drain();
         });
       }
