@@ -162,14 +162,7 @@ class NodeImpl final : public Node, public std::enable_shared_from_this<NodeImpl
       protocol::Delta& q = *it->second;
       q.text += d.text;
       for (auto& lp : d.logprobs) q.logprobs.push_back(std::move(lp));
-      for (auto& c : d.tool_calls) {
-        // A call's next argument fragment joins the one still queued.
-        if (!q.tool_calls.empty() && q.tool_calls.back().index == c.index && c.id.empty() && c.name.empty()) {
-          q.tool_calls.back().arguments += c.arguments;
-        } else {
-          q.tool_calls.push_back(std::move(c));
-        }
-      }
+      for (auto& c : d.tool_calls) protocol::append_tool_call_fragment(q.tool_calls, std::move(c));
       return;
     }
     const protocol::JobId job = d.job;

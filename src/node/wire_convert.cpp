@@ -73,15 +73,9 @@ std::vector<protocol::TokenLogprob> to_wire(const std::vector<engine::TokenLogpr
 std::vector<protocol::ToolCallDelta> to_wire(const std::vector<engine::ToolCallDelta>& calls) {
   std::vector<protocol::ToolCallDelta> out;
   out.reserve(calls.size());
-  for (const auto& c : calls) {
-    // One entry per call and event, as OpenAI streams them: a call's opening
-    // fragment and its first arguments travel together.
-    if (!out.empty() && out.back().index == c.index && c.id.empty() && c.name.empty()) {
-      out.back().arguments += c.arguments;
-      continue;
-    }
-    out.push_back(protocol::ToolCallDelta{c.index, c.id, c.name, c.arguments});
-  }
+  // One entry per call and event, as OpenAI streams them: a call's opening
+  // fragment and its first arguments travel together.
+  for (const auto& c : calls) protocol::append_tool_call_fragment(out, {c.index, c.id, c.name, c.arguments});
   return out;
 }
 

@@ -91,6 +91,16 @@ struct ToolCallDelta {
   std::string arguments;
 };
 
+// Appends a fragment, joining it to the last one when it continues the same
+// call (same index, no id or name of its own): one entry per call in a run.
+inline void append_tool_call_fragment(std::vector<ToolCallDelta>& out, ToolCallDelta f) {
+  if (!out.empty() && out.back().index == f.index && f.id.empty() && f.name.empty()) {
+    out.back().arguments += f.arguments;
+  } else {
+    out.push_back(std::move(f));
+  }
+}
+
 struct TopLogprob {
   TokenId token = 0;
   std::string text;  // raw bytes of the token (may be part of a character)
