@@ -138,4 +138,19 @@ inline bool b64(Reader& r, std::string_view key, std::string& out) {
   return true;
 }
 
+// A frame or request (`what`) as a JSON object, within the size and depth
+// limits. Errors: too_large, invalid_argument (not JSON, not an object).
+inline Result<json::value> parse_object(std::string_view text, std::string_view what, size_t max_bytes,
+                                        unsigned max_depth) {
+  const std::string w(what);
+  if (text.size() > max_bytes) return make_error(Errc::too_large, "protocol: " + w + " too large");
+  json::parse_options opts;
+  opts.max_depth = max_depth;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec, {}, opts);
+  if (ec) return bad(w + " is not valid JSON: " + ec.message());
+  if (!v.is_object()) return bad(w + " must be a JSON object");
+  return v;
+}
+
 }  // namespace agora::protocol::detail

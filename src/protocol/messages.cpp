@@ -325,14 +325,9 @@ std::string encode(const Message& m) {
 }
 
 Result<Message> decode(std::string_view frame) {
-  if (frame.size() > kMaxFrameBytes) return make_error(Errc::too_large, "protocol: frame too large");
-  json::parse_options opts;
-  opts.max_depth = kMaxJsonDepth;
-  boost::system::error_code ec;
-  json::value v = json::parse(frame, ec, {}, opts);
-  if (ec) return bad("frame is not valid JSON: " + ec.message());
-  if (!v.is_object()) return bad("frame must be a JSON object");
-  const auto& o = v.get_object();
+  auto v = parse_object(frame, "frame", kMaxFrameBytes, kMaxJsonDepth);
+  if (!v) return v.error();
+  const auto& o = v->get_object();
   Reader r(o, "frame");
   std::string type;
   if (!r.str("type", type)) return r.error();

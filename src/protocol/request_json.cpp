@@ -224,17 +224,12 @@ using detail::Reader;
 std::string encode_request(const GenerationRequest& r) { return json::serialize(detail::request_to_json(r)); }
 
 Result<GenerationRequest> decode_request(std::string_view text) {
-  if (text.size() > kMaxFrameBytes) return make_error(Errc::too_large, "protocol: request too large");
-  json::parse_options opts;
-  opts.max_depth = kMaxJsonDepth;
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec, {}, opts);
-  if (ec) return bad("request is not valid JSON: " + ec.message());
-  if (!v.is_object()) return bad("request must be a JSON object");
+  auto v = detail::parse_object(text, "request", kMaxFrameBytes, kMaxJsonDepth);
+  if (!v) return v.error();
   json::object holder;
   Reader r(holder, "request");
   GenerationRequest out;
-  if (!detail::request_from_json(r, v.get_object(), out)) return r.error();
+  if (!detail::request_from_json(r, v->get_object(), out)) return r.error();
   return out;
 }
 
