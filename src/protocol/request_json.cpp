@@ -218,7 +218,6 @@ bool request_from_json(Reader& parent, const json::object& o, GenerationRequest&
 }  // namespace detail
 
 namespace json = boost::json;
-using detail::bad;
 using detail::Reader;
 
 std::string encode_request(const GenerationRequest& r) { return json::serialize(detail::request_to_json(r)); }
